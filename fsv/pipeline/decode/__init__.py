@@ -1,0 +1,1 @@
+"""Video decoding: probing metadata and reading frames."""

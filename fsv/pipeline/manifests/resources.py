@@ -1,0 +1,16 @@
+"""Paths of the dataset definitions shipped with fsv (the top-level ``manifests/`` folder)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fsv.errors import FsvInputError
+
+
+def resource_path(*parts: str) -> Path:
+    """Filesystem path of a shipped file, e.g. ``resource_path("splits", "ucf101_arn", "train.txt")``."""
+    path = Path(str(resources.files("fsv.manifests").joinpath(*parts)))
+    if not path.exists():
+        raise FsvInputError(f"fsv ships no {'/'.join(parts)} (looked in {path.parent}); reinstall fsv")
+    return path
