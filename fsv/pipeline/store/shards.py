@@ -1,0 +1,224 @@
+"""Fast row reads from the sharded Zarr v3 arrays that :class:`PartWriter` writes.
+
+zarr-python spends about a millisecond of Python and event-loop overhead per inner chunk, which
+caps whole-split loads near 0.2 GB/s (``bench/store_read.py``). The arrays fsv writes have one
+fixed shape: rows chunked along axis 0 only, ``sharding_indexed`` with its index at the end
+(``bytes`` + ``crc32c``), inner codecs ``bytes`` (little endian) and optionally ``blosc``. For those,
+this module reads the shard index once per shard file, fetches the wanted inner chunks with
+coalesced ``pread`` calls and decodes them with Blosc in a thread pool (Blosc releases the GIL).
+The files stay standard Zarr: anything else (other codecs, other readers) goes through zarr-python,
+and the tests check both paths agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import google_crc32c
+from numcodecs import blosc
+
+from fsv.errors import FsvJobError
+
+# fsv parallelises across chunks itself; Blosc's global thread pool would serialise the calls
+# made from the main thread behind one mutex.
+blosc.use_threads = False
+
+T = TypeVar("T")
+R = TypeVar("R")
+EMPTY = np.uint64(2**64 - 1)
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def thread_pool() -> ThreadPoolExecutor:
+    """The process-wide pool that fetches and decodes chunks (pread and Blosc release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="fsv-shards")
+    return _POOL
+
+
+def run_sliced(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]`` across the pool in one slice per worker (the calling thread
+    takes the first), so per-item thread hand-offs do not eat the gain on small items."""
+    n = min(_workers(), len(items))
+    if n <= 1:
+        return [fn(x) for x in items]
+    bounds = [len(items) * i // n for i in range(n + 1)]
+    slices = [items[bounds[i]:bounds[i + 1]] for i in range(n)]
+    futures = [thread_pool().submit(lambda sl: [fn(x) for x in sl], sl) for sl in slices[1:]]
+    out = [fn(x) for x in slices[0]]
+    for f in futures:
+        out += f.result()
+    return out
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """An encoded inner chunk whose first row is ``chunk_row``; rows ``[a, b)`` go to
+    ``out[a - lo : b - lo]``."""
+
+    raw: memoryview
+    chunk_row: int
+    a: int
+    b: int
+    lo: int
+    out: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Meta:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    shard_rows: int
+    chunk_rows: int
+    compressed: bool
+    fill_value: Any
+    key_suffix: str
+
+
+def parse_meta(array_dir: Path) -> _Meta | None:
+    """The layout of ``array_dir`` when it is one this reader handles, else None."""
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    try:
+        (codec,) = meta["codecs"]
+        if codec["name"] != "sharding_indexed":
+            return None
+        cfg = codec["configuration"]
+        shape = tuple(meta["shape"])
+        shard_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        chunk_shape = tuple(cfg["chunk_shape"])
+        if shard_shape[1:] != shape[1:] or chunk_shape[1:] != shape[1:] or cfg.get("index_location", "end") != "end":
+            return None
+        names = [c["name"] for c in cfg["codecs"]]
+        if names not in (["bytes"], ["bytes", "blosc"]) or cfg["codecs"][0].get("configuration", {}).get("endian", "little") != "little":
+            return None
+        if [c["name"] for c in cfg["index_codecs"]] != ["bytes", "crc32c"]:
+            return None
+        if meta["chunk_key_encoding"] != {"name": "default", "configuration": {"separator": "/"}}:
+            return None
+        dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+    except (KeyError, TypeError, ValueError):
+        return None
+    fill = meta.get("fill_value", 0)
+    fill = float(fill) if isinstance(fill, str) else fill  # "NaN", "Infinity"
+    return _Meta(shape, dtype, shard_shape[0], chunk_shape[0], len(names) == 2, fill, "/0" * (len(shape) - 1))
+
+
+class ShardedRows:
+    """Row reader of one array directory; shard indexes are cached by (size, mtime) of the file."""
+
+    def __init__(self, array_dir: Path, meta: _Meta) -> None:
+        self.dir = array_dir
+        self.meta = meta
+        self.row_shape = meta.shape[1:]
+        self.row_items = int(np.prod(self.row_shape, dtype=np.int64))
+        self.chunks_per_shard = meta.shard_rows // meta.chunk_rows
+        self._index: dict[int, tuple[tuple[int, int], np.ndarray | None]] = {}
+
+    @classmethod
+    def open(cls, array_dir: Path) -> "ShardedRows | None":
+        meta = parse_meta(array_dir)
+        return None if meta is None else cls(array_dir, meta)
+
+    def _shard_path(self, shard: int) -> Path:
+        return self.dir / "c" / f"{shard}{self.meta.key_suffix}"
+
+    def shard_index(self, shard: int) -> np.ndarray | None:
+        """``(chunks_per_shard, 2)`` uint64 (offset, nbytes) of a shard's inner chunks; None if absent."""
+        path = self._shard_path(shard)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_size, st.st_mtime_ns)
+        hit = self._index.get(shard)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        n = self.chunks_per_shard
+        size = 16 * n + 4
+        with open(path, "rb") as f:
+            f.seek(st.st_size - size)
+            raw = f.read(size)
+        if len(raw) != size:
+            raise FsvJobError(f"{path}: truncated shard (size {st.st_size}); run `fsv store verify`")
+        if google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raise FsvJobError(f"{path}: shard index checksum mismatch (corrupt file); run `fsv store verify`")
+        index = np.frombuffer(raw[:-4], dtype="<u8").reshape(n, 2)
+        self._index[shard] = (stamp, index)
+        return index
+
+    def read(self, lo: int, hi: int, out: np.ndarray | None = None, *, parallel: bool = True) -> np.ndarray:
+        """Rows ``[lo, hi)`` as ``(hi - lo, *row shape)``, decoded into ``out`` when given;
+        chunks decode on the thread pool when ``parallel``."""
+        if out is None:
+            out = np.empty((hi - lo, *self.row_shape), dtype=self.meta.dtype)
+        tasks = self.plan(lo, hi, out)
+        if parallel and self.meta.compressed:
+            run_sliced(self.decode, tasks)
+        else:
+            for t in tasks:
+                self.decode(t)
+        return out
+
+    def plan(self, lo: int, hi: int, out: np.ndarray) -> list[ChunkTask]:
+        """Fetch the encoded chunks that hold rows ``[lo, hi)`` (one ``pread`` per shard), fill
+        absent chunks in ``out`` and return the decoding still to do (see :meth:`decode`)."""
+        if hi <= lo:
+            return []
+        cr, per = self.meta.chunk_rows, self.chunks_per_shard
+        first, last = lo // cr, (hi - 1) // cr
+        tasks: list[ChunkTask] = []
+        for shard in range(first // per, last // per + 1):
+            c0, c1 = max(first, shard * per), min(last, (shard + 1) * per - 1)
+            tasks += self._fetch(shard, c0, c1, lo, hi, out)
+        return tasks
+
+    def decode(self, task: ChunkTask) -> None:
+        """Decode one fetched chunk into its rows of the output."""
+        data = blosc.decompress(task.raw) if self.meta.compressed else task.raw
+        block = np.frombuffer(data, dtype=self.meta.dtype).reshape(-1, *self.row_shape)
+        task.out[task.a - task.lo:task.b - task.lo] = block[task.a - task.chunk_row:task.b - task.chunk_row]
+
+    def _fetch(self, shard: int, c0: int, c1: int, lo: int, hi: int, out: np.ndarray) -> list[ChunkTask]:
+        cr = self.meta.chunk_rows
+        index = self.shard_index(shard)
+        if index is None:
+            out[max(lo, c0 * cr) - lo:min(hi, (c1 + 1) * cr) - lo] = self.meta.fill_value
+            return []
+        base = shard * self.chunks_per_shard
+        entries = index[c0 - base:c1 - base + 1]
+        present = entries[:, 0] != EMPTY
+        buf = b""
+        start = 0
+        if present.any():
+            start = int(entries[present, 0].min())
+            stop = int((entries[present, 0] + entries[present, 1]).max())
+            fd = os.open(self._shard_path(shard), os.O_RDONLY)
+            try:
+                buf = os.pread(fd, stop - start, start)
+            finally:
+                os.close(fd)
+            if len(buf) != stop - start:
+                raise FsvJobError(f"{self._shard_path(shard)}: truncated shard; run `fsv store verify`")
+        view = memoryview(buf)
+        tasks = []
+        for k, chunk in enumerate(range(c0, c1 + 1)):
+            r0 = chunk * cr
+            a, b = max(lo, r0), min(hi, r0 + cr)
+            if not present[k]:
+                out[a - lo:b - lo] = self.meta.fill_value
+                continue
+            off, nbytes = int(entries[k, 0]) - start, int(entries[k, 1])
+            tasks.append(ChunkTask(view[off:off + nbytes], r0, a, b, lo, out))
+        return tasks
