@@ -1,0 +1,85 @@
+"""``fsv store verify``: check every committed video against its data and report what is wrong."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from fsv.errors import FsvError
+from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS
+from fsv.pipeline.store.store import FeatureStore
+from fsv.progress import make_progress
+
+
+@dataclass
+class VerifyReport:
+    """Problems found (each names the part, video, rows and field), plus counts."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_store(store: FeatureStore) -> VerifyReport:
+    """Read every journal entry of every part (superseded ones too) and compare its rows' CRC-32
+    with the one committed; also report unparsable journal lines, rows outside the arrays,
+    overlapping entries and leftovers of interrupted writes (``*.partial`` files, torn journal
+    tails), which are harmless but listed."""
+    report = VerifyReport()
+    fields = list(store.spec.fields)
+    journals = store.journals()
+    total = sum(len(j.entries) for j in journals.values())
+    with make_progress() as progress:
+        task = progress.add_task("verify", total=total, unit="videos")
+        for part, journal in journals.items():
+            where = f"{store.path / PARTS_DIR / part / JOURNAL}"
+            for line, why in journal.bad_lines:
+                report.problems.append(f"{where}:{line}: unreadable journal line ({why})")
+            if journal.torn_tail:
+                report.notes.append(f"{where}: ends with a torn line (an interrupted commit; its video was not committed)")
+            sizes = {}
+            for name in [*fields, SPANS]:
+                try:
+                    sizes[name] = store.array(part, name).shape[0]
+                except (FileNotFoundError, KeyError, ValueError) as e:
+                    report.problems.append(f"part {part}: array {name!r} cannot be opened ({type(e).__name__}: {e})")
+            claimed: list[tuple[int, int, str]] = []
+            for e in journal.entries:
+                progress.advance(task)
+                if e.status != "ok":
+                    continue
+                report.checked += 1
+                rows = f"rows [{e.offset}, {e.offset + e.length})"
+                claimed.append((e.offset, e.offset + e.length, e.video_id))
+                for name in fields:
+                    if name not in sizes:
+                        continue
+                    if e.offset < 0 or e.length <= 0 or e.offset + e.length > sizes[name]:
+                        report.problems.append(f"part {part}, video {e.video_id!r}: {rows} outside array {name!r} of {sizes[name]} rows")
+                        continue
+                    try:
+                        data = store.read_range(part, name, e.offset, e.offset + e.length)
+                    except (FsvError, OSError, ValueError, RuntimeError) as err:
+                        report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: unreadable ({err})")
+                        continue
+                    want = e.crc32.get(name)
+                    got = zlib.crc32(data.tobytes())
+                    if want is None:
+                        report.problems.append(f"part {part}, video {e.video_id!r}: no checksum for field {name!r} in the journal")
+                    elif got != want:
+                        report.problems.append(
+                            f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: checksum mismatch "
+                            f"(stored {want:#010x}, data {got:#010x}); the data is corrupt, re-extract this video"
+                        )
+            claimed.sort()
+            for (a0, a1, va), (b0, b1, vb) in zip(claimed, claimed[1:]):
+                if b0 < a1:
+                    report.problems.append(f"part {part}: videos {va!r} and {vb!r} claim overlapping rows [{b0}, {min(a1, b1)})")
+            partials = sorted(p.name for p in (store.path / PARTS_DIR / part).rglob("*.partial"))
+            if partials:
+                report.notes.append(f"part {part}: {len(partials)} leftover *.partial file(s) from an interrupted write")
+    return report
