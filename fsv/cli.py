@@ -25,8 +25,8 @@ app.add_typer(manifest_app, name="manifest")
 app.add_typer(store_app, name="store")
 app.add_typer(datasets_app, name="datasets")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("fsv")
 
 

@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first.
+# Installation never replaces a torch already in .venv: it is pinned by a constraint file.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test bench
+setup: $(VENV)/.fsv-installed
+
+$(VENV)/.fsv-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/fsv demo --out fsv-demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/store_read.py

@@ -1,0 +1,56 @@
+"""Generic fixtures shared by fsv's tests: the reference data folder and tiny real videos."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` next to the project; the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def write_video(
+    path: str | Path,
+    n_frames: int = 16,
+    fps: float = 25,
+    size: tuple[int, int] = (64, 48),
+    codec: str = "mpeg4",
+    seed: int = 0,
+) -> Path:
+    """Encode ``n_frames`` coloured, noisy RGB frames of ``size`` (width, height) at ``fps`` into ``path``."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = fps if isinstance(fps, int) else Fraction(str(fps)).limit_denominator(100000)
+    width, height = size
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(n_frames):
+            img = np.empty((height, width, 3), dtype=np.uint8)
+            img[...] = ((i * 37) % 256, (i * 91 + 64) % 256, (255 - i * 13) % 256)
+            img ^= rng.integers(0, 32, img.shape, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def make_video():
+    """``make_video(path, n_frames=16, fps=25, size=(64, 48), codec="mpeg4")`` writes a small real video."""
+    pytest.importorskip("av")
+    return write_video
