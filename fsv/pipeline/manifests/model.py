@@ -174,7 +174,7 @@ class Manifest:
         if path.suffix == ".jsonl":
             for r in self.records:
                 row = r.to_row()
-                buf.write(json.dumps({k: v for k, v in row.items() if v != ""}) + "\n")
+                buf.write(json.dumps({k: v for k, v in row.items() if v != "" or k in REQUIRED_COLUMNS}) + "\n")
         else:
             writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
@@ -198,7 +198,7 @@ class Manifest:
         if not path.is_file():
             raise FsvInputError(f"manifest {path} does not exist; build one with `fsv manifest build`")
         own = problems if problems is not None else ProblemList()
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         lines = text.splitlines()
         header: dict[str, Any] = {}
         first = 0
@@ -243,10 +243,13 @@ def _csv_rows(lines: list[str], first: int, source: str, problems: ProblemList) 
     if unknown:
         problems.add(source, first + 1, f"unknown column(s) {unknown}; allowed: {list(COLUMNS)}")
     out = []
-    # csv.reader's line_num counts physical lines, so quoted newlines keep line numbers right.
+    # csv.reader's line_num counts physical lines, so quoted newlines keep line numbers right;
+    # a record starts on the line after the previous record's last line.
     start_line = first + 1
+    consumed = reader.line_num
     for values in reader:
-        line = start_line + reader.line_num - 1
+        line = start_line + consumed
+        consumed = reader.line_num
         if not values or all(not v.strip() for v in values):
             continue
         if len(values) != len(columns):

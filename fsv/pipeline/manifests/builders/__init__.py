@@ -24,7 +24,7 @@ BUILDERS: dict[str, Builder] = {
     "csv": build_csv,
 }
 
-ALIASES = {"ucf101": "ucf101_arn", "hmdb51": "hmdb51_arn", "kinetics100": "kinetics_cmn", "kinetics_cmn": "kinetics_cmn"}
+ALIASES = {"ucf101": "ucf101_arn", "hmdb51": "hmdb51_arn", "kinetics100": "kinetics_cmn", "kinetics_100": "kinetics_cmn"}
 
 
 def dataset_names() -> list[str]:

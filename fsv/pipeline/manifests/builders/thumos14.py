@@ -52,6 +52,9 @@ def _from_json(path: Path, problems: ProblemList) -> tuple[list[VideoRecord], li
             segments = [Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in info.get("annotations", [])]
             ambiguous = tuple((float(s), float(e)) for s, e in info.get("ambiguous", []))
             subset = str(info["subset"])
+            fps = float(info["fps"]) if info.get("fps") else None
+            duration = float(info["duration"]) if info.get("duration") else None
+            num_frames = int(info["num_frames"]) if info.get("num_frames") else None
         except (KeyError, TypeError, ValueError, IndexError) as e:
             problems.add(str(path), None, f"{where}: malformed entry ({type(e).__name__}: {e})", vid)
             continue
@@ -61,9 +64,9 @@ def _from_json(path: Path, problems: ProblemList) -> tuple[list[VideoRecord], li
                 path=f"{subset}/{vid}.mp4",
                 label=_video_label(segments),
                 split=subset,
-                fps=float(info["fps"]) if info.get("fps") else None,
-                duration=float(info["duration"]) if info.get("duration") else None,
-                num_frames=int(info["num_frames"]) if info.get("num_frames") else None,
+                fps=fps,
+                duration=duration,
+                num_frames=num_frames,
                 segments=tuple(sorted(segments, key=lambda s: (s.start, s.end))),
                 ambiguous=ambiguous,
             )
