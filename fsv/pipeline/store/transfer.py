@@ -11,7 +11,7 @@ Pickled arrays are never loaded (``allow_pickle=False``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _folder_items(folder: Path) -> Iterator[tuple[str, str, callable]]:
+def _folder_items(folder: Path) -> Iterator[tuple[str, str, Callable[[], dict[str, np.ndarray]]]]:
     for p in sorted(folder.rglob("*")):
         if p.suffix == ".npy":
             yield p.relative_to(folder).with_suffix("").as_posix(), str(p), lambda p=p: {"": np.load(p, allow_pickle=False)}
@@ -49,7 +49,7 @@ def _folder_items(folder: Path) -> Iterator[tuple[str, str, callable]]:
             yield p.relative_to(folder).with_suffix("").as_posix(), str(p), lambda p=p: _npz_arrays(p)
 
 
-def _h5_items(path: Path, field_names: set[str]) -> Iterator[tuple[str, str, callable]]:
+def _h5_items(path: Path, field_names: set[str]) -> Iterator[tuple[str, str, Callable[[], dict[str, np.ndarray]]]]:
     f = h5py.File(path, "r")
     found: list[str] = []
     f.visit(lambda name: found.append(name) if isinstance(f[name], h5py.Dataset) else None)
