@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fsv.errors import FsvInputError
@@ -22,7 +21,7 @@ from fsv.pipeline.decode.probe import probe_video
 from fsv.pipeline.decode.reader import read_frames
 from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.sampling import tsn_indices
-from fsv.pipeline.spec import FeatureSpec, get_spec
+from fsv.pipeline.spec import FeatureSpec, get_spec, step_spans
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.transforms import normalize, resize_short_center_crop
 from fsv.pipeline.weights import WeightsRef
@@ -88,12 +87,10 @@ def extract(
                 continue
             x = normalize(resize_short_center_crop(frames, pre["resize_short"], pre["crop"]), pre["mean"], pre["std"]).to(device)
             grid = model(x).float().cpu().numpy()
-            seg = info.duration / segments
-            spans = np.stack([np.arange(segments) * seg, (np.arange(segments) + 1) * seg], axis=1)
             writer.write(
                 r.video_id,
                 grid,
-                spans=spans,
+                spans=step_spans(spec.sampling, segments, info.duration),
                 fps=info.fps,
                 num_frames=info.num_frames,
                 duration=info.duration,
