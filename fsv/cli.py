@@ -20,10 +20,12 @@ from fsv.errors import FsvError, FsvInputError
 app = typer.Typer(help="fsv: few-shot and weakly-supervised video action understanding.", no_args_is_help=True, pretty_exceptions_enable=False)
 manifest_app = typer.Typer(help="Build, check and show dataset manifests.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect, verify, import into and export from feature stores.", no_args_is_help=True)
+submit_app = typer.Typer(help="Run jobs as cluster job arrays (submitit: slurm, local) or on dask.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Datasets by name: data roots, manifests and store folders.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 app.add_typer(store_app, name="store")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(submit_app, name="submit")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,19 +46,9 @@ def _main(
 
 def _load_manifest(spec: str, root: Path | None = None):
     """A manifest file, or a dataset name (configured manifest, else built from shipped files)."""
-    from fsv.config import locate
-    from fsv.pipeline.manifests import Manifest, build_manifest, canonical_name, dataset_names
+    from fsv.pipeline.manifests import load_manifest
 
-    path = Path(spec)
-    if path.is_file():
-        return Manifest.read(path)
-    name = canonical_name(spec)
-    if name in dataset_names():
-        loc = locate(name)
-        if loc.manifest is not None:
-            return Manifest.read(loc.manifest)
-        return build_manifest(name, root=root or loc.root)
-    raise FsvInputError(f"{spec}: neither a manifest file nor a dataset name ({', '.join(dataset_names())})")
+    return load_manifest(spec, root)
 
 
 # ------------------------------------------------------------------------------------ manifest
@@ -222,48 +214,198 @@ def store_export(
 
 
 # ------------------------------------------------------------------------------------- extract
-@app.command("extract")
-def extract_cmd(
-    backbone: Annotated[str, typer.Option("--backbone", help="Backbone: resnet50.")],
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (see `fsv datasets list`).")] = None,
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file (with --root and --store).")] = None,
-    root: Annotated[Optional[Path], typer.Option("--root", help="Data root of the manifest's paths.")] = None,
-    store: Annotated[Optional[Path], typer.Option("--store", help="Store folder.")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Checkpoint path, or 'random' (recorded in the spec).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
-) -> None:
-    """Extract features of a dataset's videos into its feature store (resumable)."""
+BackboneOpt = Annotated[str, typer.Option("--backbone", help="resnet50 | i3d | c3d.")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (see `fsv datasets list`).")]
+ManifestOpt = Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file (with --root and --store).")]
+RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Data root of the manifest's paths.")]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store folder (default: the dataset's store for this spec).")]
+StreamsOpt = Annotated[str, typer.Option("--streams", help="i3d: rgb, flow or rgb,flow (concatenated rgb then flow).")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Checkpoint of the (RGB) model, or 'random' (recorded in the spec). Default: the weights cache.")]
+FlowWeightsOpt = Annotated[Optional[str], typer.Option("--flow-weights", help="Checkpoint of the I3D flow model, or 'random'. Default: as --weights random, else the cache.")]
+LayerOpt = Annotated[Optional[str], typer.Option("--layer", help="c3d: fc6 (default), fc7 or pool5.")]
+SamplingOpt = Annotated[Optional[str], typer.Option("--sampling", help="resnet50: tsn (default) or frames (every frame).")]
+SegmentsOpt = Annotated[Optional[int], typer.Option("--segments", help="TSN segments (default 8).")]
+TsnModeOpt = Annotated[Optional[str], typer.Option("--tsn-mode", help="TSN frame in each segment: center (default) or random.")]
+FpsOpt = Annotated[Optional[float], typer.Option("--fps", help="Snippets: resample to this frame rate first (default 25).")]
+SnippetOpt = Annotated[Optional[int], typer.Option("--snippet", help="Snippet length in frames (default 16).")]
+StrideOpt = Annotated[Optional[int], typer.Option("--stride", help="Frames between snippet starts (default 16).")]
+TenCropOpt = Annotated[bool, typer.Option("--ten-crop", help="Average features over ten crops (centre, corners, flipped).")]
+FlowOpt = Annotated[str, typer.Option("--flow", help="Optical flow for the flow stream: tvl1, dis or raft (needs torchvision).")]
+QuantizeOpt = Annotated[bool, typer.Option("--flow-quantize", help="Round flow through uint8 as the classic pipelines stored it.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Decoding (and flow) worker processes; 0 decodes in the main process.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Frames (resnet50) or snippets (i3d, c3d) per forward pass.")]
+WindowOpt = Annotated[int, typer.Option("--window", help="Frames decoded at a time per video (bounds memory on long videos).")]
+DecoderOpt = Annotated[str, typer.Option("--decoder", help="auto (decord, then torchcodec, then PyAV), decord, pyav or torchcodec.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast).")]
+RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
+
+
+def _extract_job(
+    *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
+    fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, shard=None,
+):
+    """The extraction job the options describe (weights resolved and hashed, store located)."""
     from fsv.config import locate
-    from fsv.pipeline.extract import extract, feature_spec
+    from fsv.pipeline.cluster import ExtractJob
+    from fsv.pipeline.extract import RunOptions, parse_shard
+    from fsv.pipeline.plan import DEFAULTS, make_config
     from fsv.pipeline.weights import resolve_weights
 
     if dataset is not None:
-        loc = locate(dataset)
-        m = _load_manifest(dataset)
-        root = root or loc.root
+        root = root or locate(dataset).root
         if root is None:
             raise FsvInputError(f"no data root for {dataset}: run `fsv datasets set {dataset} --root DIR` or pass --root")
+        source = dataset
     elif manifest is not None and root is not None and store is not None:
-        m = _load_manifest(str(manifest))
+        source = str(manifest)
     else:
         raise FsvInputError("give --dataset NAME, or --manifest FILE --root DIR --store DIR")
-    ref = resolve_weights(backbone, weights)
+    if backbone not in DEFAULTS:
+        raise FsvInputError(f"unknown backbone {backbone!r}; choose one of {', '.join(DEFAULTS)}")
+    stream_list = tuple(s.strip() for s in streams.split(",") if s.strip())
+    refs = {}
+    for s in stream_list:
+        model = DEFAULTS[backbone].models.get(s)
+        if model is None:
+            continue
+        given = weights if s == "rgb" else (flow_weights or ("random" if weights == "random" else None))
+        refs[s] = resolve_weights(model, given)
+    samp = {"kind": "frames" if sampling == "frames" else None, "num_segments": segments, "mode": tsn_mode, "fps": fps, "snippet": snippet, "stride": stride}
+    if sampling not in (None, "frames", "tsn", "snippets"):
+        raise FsvInputError(f"--sampling must be tsn, frames or snippets, got {sampling!r}")
+    config = make_config(
+        backbone, streams=stream_list, weights=refs, sampling={k: v for k, v in samp.items() if v is not None} or None,
+        ten_crop=ten_crop, flow={"method": flow, "quantize": flow_quantize}, layer=layer,
+    )
     if store is None:
-        spec = feature_spec(backbone, ref)
+        spec = config.spec()
         store = locate(dataset).store_path(spec.name, spec.key)
-    summary = extract(m, root, store, backbone=backbone, weights=ref, device=device, retry_failed=retry_failed)
-    table = Table(title=f"extract {backbone} -> {store}")
-    for col in ("written", "skipped (done before)", "failed", "frames", "videos/s"):
+    options = RunOptions(
+        device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder, precision=precision,
+        retry_failed=retry_failed, shard=parse_shard(shard) if shard else None,
+    )
+    return ExtractJob(source, Path(root), Path(store), config, options)
+
+
+def _print_summary(title: str, summary, strict: bool) -> None:
+    table = Table(title=title)
+    for col in ("written", "skipped (done before)", "failed", "feature steps", "frames decoded", "videos/s", "frames/s"):
         table.add_column(col, justify="right")
-    rate = summary.written / summary.seconds if summary.seconds else 0.0
-    table.add_row(str(summary.written), str(summary.skipped), str(len(summary.failed)), str(summary.frames), f"{rate:.2f}")
+    secs = summary.seconds or float("nan")
+    table.add_row(
+        str(summary.written), str(summary.skipped), str(len(summary.failed)), str(summary.steps), str(summary.frames),
+        f"{summary.written / secs:.2f}" if summary.seconds else "-", f"{summary.frames / secs:.1f}" if summary.seconds else "-",
+    )
     out.print(table)
     for vid, why in summary.failed.items():
         err.print(f"failed {vid}: {why}", markup=False, highlight=False)
+    if summary.failed:
+        err.print(f"{len(summary.failed)} video(s) failed; fix them and re-run with --retry-failed", markup=False)
     if strict and summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("extract")
+def extract_cmd(
+    backbone: BackboneOpt,
+    dataset: DatasetOpt = None,
+    manifest: ManifestOpt = None,
+    root: RootOpt = None,
+    store: StoreOpt = None,
+    streams: StreamsOpt = "rgb",
+    weights: WeightsOpt = None,
+    flow_weights: FlowWeightsOpt = None,
+    layer: LayerOpt = None,
+    sampling: SamplingOpt = None,
+    segments: SegmentsOpt = None,
+    tsn_mode: TsnModeOpt = None,
+    fps: FpsOpt = None,
+    snippet: SnippetOpt = None,
+    stride: StrideOpt = None,
+    ten_crop: TenCropOpt = False,
+    flow: FlowOpt = "tvl1",
+    flow_quantize: QuantizeOpt = False,
+    device: DeviceOpt = "cpu",
+    workers: WorkersOpt = 1,
+    batch_size: BatchOpt = None,
+    window: WindowOpt = 256,
+    decoder: DecoderOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    retry_failed: RetryOpt = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
+) -> None:
+    """Extract features of a dataset's videos into its feature store (resumable, shardable)."""
+    kw = {k: v for k, v in locals().items() if k != "strict"}
+    job = _extract_job(**kw)
+    from fsv.pipeline.cluster import run_job
+
+    summary = run_job(job)
+    _print_summary(f"extract {job.config.spec().name} -> {job.store}" + (f" (shard {shard})" if shard else ""), summary, strict)
+
+
+@submit_app.command("extract")
+def submit_extract_cmd(
+    backbone: BackboneOpt,
+    shards: Annotated[int, typer.Option("--shards", help="Number of shards (array tasks).")],
+    executor: Annotated[str, typer.Option("--executor", help="slurm (submitit job array), local (submitit processes) or dask.")] = "slurm",
+    dataset: DatasetOpt = None,
+    manifest: ManifestOpt = None,
+    root: RootOpt = None,
+    store: StoreOpt = None,
+    streams: StreamsOpt = "rgb",
+    weights: WeightsOpt = None,
+    flow_weights: FlowWeightsOpt = None,
+    layer: LayerOpt = None,
+    sampling: SamplingOpt = None,
+    segments: SegmentsOpt = None,
+    tsn_mode: TsnModeOpt = None,
+    fps: FpsOpt = None,
+    snippet: SnippetOpt = None,
+    stride: StrideOpt = None,
+    ten_crop: TenCropOpt = False,
+    flow: FlowOpt = "tvl1",
+    flow_quantize: QuantizeOpt = False,
+    device: DeviceOpt = "cpu",
+    workers: WorkersOpt = 1,
+    batch_size: BatchOpt = None,
+    window: WindowOpt = 256,
+    decoder: DecoderOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    retry_failed: RetryOpt = False,
+    folder: Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs.")] = Path("fsv-jobs"),
+    partition: Annotated[Optional[str], typer.Option("--partition", help="SLURM partition / PBS or SGE queue.")] = None,
+    time_min: Annotated[int, typer.Option("--time", help="Time limit per shard, minutes.")] = 240,
+    cpus: Annotated[int, typer.Option("--cpus", help="CPUs per shard.")] = 4,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per shard.")] = 0,
+    mem_gb: Annotated[int, typer.Option("--mem", help="Memory per shard, GB.")] = 16,
+    parallel: Annotated[int, typer.Option("--parallel", help="At most this many array tasks at once (SLURM).")] = 64,
+    dask_cluster: Annotated[str, typer.Option("--dask-cluster", help="dask executor: local (LocalCluster), slurm, pbs or sge (dask-jobqueue).")] = "local",
+    dask_workers: Annotated[int, typer.Option("--dask-workers", help="dask workers (processes or jobs).")] = 2,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the shards and print their summary.")] = True,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
+) -> None:
+    """Submit an extraction as N shards (SLURM job array, local processes or dask); all land in one store."""
+    from fsv.pipeline.cluster import ClusterOptions, submit_extract
+    from fsv.pipeline.extract import ExtractSummary
+
+    job = _extract_job(
+        backbone=backbone, dataset=dataset, manifest=manifest, root=root, store=store, streams=streams, weights=weights, flow_weights=flow_weights,
+        layer=layer, sampling=sampling, segments=segments, tsn_mode=tsn_mode, fps=fps, snippet=snippet, stride=stride, ten_crop=ten_crop, flow=flow,
+        flow_quantize=flow_quantize, device=device, workers=workers, batch_size=batch_size, window=window, decoder=decoder, precision=precision,
+        retry_failed=retry_failed,
+    )
+    cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, cpus_per_task=cpus, gpus_per_node=gpus, mem_gb=mem_gb,
+                             array_parallelism=parallel, dask_cluster=dask_cluster, dask_workers=dask_workers)
+    results = submit_extract(job, shards, executor, cluster, wait=wait)
+    if not wait:
+        out.print(f"submitted {len(results)} shard(s): {', '.join(map(str, results))}; logs in {folder}")
+        return
+    total = ExtractSummary()
+    for r in results:
+        total = total.merge(r)
+    _print_summary(f"extract {job.config.spec().name} -> {job.store} ({shards} shards on {executor})", total, strict)
 
 
 @app.command("demo")

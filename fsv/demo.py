@@ -16,8 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fsv.pipeline.extract import ExtractSummary, extract
-from fsv.pipeline.manifests import Manifest, build_manifest, check_manifest, probe_manifest
+from fsv.pipeline.extract import ExtractSummary, RunOptions, extract
+from fsv.pipeline.manifests import (
+    Manifest,
+    build_manifest,
+    check_manifest,
+    probe_manifest,
+)
+from fsv.pipeline.plan import make_config
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
 from fsv.pipeline.weights import resolve_weights
@@ -92,6 +98,6 @@ def run_demo(out: Path, *, per_class: int = 3, weights: str | None = None) -> De
     ref = resolve_weights("resnet50", weights, allow_random_fallback=True)
     if ref.path is None:
         log.warning("no ResNet-50 weights in the cache: the demo uses random weights (recorded in the store's spec)")
-    summary = extract(manifest, root, out / "store.zarr", backbone="resnet50", weights=ref)
+    summary = extract(manifest, root, out / "store.zarr", make_config("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
     store = FeatureStore.open(out / "store.zarr")
     return DemoResult(manifest, store, summary, verify_store(store), time.perf_counter() - t0)

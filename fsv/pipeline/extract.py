@@ -1,103 +1,170 @@
-"""Stage one's job: decode, sample, run a backbone, write the store — resumable, failures recorded.
+"""Stage one's job: decode, sample, run the backbone(s), write the store — resumable and shardable.
 
-This is the frame-grid path (ResNet-50 on TSN-sampled frames, ``8 x 2048 x 7 x 7`` float16 per
-video). Videos already committed are skipped; recorded failures are skipped too unless
-``retry_failed``; a video that cannot be decoded is recorded as a failure with its reason and the
-run goes on.
+Decoding (and optical flow) runs in DataLoader worker processes with prefetching
+(:mod:`fsv.pipeline.source`); the main process batches chunks of several videos through the models
+(:mod:`fsv.pipeline.infer`) and writes each finished video to its own store part. Videos already
+committed are skipped; recorded failures are skipped unless ``retry_failed``; a video that cannot be
+decoded (corrupt, truncated, empty, too short) is recorded with its reason and the run goes on.
+
+``shard=(i, n)`` processes the deterministic ``i``-th of ``n`` parts of the manifest (every ``n``-th
+video starting at ``i``, in manifest order), so the shards of a job array together cover it once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.backbones import create_backbone
-from fsv.pipeline.decode.probe import probe_video
-from fsv.pipeline.decode.reader import read_frames
+from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.manifests import Manifest
-from fsv.pipeline.sampling import tsn_indices
-from fsv.pipeline.spec import FeatureSpec, get_spec, step_spans
+from fsv.pipeline.plan import ExtractConfig
+from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource, worker_init
 from fsv.pipeline.store import FeatureStore
-from fsv.pipeline.transforms import normalize, resize_short_center_crop
-from fsv.pipeline.weights import WeightsRef
 from fsv.progress import make_progress
 
 log = logging.getLogger(__name__)
 
-PRESETS = {"resnet50": "resnet50-imagenet-tsn8"}
-
-
-def feature_spec(backbone: str, weights: WeightsRef) -> FeatureSpec:
-    """The backbone's preset spec with the identity of the weights actually used."""
-    if backbone not in PRESETS:
-        raise FsvInputError(f"unknown backbone {backbone!r}; choose one of {', '.join(PRESETS)}")
-    return replace(get_spec(PRESETS[backbone]), weights=weights.to_spec())
-
 
 @dataclass
 class ExtractSummary:
+    """What a run did: videos written / skipped / failed (id -> reason), frames decoded, seconds."""
+
     written: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     frames: int = 0
+    steps: int = 0
     seconds: float = 0.0
 
+    def merge(self, other: "ExtractSummary") -> "ExtractSummary":
+        return ExtractSummary(
+            self.written + other.written,
+            self.skipped + other.skipped,
+            {**self.failed, **other.failed},
+            self.frames + other.frames,
+            self.steps + other.steps,
+            max(self.seconds, other.seconds),
+        )
 
-def extract(
-    manifest: Manifest,
-    root: Path,
-    store_path: Path,
-    *,
-    backbone: str,
-    weights: WeightsRef,
-    device: str = "cpu",
-    retry_failed: bool = False,
-) -> ExtractSummary:
-    """Extract every video of ``manifest`` (paths under ``root``) into the store at ``store_path``."""
-    spec = feature_spec(backbone, weights)
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (none of these change the features beyond the stated tolerances)."""
+
+    device: str = "cpu"
+    workers: int = 1
+    prefetch: int = 2
+    batch_size: int | None = None
+    window_frames: int = 256
+    decoder: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = True
+    retry_failed: bool = False
+    shard: tuple[int, int] | None = None
+    progress: bool | None = None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as e:
+        raise FsvInputError(f"--shard must look like I/N (e.g. 0/8), got {text!r}") from e
+    if not 0 <= i < n:
+        raise FsvInputError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def shard_records(manifest: Manifest, shard: tuple[int, int] | None) -> list:
+    """The manifest's records of ``shard`` (all of them when None)."""
+    if shard is None:
+        return list(manifest.records)
+    i, n = shard
+    return list(manifest.records[i::n])
+
+
+def default_batch_size(config: ExtractConfig, device: torch.device) -> int:
+    """Units per forward: frames for 2-D backbones, snippets for 3-D ones."""
+    if config.unit_frames > 1:
+        return 16 if device.type == "cuda" else 4
+    return 128 if device.type == "cuda" else 16
+
+
+def resolve_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FsvInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractConfig, options: RunOptions = RunOptions()) -> ExtractSummary:
+    """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``."""
+    spec = config.spec()
     store = FeatureStore.create(store_path, spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
-    done = set(store.index)
-    failed = set(store.failures)
-    todo = [r for r in manifest.records if r.video_id not in done and (retry_failed or r.video_id not in failed)]
-    summary = ExtractSummary(skipped=len(manifest.records) - len(todo))
+    records = shard_records(manifest, options.shard)
+    done, failed = set(store.index), set(store.failures)
+    todo = [r for r in records if r.video_id not in done and (options.retry_failed or r.video_id not in failed)]
+    summary = ExtractSummary(skipped=len(records) - len(todo))
     if not todo:
         return summary
-    model = create_backbone(backbone, weights).to(device)
-    pre = spec.preprocess
-    segments = int(spec.sampling["num_segments"])
+    device = resolve_device(options.device)
+    models = {s: StreamModel(config, s, device, precision=options.precision, channels_last=options.channels_last) for s in config.streams}
+    batcher = Batcher(models, options.batch_size or default_batch_size(config, device))
+    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], config, decoder=options.decoder, window_frames=options.window_frames)
+    workers = min(options.workers, len(todo))
+    loader = (
+        DataLoader(source, batch_size=None, num_workers=workers, prefetch_factor=options.prefetch, worker_init_fn=worker_init,
+                   multiprocessing_context="spawn" if device.type == "cuda" else None)
+        if workers > 0
+        else source
+    )
+    shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
+    paths = {r.video_id: r.path for r in todo}
+    parts: dict[str, list[np.ndarray]] = {}
+    attempts: dict[str, int] = {}
     t0 = time.perf_counter()
-    with make_progress() as progress, store.writer(manifest_sha256=manifest.sha256) as writer, torch.inference_mode():
-        task = progress.add_task(f"extract {backbone}", total=len(todo), unit="videos")
-        for r in todo:
-            path = root / r.path
-            try:
-                info = probe_video(path)
-                idx = tsn_indices(info.num_frames, segments, mode=spec.sampling.get("mode", "center"))
-                frames = read_frames(path, idx)
-            except FsvInputError as e:
-                writer.fail(r.video_id, str(e), path=r.path)
-                summary.failed[r.video_id] = str(e)
-                log.warning("%s", e)
-                progress.advance(task)
+    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256) as writer:
+        videos = progress.add_task(f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos")
+        frames = progress.add_task("  decoded frames", total=None, unit="frames")
+
+        def finish(results: list[tuple[Chunk, np.ndarray]]) -> None:
+            for chunk, feats in results:
+                if chunk.attempt != attempts.get(chunk.video_id, 0):
+                    continue
+                parts.setdefault(chunk.video_id, []).append(feats)
+                if chunk.last:
+                    plan, info = chunk.plan, chunk.info
+                    data = np.concatenate(parts.pop(chunk.video_id))
+                    meta = {"backend": info["backend"]}
+                    if config.sampling["kind"] == "tsn":
+                        meta["frame_indices"] = plan.frames.tolist()
+                    writer.write(chunk.video_id, data, spans=plan.spans, fps=info["fps"], num_frames=info["num_frames"], duration=info["duration"], meta=meta)
+                    summary.written += 1
+                    summary.steps += len(data)
+                    progress.advance(videos)
+
+        for item in loader:
+            if isinstance(item, Failure):
+                parts.pop(item.video_id, None)
+                batcher.drop(item.video_id)
+                attempts[item.video_id] = item.attempt + 1
+                if item.final:
+                    writer.fail(item.video_id, item.reason, path=paths[item.video_id])
+                    summary.failed[item.video_id] = item.reason
+                    log.warning("%s", item.reason)
+                    progress.advance(videos)
                 continue
-            x = normalize(resize_short_center_crop(frames, pre["resize_short"], pre["crop"]), pre["mean"], pre["std"]).to(device)
-            grid = model(x).float().cpu().numpy()
-            writer.write(
-                r.video_id,
-                grid,
-                spans=step_spans(spec.sampling, segments, info.duration),
-                fps=info.fps,
-                num_frames=info.num_frames,
-                duration=info.duration,
-                meta={"frame_indices": idx.tolist()},
-            )
-            summary.written += 1
-            summary.frames += len(idx)
-            progress.advance(task)
+            summary.frames += item.frames_decoded
+            progress.advance(frames, item.frames_decoded)
+            batcher.add(item)
+            if batcher.full:
+                finish(batcher.flush())
+        finish(batcher.flush())
     summary.seconds = time.perf_counter() - t0
     return summary

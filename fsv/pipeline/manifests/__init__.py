@@ -7,6 +7,7 @@
 
 from fsv.pipeline.manifests.builders import build_manifest, canonical_name, dataset_names
 from fsv.pipeline.manifests.check import check_manifest
+from fsv.pipeline.manifests.load import load_manifest
 from fsv.pipeline.manifests.model import Manifest, Segment, VideoRecord
 from fsv.pipeline.manifests.probe import probe_manifest
 from fsv.pipeline.manifests.problems import Problem, ProblemList
@@ -21,5 +22,6 @@ __all__ = [
     "canonical_name",
     "check_manifest",
     "dataset_names",
+    "load_manifest",
     "probe_manifest",
 ]
