@@ -238,12 +238,13 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Frames (r
 WindowOpt = Annotated[int, typer.Option("--window", help="Frames decoded at a time per video (bounds memory on long videos).")]
 DecoderOpt = Annotated[str, typer.Option("--decoder", help="auto (decord, then torchcodec, then PyAV), decord, pyav or torchcodec.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
 
 
 def _extract_job(
     *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
-    fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, shard=None,
+    fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, threads=None, shard=None,
 ):
     """The extraction job the options describe (weights resolved and hashed, store located)."""
     from fsv.config import locate
@@ -283,7 +284,7 @@ def _extract_job(
         store = locate(dataset).store_path(spec.name, spec.key)
     options = RunOptions(
         device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder, precision=precision,
-        retry_failed=retry_failed, shard=parse_shard(shard) if shard else None,
+        retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None,
     )
     return ExtractJob(source, Path(root), Path(store), config, options)
 
@@ -332,6 +333,7 @@ def extract_cmd(
     window: WindowOpt = 256,
     decoder: DecoderOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
@@ -373,6 +375,7 @@ def submit_extract_cmd(
     window: WindowOpt = 256,
     decoder: DecoderOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
     folder: Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs.")] = Path("fsv-jobs"),
     partition: Annotated[Optional[str], typer.Option("--partition", help="SLURM partition / PBS or SGE queue.")] = None,
@@ -394,7 +397,7 @@ def submit_extract_cmd(
         backbone=backbone, dataset=dataset, manifest=manifest, root=root, store=store, streams=streams, weights=weights, flow_weights=flow_weights,
         layer=layer, sampling=sampling, segments=segments, tsn_mode=tsn_mode, fps=fps, snippet=snippet, stride=stride, ten_crop=ten_crop, flow=flow,
         flow_quantize=flow_quantize, device=device, workers=workers, batch_size=batch_size, window=window, decoder=decoder, precision=precision,
-        retry_failed=retry_failed,
+        retry_failed=retry_failed, threads=threads,
     )
     cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, cpus_per_task=cpus, gpus_per_node=gpus, mem_gb=mem_gb,
                              array_parallelism=parallel, dask_cluster=dask_cluster, dask_workers=dask_workers)

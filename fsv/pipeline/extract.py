@@ -56,7 +56,9 @@ class ExtractSummary:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run (none of these change the features beyond the stated tolerances)."""
+    """How to run. None of these change the features beyond the stated tolerances; with the same
+    device, ``precision``, ``batch_size`` and ``threads`` (torch's intra-op threads, default: all
+    cores) they are bit-identical whatever the workers, window, sharding or interruptions."""
 
     device: str = "cpu"
     workers: int = 1
@@ -69,6 +71,8 @@ class RunOptions:
     retry_failed: bool = False
     shard: tuple[int, int] | None = None
     progress: bool | None = None
+    threads: int | None = None
+    commit_interval_s: float = 10.0
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -114,6 +118,8 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     if not todo:
         return summary
     device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     models = {s: StreamModel(config, s, device, precision=options.precision, channels_last=options.channels_last) for s in config.streams}
     batcher = Batcher(models, options.batch_size or default_batch_size(config, device))
     source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], config, decoder=options.decoder, window_frames=options.window_frames)
@@ -129,7 +135,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     parts: dict[str, list[np.ndarray]] = {}
     attempts: dict[str, int] = {}
     t0 = time.perf_counter()
-    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256) as writer:
+    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256, commit_interval_s=options.commit_interval_s) as writer:
         videos = progress.add_task(f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos")
         frames = progress.add_task("  decoded frames", total=None, unit="frames")
 
@@ -165,6 +171,6 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
             batcher.add(item)
             if batcher.full:
                 finish(batcher.flush())
-        finish(batcher.flush())
+        finish(batcher.flush(final=True))
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -34,7 +34,17 @@ def resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarr
     ``resize_short`` (short side to that many pixels, aspect kept) or ``resize`` ``[h, w]`` (fixed,
     C3D's 128 x 171). Bilinear, antialiased unless ``preprocess["antialias"]`` is false (C3D's
     Caffe pipeline used plain ``cv::resize``), rounded back to uint8 as the classic pipelines stored
-    their frames."""
+    their frames. Runs on one thread: ATen's resampling rounds differently with more threads, and
+    the frames must not depend on where they were decoded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _resize_frames(frames, preprocess)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     if "resize" in preprocess:

@@ -7,8 +7,9 @@ batches (so a 60-minute video never sits in memory whole).
 
 ``auto`` tries decord (bundles FFmpeg, fast random access), then torchcodec where it is installed,
 then PyAV; a video whose timestamps show a variable frame rate, or that decord cannot open, goes to
-the next backend. A backend that fails while decoding is retried with the next one by
-:func:`read_with_fallback`'s callers (see :mod:`fsv.pipeline.extract`).
+the next backend, as does one for which decord reports no usable timestamps (AVI). A video on
+which a backend fails while decoding is started again with the next one
+(:class:`fsv.pipeline.source.VideoSource`).
 """
 
 from __future__ import annotations
@@ -46,14 +47,19 @@ class VideoReader(Protocol):
     def close(self) -> None: ...
 
 
+def timestamps_usable(ts: np.ndarray) -> bool:
+    """Whether ``ts`` are real timestamps: finite, no negative sentinels, strictly increasing."""
+    ts = np.asarray(ts, dtype=np.float64)
+    return bool(len(ts)) and bool(np.isfinite(ts).all()) and ts.min() > -1e6 and (len(ts) < 2 or bool((np.diff(ts) > 0).all()))
+
+
 def clean_timestamps(ts: np.ndarray, fps: float) -> np.ndarray:
     """``ts`` shifted to start at 0, or ``i / fps`` when the container's timestamps are unusable
     (missing, negative sentinels, non-increasing — AVI files often carry none)."""
-    n = len(ts)
     ts = np.asarray(ts, dtype=np.float64)
-    if n and np.isfinite(ts).all() and ts.min() > -1e6 and (n < 2 or (np.diff(ts) > 0).all()):
+    if timestamps_usable(ts):
         return ts - ts[0]
-    return np.arange(n, dtype=np.float64) / (fps or 25.0)
+    return np.arange(len(ts), dtype=np.float64) / (fps or 25.0)
 
 
 def is_variable_rate(ts: np.ndarray) -> bool:
@@ -75,7 +81,12 @@ def _check_indices(indices: np.ndarray, num_frames: int, path: Path) -> np.ndarr
 
 
 class DecordReader:
-    """decord's ``VideoReader`` (one thread per reader: parallelism comes from worker processes)."""
+    """decord's ``VideoReader`` (one thread per reader: parallelism comes from worker processes).
+
+    ``reliable`` is False when decord cannot give the frames' timestamps (AVI, for one): its
+    seeking then depends on what was read before (seen on ``test.avi``: the same frame index gave
+    different frames), so ``auto`` moves such videos on to the next backend.
+    """
 
     backend = "decord"
 
@@ -90,6 +101,7 @@ class DecordReader:
             raw = self._vr.get_frame_timestamp(np.arange(self.num_frames))[:, 0] if self.num_frames else np.zeros(0)
         except (decord.DECORDError, RuntimeError) as e:
             raise FsvInputError(f"{path}: decord cannot open it ({str(e).splitlines()[0][:160]})") from e
+        self.reliable = timestamps_usable(raw)
         self.timestamps = clean_timestamps(raw, self.fps)
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
@@ -119,11 +131,14 @@ def packet_timestamps(path: Path) -> tuple[np.ndarray, float]:
             rate = s.average_rate or s.guessed_rate or s.base_rate
             fps = float(Fraction(rate)) if rate else 0.0
             tb = float(s.time_base) if s.time_base else 0.0
+            declared = int(s.frames or 0)
             pts = [p.pts for p in c.demux(s) if p.size > 0]
     except FsvInputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise FsvInputError(f"{path}: cannot be read as a video ({type(e).__name__}: {e})") from e
+    if declared and len(pts) < 0.99 * declared - 2:
+        raise FsvInputError(f"{path}: truncated: the header declares {declared} frames, the file holds {len(pts)}")
     if None in pts or not tb:
         raw = np.full(len(pts), np.nan)
     else:
@@ -238,7 +253,8 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
     """A reader of ``path`` (see module docstring); ``skip`` leaves out backends that already failed.
 
     Raises :class:`FsvInputError` naming the file when it is missing, empty, or no backend can open
-    it; with ``auto``, a variable-frame-rate video is handed to PyAV (decord mis-seeks on them).
+    it; with ``auto``, a variable-frame-rate video or one without timestamps goes on to the next
+    backend (decord mis-seeks on them).
     """
     path = Path(path)
     if not path.is_file():
@@ -256,8 +272,8 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
         if reader.num_frames <= 0:
             errors.append(f"{path}: {name} finds no frames")
             continue
-        if backend == "auto" and name != "pyav" and "pyav" in names and is_variable_rate(reader.timestamps):
-            log.info("%s: variable frame rate; decoding with PyAV", path)
+        if backend == "auto" and name != names[-1] and (is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
+            log.info("%s: variable frame rate or no timestamps from %s; trying %s", path, name, names[names.index(name) + 1])
             reader.close()
             continue
         return reader
