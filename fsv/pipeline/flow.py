@@ -48,8 +48,8 @@ def _cv2():
         import cv2
     except ImportError as e:
         raise FsvInputError(
-            "optical flow needs OpenCV with the contrib modules: pip install fsv[flow] "
-            "(opencv-contrib-python-headless; do not install opencv-python-headless beside it)"
+            "optical flow needs OpenCV with the contrib modules: pip install opencv-contrib-python-headless "
+            "(a dependency of fsv; do not install opencv-python-headless beside it: they share cv2)"
         ) from e
     return cv2
 
