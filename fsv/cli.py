@@ -232,7 +232,7 @@ StrideOpt = Annotated[Optional[int], typer.Option("--stride", help="Frames betwe
 TenCropOpt = Annotated[bool, typer.Option("--ten-crop", help="Average features over ten crops (centre, corners, flipped).")]
 FlowOpt = Annotated[str, typer.Option("--flow", help="Optical flow for the flow stream: tvl1, dis or raft (needs torchvision).")]
 QuantizeOpt = Annotated[bool, typer.Option("--flow-quantize", help="Round flow through uint8 as the classic pipelines stored it.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Decoding (and flow) worker processes; 0 decodes in the main process.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Frames (resnet50) or snippets (i3d, c3d) per forward pass.")]
 WindowOpt = Annotated[int, typer.Option("--window", help="Frames decoded at a time per video (bounds memory on long videos).")]
@@ -327,7 +327,7 @@ def extract_cmd(
     ten_crop: TenCropOpt = False,
     flow: FlowOpt = "tvl1",
     flow_quantize: QuantizeOpt = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     batch_size: BatchOpt = None,
     window: WindowOpt = 256,
@@ -369,7 +369,7 @@ def submit_extract_cmd(
     ten_crop: TenCropOpt = False,
     flow: FlowOpt = "tvl1",
     flow_quantize: QuantizeOpt = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     batch_size: BatchOpt = None,
     window: WindowOpt = 256,

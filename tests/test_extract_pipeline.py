@@ -265,7 +265,7 @@ def test_ten_crop_channels_last_and_bf16_stay_within_tolerance(shared_data: Path
 
 def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_path: Path, shared_data: Path) -> None:
     names = ["demo.mp4", "test.mp4", "test.avi", "part_0.mp4", "demo_spatiotemporal_det.mp4", "v_GGSY1Qvo990.mp4"]
-    ids = [n.split(".")[0] for n in names]
+    ids = [n.replace(".", "_") for n in names]
     manifest = write_manifest(tmp_path / "m.csv", ids, names)
     root = shared_data / "videos"
     try:
@@ -282,18 +282,18 @@ def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_pat
         s = FeatureStore.open(store)
         assert sorted(s.video_ids()) == sorted(ids)
         info = {v: s.entry(v) for v in ids}
-        assert info["v_GGSY1Qvo990"].fps == pytest.approx(19.62, abs=0.01)
+        assert info["v_GGSY1Qvo990_mp4"].fps == pytest.approx(19.62, abs=0.01)
     s = FeatureStore.open(tmp_path / "i3d")
     assert s.spec.weights["sha256"] == ref.sha256
-    assert s.get("part_0").shape == (1, 1024)  # 32 frames at 30 fps -> 26 at 25 fps -> one snippet
+    assert s.get("part_0_mp4").shape == (1, 1024)  # 32 frames at 30 fps -> 26 at 25 fps -> one snippet
     from fsv.pipeline.backbones import create_backbone
 
     model = create_backbone("i3d", ref)
     head = model._modules["logits"]
     labels = (Path(__file__).resolve().parents[1] / "manifests" / "kinetics400_labels.txt").read_text().splitlines()
-    pooled = torch.from_numpy(s.get("demo").mean(0)).view(1, 1024, 1, 1, 1)
+    pooled = torch.from_numpy(s.get("demo_mp4").mean(0)).view(1, 1024, 1, 1, 1)
     top5 = [labels[i] for i in head(pooled).flatten().topk(5).indices]
     assert "arm wrestling" in top5, top5
-    meta = json.loads(json.dumps(s.entry("demo").meta))
+    meta = json.loads(json.dumps(s.entry("demo_mp4").meta))
     assert meta["backend"] in ("decord", "pyav", "torchcodec")
 

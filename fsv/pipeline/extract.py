@@ -60,7 +60,7 @@ class RunOptions:
     device, ``precision``, ``batch_size`` and ``threads`` (torch's intra-op threads, default: all
     cores) they are bit-identical whatever the workers, window, sharding or interruptions."""
 
-    device: str = "cpu"
+    device: str = "auto"
     workers: int = 1
     prefetch: int = 2
     batch_size: int | None = None
@@ -102,6 +102,9 @@ def default_batch_size(config: ExtractConfig, device: torch.device) -> int:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; asking for CUDA without it is an input error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise FsvInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return torch.device(device)
