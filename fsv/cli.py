@@ -411,6 +411,147 @@ def submit_extract_cmd(
     _print_summary(f"extract {job.config.spec().name} -> {job.store} ({shards} shards on {executor})", total, strict)
 
 
+# ----------------------------------------------------------------------------------- stage two
+def _train_source(head: str, dataset: str | None, store: str | None, manifest: Path | None, out: Path, view: str):
+    """The manifest (copied into the run folder) and stores a training run reads."""
+    from fsv.config import locate
+    from fsv.pipeline.store import FeatureStore
+    from fsv.train import DataSource
+
+    if store is not None:
+        paths = tuple(Path(p) for p in store.split(",") if p)
+        if manifest is None and dataset is None:
+            raise FsvInputError("--store needs --manifest FILE (or --dataset NAME)")
+    elif dataset is not None:
+        folder = locate(dataset).stores / dataset
+        candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
+        fits = [p for p in candidates if view == "pooled" or len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 3]
+        if len(fits) != 1:
+            found = ", ".join(p.name for p in fits) or "none"
+            raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")
+        paths = (fits[0],)
+    else:
+        raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
+    m = _load_manifest(str(manifest) if manifest is not None else dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / "manifest.jsonl"
+    if not copy.is_file():
+        m.write(copy)
+    return DataSource(copy, paths)
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
+
+
+def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets):
+    from fsv.train import TrainConfig, parse_overrides
+
+    overrides = {}
+    if config is not None:
+        if not config.is_file():
+            raise FsvInputError(f"config file {config} does not exist")
+        try:
+            overrides.update(json.loads(config.read_text()))
+        except json.JSONDecodeError as e:
+            raise FsvInputError(f"{config}:{e.lineno}: invalid JSON ({e.msg})") from e
+    overrides.update(parse_overrides(sets or []))
+    for key, value in (("way", way), ("shot", shot), ("train_episodes", episodes), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    return TrainConfig.for_head(head, overrides)
+
+
+@app.command("train-head")
+def train_head_cmd(
+    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumed when it exists).")],
+    dataset: DatasetOpt = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated to concatenate features.")] = None,
+    manifest: ManifestOpt = None,
+    way: Annotated[Optional[int], typer.Option("--way", help="Classes per episode (default 5).")] = None,
+    shot: Annotated[Optional[int], typer.Option("--shot", help="Support videos per class (default 5).")] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes (default: the paper's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of training episodes and initialisation.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of preset overrides.")] = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a few-shot head on cached features (the paper's preset; resumable; val-only model selection)."""
+    from fsv.train import train
+
+    cfg = _train_config(head, way, shot, episodes, seed, config, sets)
+    source = _train_source(head, dataset, store, manifest, out_dir, cfg.view)
+    r = train(cfg, source, out_dir, device=device)
+    out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
+
+
+@submit_app.command("train-head")
+def submit_train_head_cmd(
+    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder; seed k trains into OUT/seed<k>.")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
+    executor: Annotated[str, typer.Option("--executor", help="slurm, local or dask.")] = "slurm",
+    dataset: DatasetOpt = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated.")] = None,
+    manifest: ManifestOpt = None,
+    way: Annotated[Optional[int], typer.Option("--way")] = None,
+    shot: Annotated[Optional[int], typer.Option("--shot")] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config")] = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = "auto",
+    folder: Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs.")] = Path("fsv-jobs"),
+    partition: Annotated[Optional[str], typer.Option("--partition")] = None,
+    time_min: Annotated[int, typer.Option("--time", help="Minutes per seed.")] = 720,
+    gpus: Annotated[int, typer.Option("--gpus")] = 0,
+    dask_workers: Annotated[int, typer.Option("--dask-workers")] = 2,
+) -> None:
+    """Train a head with several seeds as a job array; then `fsv eval OUT` reports mean ± std."""
+    from fsv.pipeline.cluster import ClusterOptions
+    from fsv.sweep import TrainJob, submit_train
+
+    jobs = []
+    for k in range(seeds):
+        cfg = _train_config(head, way, shot, episodes, k, config, sets)
+        run = out_dir / f"seed{k}"
+        jobs.append(TrainJob(cfg, _train_source(head, dataset, store, manifest, run, cfg.view), run, device))
+    cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, gpus_per_node=gpus, dask_workers=dask_workers)
+    results = submit_train(jobs, executor, cluster)
+    for r in results:
+        out.print(f"{r.run}: best validation accuracy {r.best_val:.4f} at episode {r.best_episode}")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder (or a seed sweep folder).")],
+    split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
+    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed episodes to score (default 10000).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score a run on the fixed test episodes: mean accuracy ± 95% CI (seed sweeps: mean ± std over seeds)."""
+    from fsv.metrics import mean_std
+    from fsv.train import evaluate
+
+    seeds = sorted(p for p in run.glob("seed*") if (p / "config.json").is_file()) if not (run / "config.json").is_file() else []
+    results = [evaluate(r, split=split, episodes=episodes, device=device) for r in (seeds or [run])]
+    first = results[0]
+    if seeds:
+        mean, std = mean_std([r.accuracy for r in results])
+        payload = {**first.to_dict(), "accuracy": mean, "std": std, "seeds": len(results), "runs": [r.to_dict() for r in results], "ci95": None}
+    else:
+        payload = first.to_dict()
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
+    table = Table(title=f"fsv eval {run} ({split})")
+    for col in ("head", "dataset", "way", "shot", "episodes", "accuracy"):
+        table.add_column(col)
+    acc = f"{payload['accuracy'] * 100:.2f} ± {payload['std'] * 100:.2f} (std over {len(results)} seeds)" if seeds else f"{first.accuracy * 100:.2f} ± {first.ci95 * 100:.2f} (95% CI)"
+    table.add_row(first.head, first.dataset, str(first.way), str(first.shot), str(first.episodes), acc)
+    out.print(table)
+
+
 @app.command("demo")
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's videos, manifest and store.")] = Path("fsv-demo"),

@@ -13,6 +13,7 @@ default; with ``dask_cluster`` = ``slurm``/``pbs``/``sge`` a ``dask_jobqueue`` c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -80,20 +81,26 @@ def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: Cluster
     failed (the others' videos are committed; re-submitting skips them)."""
     if shards < 1:
         raise FsvInputError(f"--shards must be >= 1, got {shards}")
-    if executor not in EXECUTORS:
-        raise FsvInputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     prepare_store(job)
     parts = [job.shard(i, shards) for i in range(shards)]
+    return run_array(run_job, parts, executor, cluster, wait=wait, name="fsv-extract")
+
+
+def run_array(fn: Callable[[Any], Any], items: list[Any], executor: str, cluster: ClusterOptions, *, wait: bool = True, name: str = "fsv") -> list[Any]:
+    """``fn(item)`` for every item as one job each on ``executor``; results in order (or, with
+    ``wait=False`` on submitit, the job ids). Raises :class:`FsvJobError` listing failed jobs."""
+    if executor not in EXECUTORS:
+        raise FsvInputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if executor == "dask":
-        return _run_dask(parts, cluster)
-    return _run_submitit(parts, executor, cluster, wait=wait)
+        return _run_dask(fn, items, cluster)
+    return _run_submitit(fn, items, executor, cluster, wait=wait, name=name)
 
 
-def _run_submitit(parts: list[ExtractJob], executor: str, cluster: ClusterOptions, *, wait: bool) -> list[ExtractSummary] | list[str]:
+def _run_submitit(fn: Callable[[Any], Any], parts: list[Any], executor: str, cluster: ClusterOptions, *, wait: bool, name: str) -> list[Any]:
     import submitit
 
     ex = submitit.AutoExecutor(folder=cluster.folder / "%j", cluster="local" if executor == "local" else "slurm")
-    params: dict[str, Any] = {"timeout_min": cluster.time_min, "cpus_per_task": cluster.cpus_per_task, "name": "fsv-extract"}
+    params: dict[str, Any] = {"timeout_min": cluster.time_min, "cpus_per_task": cluster.cpus_per_task, "name": name}
     if executor == "slurm":
         params.update(slurm_array_parallelism=cluster.array_parallelism, slurm_mem_per_node=f"{cluster.mem_gb}G")
         if cluster.partition:
@@ -102,8 +109,8 @@ def _run_submitit(parts: list[ExtractJob], executor: str, cluster: ClusterOption
             params["gpus_per_node"] = cluster.gpus_per_node
     params.update(cluster.extra)
     ex.update_parameters(**params)
-    jobs = ex.map_array(run_job, parts)
-    log.info("submitted %d shard(s) to %s: %s", len(jobs), executor, ", ".join(j.job_id for j in jobs))
+    jobs = ex.map_array(fn, parts)
+    log.info("submitted %d job(s) to %s: %s", len(jobs), executor, ", ".join(j.job_id for j in jobs))
     if not wait:
         return [j.job_id for j in jobs]
     results, errors = [], []
@@ -111,13 +118,13 @@ def _run_submitit(parts: list[ExtractJob], executor: str, cluster: ClusterOption
         try:
             results.append(j.result())
         except Exception as e:  # submitit re-raises the job's error, or reports a dead job
-            errors.append(f"shard {i}/{len(jobs)} (job {j.job_id}, logs in {cluster.folder / j.job_id}): {str(e).strip().splitlines()[-1][:300]}")
+            errors.append(f"job {i + 1}/{len(jobs)} (id {j.job_id}, logs in {cluster.folder / j.job_id}): {str(e).strip().splitlines()[-1][:300]}")
     if errors:
         raise FsvJobError("; ".join(errors))
     return results
 
 
-def _run_dask(parts: list[ExtractJob], cluster: ClusterOptions) -> list[ExtractSummary]:
+def _run_dask(fn: Callable[[Any], Any], parts: list[Any], cluster: ClusterOptions) -> list[Any]:
     from distributed import Client, LocalCluster
 
     if cluster.dask_cluster == "local":
@@ -136,13 +143,13 @@ def _run_dask(parts: list[ExtractJob], cluster: ClusterOptions) -> list[ExtractS
         )
         dc.scale(jobs=min(cluster.dask_workers, len(parts)))
     with dc, Client(dc) as client:
-        futures = client.map(run_job, parts, pure=False)
+        futures = client.map(fn, parts, pure=False)
         results, errors = [], []
         for i, f in enumerate(futures):
             try:
                 results.append(f.result())
             except Exception as e:  # the shard's own error, raised again here
-                errors.append(f"shard {i}/{len(parts)}: {type(e).__name__}: {e}")
+                errors.append(f"job {i + 1}/{len(parts)}: {type(e).__name__}: {e}")
     if errors:
         raise FsvJobError("; ".join(errors))
     return results

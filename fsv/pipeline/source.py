@@ -11,6 +11,7 @@ video again with the next backend; when none is left, the failure is final and r
 from __future__ import annotations
 
 import logging
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,8 +70,14 @@ class Failure:
 
 
 def worker_init(_: int) -> None:
-    """Each decoding worker uses one thread: parallelism comes from the processes."""
+    """Each decoding worker uses one thread (parallelism comes from the processes) and, on Linux,
+    dies with the main process: a killed run leaves no orphaned decoders behind."""
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     try:
         import cv2
 

@@ -1,0 +1,1 @@
+"""Stage two: few-shot and localization heads on cached features."""

@@ -1,0 +1,83 @@
+"""The few-shot head interface and the registry of heads (in the manner of timm's ``create_model``).
+
+A recognition head scores queries against an N-way K-shot support set::
+
+    out = head(support, support_labels, query, way)   # HeadOutput
+    out.logits                                         # [Q, way], higher = more likely
+    loss = head.loss(out, query_labels)                # scalar, training objective of the paper
+
+``support`` is ``[N*K, T, *feat]`` and ``query`` ``[Q, T, *feat]``, in the head's feature ``view``:
+
+* ``pooled``  — ``[T, D]`` frame features (7x7 grid mean-pooled; snippet features as they are);
+* ``patches`` — ``[T, P, D]`` with ``P = 16`` (the 7x7 grid adaptively max-pooled to 4x4, STRM);
+* ``grid``    — ``[T, D, 7, 7]`` (the ResNet-50 layer4 grid, TA2N).
+
+``support_labels`` is ``[N*K]`` int64 in ``0..way-1``. Heads hold no device state: move them with
+``.to(device)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from fsv.errors import FsvInputError
+
+VIEWS = ("pooled", "patches", "grid")
+
+
+@dataclass
+class HeadOutput:
+    """``logits`` ``[Q, way]``; ``extra`` holds what a head's loss needs beyond them."""
+
+    logits: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class FewShotHead(nn.Module):
+    """Base class: subclasses set ``view`` and implement ``forward`` (and ``loss`` when it is not
+    plain cross-entropy on the logits)."""
+
+    view: ClassVar[str] = "pooled"
+
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> HeadOutput:
+        raise NotImplementedError
+
+    def loss(self, out: HeadOutput, query_labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the logits against ``query_labels`` ``[Q]``."""
+        return nn.functional.cross_entropy(out.logits, query_labels)
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    """A registered head: its builder, the paper's training preset and a one-line description."""
+
+    build: Callable[..., FewShotHead]
+    preset: dict[str, Any]
+    description: str
+
+
+HEADS: dict[str, HeadEntry] = {}
+
+
+def register_head(name: str, preset: dict[str, Any], description: str) -> Callable[[Callable[..., FewShotHead]], Callable[..., FewShotHead]]:
+    """Class decorator adding a head to :data:`HEADS` under ``name``."""
+
+    def wrap(build: Callable[..., FewShotHead]) -> Callable[..., FewShotHead]:
+        HEADS[name] = HeadEntry(build, dict(preset), description)
+        return build
+
+    return wrap
+
+
+def create_head(name: str, **kwargs: Any) -> FewShotHead:
+    """Head ``name`` built with ``kwargs`` (e.g. ``feature_dim=2048``, ``seq_len=8``)."""
+    import fsv.heads  # noqa: F401  (registers the heads)
+
+    if name not in HEADS:
+        raise FsvInputError(f"unknown head {name!r}; choose one of {', '.join(sorted(HEADS))}")
+    return HEADS[name].build(**kwargs)
