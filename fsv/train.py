@@ -206,6 +206,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     available = set.intersection(*(set(s.index) for s in stores))
     val_eps = fixed_episodes(manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available)[1] if val_bank else []
     start, best, best_ep = 0, -1.0, -1
+    losses_since_val: list[float] = []
     last = run / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location=dev, weights_only=True)
@@ -213,6 +214,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
         if opt is not None:
             opt.load_state_dict(ck["optimizer"])
         start, best, best_ep = ck["episodes"], ck["best_val"], ck["best_episode"]
+        losses_since_val = list(ck["losses"])
         _set_rng_state(ck["rng"])
         log.info("resuming %s at episode %d", run, start)
     sampler = EpisodeSampler(videos_by_class(manifest, "train", available), EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed))
@@ -220,7 +222,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     end = total if stop_after is None else min(total, start + stop_after)
     metrics = run / "metrics.csv"
     t0 = time.perf_counter()
-    losses: list[float] = []
+    losses = losses_since_val
     with make_progress() as bar:
         task = bar.add_task(f"train {cfg.head}", total=total, completed=start, unit="episodes")
         for i in range(start, end):
@@ -249,7 +251,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
                 losses = []
                 log.info("%s episode %d: val accuracy %.4f (best %.4f at %d)", cfg.head, i + 1, val, best, best_ep)
             if boundary and ((i + 1) % cfg.checkpoint_every < cfg.tasks_per_update or validate or i + 1 == end):
-                _save(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "episodes": i + 1, "best_val": best, "best_episode": best_ep, "rng": _rng_state()})
+                _save(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "episodes": i + 1, "best_val": best, "best_episode": best_ep, "rng": _rng_state(), "losses": losses})
     if not params and not (run / "best.pt").exists():
         _save(run / "best.pt", {"model": head.state_dict(), "episodes": 0, "val": float("nan")})
     return TrainResult(run, end, best, best_ep, time.perf_counter() - t0)

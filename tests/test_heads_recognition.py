@@ -22,10 +22,10 @@ N_QUERY = 2  # per class
 
 HEAD_KWARGS = {
     # protonet's default has no parameters; the gradient/overfit tests use a projection
-    "protonet": dict(feature_dim=D, seq_len=T, projection_dim=32),
-    "protonet_cosine": dict(feature_dim=D, seq_len=T, distance="cosine", learn_scale=True, projection_dim=32),
-    "trx": dict(feature_dim=D, seq_len=T, out_dim=32),
-    "strm": dict(feature_dim=D, seq_len=T, out_dim=32),
+    "protonet": {"feature_dim": D, "seq_len": T, "projection_dim": 32},
+    "protonet_cosine": {"feature_dim": D, "seq_len": T, "distance": "cosine", "learn_scale": True, "projection_dim": 32},
+    "trx": {"feature_dim": D, "seq_len": T, "out_dim": 32},
+    "strm": {"feature_dim": D, "seq_len": T, "out_dim": 32},
 }
 BUILDERS = {
     "protonet": protonet_mod.ProtoNetHead,
@@ -259,7 +259,8 @@ def test_bad_episodes_raise() -> None:
 def test_overfits_a_fixed_episode(name: str) -> None:
     head = build(name).eval()  # no dropout: a fixed objective
     support, s_labels, query, q_labels = episode(head, 2, seed=5, signal=0.0)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    # protonet's only weights are a linear projection: it needs a larger step to fit noise in 30 steps
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2 if name.startswith("protonet") else 1e-3)
     losses = []
     for _ in range(30):
         opt.zero_grad()

@@ -1,1 +1,6 @@
-"""Stage two: few-shot and localization heads on cached features."""
+"""Stage two: few-shot heads on cached features, registered by name (see :mod:`fsv.heads.base`)."""
+
+from fsv.heads import protonet  # noqa: F401  (registers the head)
+from fsv.heads.base import HEADS, FewShotHead, HeadOutput, create_head
+
+__all__ = ["HEADS", "FewShotHead", "HeadOutput", "create_head"]

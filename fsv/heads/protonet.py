@@ -61,11 +61,10 @@ def class_means(x: torch.Tensor, labels: torch.Tensor, way: int) -> torch.Tensor
     labels = labels.long()
     if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= way:
         raise FsvInputError(f"support_labels must be non-empty and lie in 0..{way - 1}")
-    counts = torch.bincount(labels, minlength=way)
-    if bool((counts == 0).any()):
+    if bool((torch.bincount(labels, minlength=way) == 0).any()):
         raise FsvInputError(f"every class 0..{way - 1} needs at least one support video")
-    sums = x.new_zeros(way, x.shape[-1]).index_add(0, labels, x)
-    return sums / counts.to(x.dtype).unsqueeze(-1)
+    # a loop over classes rather than index_add: no atomics, so deterministic on CUDA too
+    return torch.stack([x[labels == c].mean(dim=0) for c in range(way)])
 
 
 @register_head(

@@ -77,7 +77,12 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import FewShotHead, HeadOutput, register_head
-from fsv.heads.trx import PositionalEncoding, TemporalCrossTransformer, check_episode, frame_tuples
+from fsv.heads.trx import (
+    PositionalEncoding,
+    TemporalCrossTransformer,
+    check_episode,
+    frame_tuples,
+)
 
 STRM_PRESET: dict[str, object] = {
     "optimizer": "sgd",
