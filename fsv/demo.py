@@ -30,15 +30,21 @@ from fsv.pipeline.weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
-# class -> (dx, dy) per frame of the moving square; train and test classes are disjoint (few-shot)
-CLASSES = {
-    "train": {"slide_right": (3, 0), "slide_left": (-3, 0), "rise": (0, -3), "fall": (0, 3)},
-    "test": {"diagonal_down": (3, 3), "diagonal_up": (3, -3)},
+# class -> its motion: phases of (dx, dy) per frame, played one after another over the clip. Train,
+# val and test classes are disjoint (few-shot); several classes differ only in the order of phases.
+CLASSES: dict[str, dict[str, list[tuple[int, int]]]] = {
+    "train": {
+        "slide_right": [(3, 0)], "slide_left": [(-3, 0)], "rise": [(0, -3)], "fall": [(0, 3)],
+        "right_then_left": [(3, 0), (-3, 0)], "rise_then_fall": [(0, -3), (0, 3)],
+    },
+    "val": {"diagonal_down": [(3, 3)], "left_then_right": [(-3, 0), (3, 0)], "fall_then_rise": [(0, 3), (0, -3)]},
+    "test": {"diagonal_up": [(3, -3)], "down_then_right": [(0, 3), (3, 0)], "right_then_down": [(3, 0), (0, 3)]},
 }
 
 
-def write_video(path: Path, motion: tuple[int, int], seed: int, *, frames: int = 40, fps: int = 25, size: tuple[int, int] = (160, 120)) -> None:
-    """An H.264 (or MPEG-4 Part 2 when libx264 is absent) clip of a square moving by ``motion``."""
+def write_video(path: Path, motion: list[tuple[int, int]], seed: int, *, frames: int = 40, fps: int = 25, size: tuple[int, int] = (160, 120)) -> None:
+    """An H.264 (or MPEG-4 Part 2 when libx264 is absent) clip of a square moving through the
+    phases of ``motion`` (equal shares of the clip), after a random delay of up to 8 frames."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -46,7 +52,8 @@ def write_video(path: Path, motion: tuple[int, int], seed: int, *, frames: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     background = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
     colour = rng.integers(120, 256, 3, dtype=np.uint8)
-    x, y = int(rng.integers(30, w - 30)), int(rng.integers(30, h - 30))
+    x, y = float(rng.integers(30, w - 30)), float(rng.integers(30, h - 30))
+    delay = int(rng.integers(0, 9))
     with av.open(str(path), "w") as container:
         try:
             stream = container.add_stream("libx264", rate=fps)
@@ -54,11 +61,13 @@ def write_video(path: Path, motion: tuple[int, int], seed: int, *, frames: int =
             stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for t in range(frames):
+            if t >= delay:
+                dx, dy = motion[min(len(motion) - 1, (t - delay) * len(motion) // max(1, frames - delay))]
+                x, y = (x + dx) % w, (y + dy) % h
             img = background.copy()
-            cx, cy = (x + motion[0] * t) % w, (y + motion[1] * t) % h
+            cx, cy = int(x), int(y)
             img[max(0, cy - 12):cy + 12, max(0, cx - 12):cx + 12] = colour
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            for packet in stream.encode(frame):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

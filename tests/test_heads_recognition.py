@@ -180,14 +180,16 @@ def _reference_tct(tct: trx_mod.TemporalCrossTransformer, support: torch.Tensor,
             for qt in q_tuples:
                 att = torch.softmax(keys @ tct.norm_k(tct.k_linear(qt)) / math.sqrt(tct.out_dim), dim=0)
                 proto = (att[:, None] * vals).sum(0)
-                total += float(((tct.v_linear(qt) - proto) ** 2).sum())
+                sq = float(((tct.v_linear(qt) - proto) ** 2).sum())
+                total += sq if tct.squared_distance else math.sqrt(sq)
             logits[qi, c] = -total / len(q_tuples)
     return logits
 
 
-def test_trx_matches_loop_reference() -> None:
+@pytest.mark.parametrize("squared", [False, True])
+def test_trx_matches_loop_reference(squared: bool) -> None:
     torch.manual_seed(0)
-    tct = trx_mod.TemporalCrossTransformer(feature_dim=16, seq_len=5, cardinality=2, out_dim=8).eval()
+    tct = trx_mod.TemporalCrossTransformer(feature_dim=16, seq_len=5, cardinality=2, out_dim=8, squared_distance=squared).eval()
     support = torch.randn(6, 5, 16)
     labels = torch.tensor([2, 0, 1, 1, 0, 2])
     query = torch.randn(4, 5, 16)

@@ -15,7 +15,7 @@ from fsv.heads.base import HEADS, create_head
 from fsv.heads.ta2n import TA2N, offset_mask, temporal_warp
 
 D, T, WAY = 16, 8, 5
-SMALL = {"feature_dim": D, "seq_len": T, "ttm_channels": (4, 8), "ttm_hidden": 4, "sc_channels": 8, "sc_hidden": 4}
+SMALL = {"feature_dim": D, "seq_len": T, "ttm_channels": (4, 8), "ttm_hidden": 8, "sc_channels": 8, "sc_hidden": 8}
 
 
 def make_head(seed: int = 0, **kwargs: object) -> TA2N:
@@ -187,7 +187,19 @@ def test_reversing_query_frames_changes_logits() -> None:
     with torch.no_grad():
         a = head(support, labels, query, WAY).logits
         b = head(support, labels, query.flip(1), WAY).logits
-    assert (a - b).abs().max() > 1e-3
+    assert (a - b).abs().max() > 1e-3  # through the TC residual (default, authors' code), even at init
+
+
+def test_pure_eq3_reading_loses_query_order_at_init() -> None:
+    """``tc_residual=False`` (Eq. 3 at every cell): TC is attention without positions, so at the identity
+    TTM a query's frame order does not matter. This is documented in the module docstring."""
+    head = make_head(tc_residual=False).eval()
+    support, labels, query, _ = episode(5)
+    with torch.no_grad():
+        a = head(support, labels, query, WAY).logits
+        b = head(support, labels, query.flip(1), WAY).logits
+    assert a.shape == (5, WAY)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_same_seed_same_results() -> None:
@@ -214,7 +226,7 @@ def test_overfits_a_fixed_episode() -> None:
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert losses[-1] < 0.25 * losses[0], losses
 
 
 def test_bad_inputs_are_refused() -> None:

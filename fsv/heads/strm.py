@@ -218,7 +218,7 @@ class STRMHead(FewShotHead):
         dropout: float = 0.1,
         pe_scale: float = 0.1,
         qc_weight: float = 0.1,
-        squared_distance: bool = True,
+        squared_distance: bool = False,
         eval_with_qc: bool = False,
         loss_reduction: str = "sum",
     ) -> None:

@@ -14,7 +14,8 @@ Pipeline for one episode (view ``grid``: a video is ``[T, D, H, W]`` = ``[8, 204
          shot, averaged -> p_hat_s [N, T, D, H, W]  (K = 1: p_hat_s = f_hat_s)
       -- ACM per (class, query) pair:
            TC, Eqs. 2-3: M = Softmax((W_k G(p_hat_s))(W_q G(f_hat_q))^T / sqrt(dim));
-                         f_tilde_q = M . (W_v f_hat_q),  f_tilde_s = W_v p_hat_s
+                         f_tilde_q = f_hat_q + M . (W_v G(f_hat_q)),  f_tilde_s = p_hat_s + W_v G(p_hat_s)
+                         (pooled results broadcast over H x W and added to the maps, as in the code; see below)
            SC, Eq. 4:    O = S(Cat(f_tilde_s, f_tilde_q)) in [-0.75, 0.75]^{T x 2}
                Eq. 11:   offset masks I_o (slope gamma = 3), 8-direction perturbations in training
                Eqs. 5-6: f_bar_s = sum_HW(I_o f_tilde_s) / sum I_o,  f_bar_q = ... I_{-o} ...
@@ -54,27 +55,34 @@ Where we depart from the authors' code
 --------------------------------------
 Because the paper says otherwise:
 
-1. **TC without a residual (Eq. 3).** The code computes ``f_tilde_q = f_hat_q + M.(W_v G(f_hat_q))``
-   and ``f_tilde_s = f_hat_s + W_v G(f_hat_s)``, broadcast over H x W. Eq. 3 has no residual. We apply
-   the 1x1 projection ``W_v`` at every cell and let ``M`` mix whole frames, so ``G(f_tilde)`` is
-   exactly Eq. 3 while the 7x7 maps stay available for SC (Eqs. 4-6 need them). Since ``W_v`` is
-   linear it commutes with ``G``. The code's own k-shot alignment does the same thing (no residual).
-2. **No perturbations in evaluation** (supplementary: "disabled in testing"). The code keeps them on
+1. **No perturbations in evaluation** (supplementary: "disabled in testing"). The code keeps them on
    at test time (``if True or self.training``).
-3. **The amplitude decays every 40 epochs** (supplementary). The code has ``decay()`` but its
+2. **The amplitude decays every 40 epochs** (supplementary). The code has ``decay()`` but its
    training script never calls it.
-4. **The k-shot reference is random** (supplementary). The code takes the first shot of each class.
+3. **The k-shot reference is random** (supplementary). The code takes the first shot of each class.
    We draw one reference per class in training. In evaluation we use the expectation over that draw,
    i.e. every shot as reference, averaged. That keeps evaluation deterministic and makes it
    invariant to the order of the support set.
-5. **Optimiser and schedule from the supplementary**: SGD with momentum 0.9 and step decay over
+4. **Optimiser and schedule from the supplementary**: SGD with momentum 0.9 and step decay over
    40,000 episodes. The code uses SGD without momentum, ``StepLR(step=10**6, gamma=0.9)`` (in effect
    a constant lr) and 100,020 episodes.
-6. **Mask sign as in Eq. 11.** ``m_x`` is 1 on ``|x - o_x| < 1``, so the support window is centred on
+5. **Mask sign as in Eq. 11.** ``m_x`` is 1 on ``|x - o_x| < 1``, so the support window is centred on
    ``+o`` and the query window on ``-o``. The code centres them on ``-o`` / ``+o``. This is the same
    model up to the sign of the predictor's last layer, which starts at zero, so the two runs coincide
    at initialisation. Gamma is the paper's constant 3; the code uses ``(L-1)/2``, which is 3 when
    L = 7.
+
+Where the paper is incomplete and we follow the code:
+
+6. **How TC keeps the 7x7 maps (Eq. 3 vs Eqs. 4-6).** Eq. 3 returns pooled ``[T, C]`` features, yet
+   Eq. 4 runs a 3D convolution over ``f_tilde`` and Eqs. 5-6 sum it over H x W. The paper does not
+   say where those maps come from. The code broadcasts the pooled result of Eq. 3 over H x W and adds
+   it to ``f_hat`` (a residual), so that ``G(f_tilde_q) = G(f_hat_q) + M.(W_v G(f_hat_q))``. That is our
+   default. ``tc_residual=False`` is the other consistent reading: ``W_v`` is applied at every cell and
+   ``M`` mixes whole frames, so ``G(f_tilde)`` equals Eq. 3 exactly. Note what it costs: without the
+   residual the query's frame order is lost after TC (attention has no positional term), and it
+   enters only through the TTM's ``phi``. At the identity initialisation, reversing a query's frames
+   changes nothing. The reported results come from the code, i.e. with the residual.
 
 Where the paper is silent and we chose something other than the code:
 
@@ -118,27 +126,28 @@ from torch.nn import functional as F
 from fsv.errors import FsvInputError
 from fsv.heads.base import FewShotHead, HeadOutput, register_head
 
-# Every 5 epochs of 200 episodes (UCF101, HMDB51), over 200 epochs.
-_UCF_HMDB = {
-    "optimizer": "sgd",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "tasks_per_update": 16,
-    "train_episodes": 40_000,
-    "lr_milestones": [1000 * i for i in range(1, 40)],
-    "lr_gamma": 0.5,
-    "seq_len": 8,
-    "view": "grid",
-}
+
+def _preset(train_episodes: int, decay_every: int, lr_gamma: float, momentum: float = 0.9) -> dict[str, Any]:
+    """A preset in episodes: SGD at lr 1e-3, multiplied by ``lr_gamma`` every ``decay_every`` episodes."""
+    return {
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": momentum,
+        "weight_decay": 0.0,
+        "tasks_per_update": 16,
+        "train_episodes": train_episodes,
+        "lr_milestones": list(range(decay_every, train_episodes, decay_every)),
+        "lr_gamma": lr_gamma,
+        "seq_len": 8,
+        "view": "grid",
+    }
+
 
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "ucf101": dict(_UCF_HMDB),
-    "hmdb51": dict(_UCF_HMDB),
-    # 0.8 every 30 epochs, 600 epochs.
-    "ssv2": {**_UCF_HMDB, "train_episodes": 120_000, "lr_milestones": [6000 * i for i in range(1, 20)], "lr_gamma": 0.8},
-    # 0.9 every 20 epochs, 200 epochs, "without momentum in SGD".
-    "kinetics100": {**_UCF_HMDB, "momentum": 0.0, "lr_milestones": [4000 * i for i in range(1, 10)], "lr_gamma": 0.9},
+    "ucf101": _preset(40_000, 1000, 0.5),  # x0.5 every 5 epochs, 200 epochs
+    "hmdb51": _preset(40_000, 1000, 0.5),  # x0.5 every 5 epochs, 200 epochs
+    "ssv2": _preset(120_000, 6000, 0.8),  # x0.8 every 30 epochs, 600 epochs
+    "kinetics100": _preset(40_000, 4000, 0.9, momentum=0.0),  # x0.9 every 20 epochs, 200 epochs, "without momentum"
 }
 """The supplementary's schedules per dataset, in episodes (200 per epoch)."""
 
@@ -342,9 +351,11 @@ class TA2N(FewShotHead):
         perturbation_decay_every: int = 8000,
         train_episodes: int = 40_000,
         dropout: float = 0.5,
+        tc_residual: bool = True,
     ) -> None:
         super().__init__()
         self.feature_dim = feature_dim
+        self.tc_residual = tc_residual
         self.seq_len = seq_len
         self.dropout = nn.Dropout(dropout)
         self.ttm = TemporalTransformModule(feature_dim, ttm_channels, ttm_hidden)
@@ -409,14 +420,20 @@ class TA2N(FewShotHead):
         """
         n, q = p_hat_s.shape[0], f_hat_q.shape[0]
         t, d, h, w = p_hat_s.shape[1:]
+        g_s, g_q = spatial_pool(p_hat_s), spatial_pool(f_hat_q)  # G: [N, T, D], [Q, T, D]
         # TC, Eq. 2: M [N, Q, T_s, T_q].
-        M = self.tc.correlation(spatial_pool(p_hat_s).unsqueeze(1), spatial_pool(f_hat_q).unsqueeze(0))
-        # Eq. 3: f_tilde_q = M . (W_v f_hat_q) [N, Q, T, D, H, W];  f_tilde_s = W_v p_hat_s [N, T, D, H, W].
-        f_tilde_q = torch.einsum("nqxy,qydhw->nqxdhw", M, self.tc.project(f_hat_q))
-        f_tilde_s = self.tc.project(p_hat_s)
-        # SC, Eq. 4: O [N*Q, T, 2].
-        offsets = self.sc.predict_offsets(f_tilde_s.unsqueeze(1).expand(n, q, t, d, h, w).reshape(n * q, t, d, h, w), f_tilde_q.reshape(n * q, t, d, h, w))
-        offsets = offsets.reshape(n, q, t, 2)  # O
+        M = self.tc.correlation(g_s.unsqueeze(1), g_q.unsqueeze(0))
+        if self.tc_residual:
+            # Eq. 3 on pooled features, added to the 7x7 maps (authors' code): f_tilde [.., T, D, H, W].
+            f_tilde_q = f_hat_q.unsqueeze(0) + torch.einsum("nqxy,qyd->nqxd", M, self.tc.W_v(g_q))[..., None, None]
+            f_tilde_s = p_hat_s + self.tc.W_v(g_s)[..., None, None]
+        else:
+            # Eq. 3 at every cell: G(f_tilde_q) = M . (W_v G(f_hat_q)) and G(f_tilde_s) = W_v G(p_hat_s) exactly.
+            f_tilde_q = torch.einsum("nqxy,qydhw->nqxdhw", M, self.tc.project(f_hat_q))
+            f_tilde_s = self.tc.project(p_hat_s)
+        # SC, Eq. 4: O for every pair, [N*Q, T, 2] -> [N, Q, T, 2].
+        pair_s = f_tilde_s.unsqueeze(1).expand(n, q, t, d, h, w).reshape(n * q, t, d, h, w)
+        offsets = self.sc.predict_offsets(pair_s, f_tilde_q.reshape(n * q, t, d, h, w)).reshape(n, q, t, 2)
         delta = self.perturbations().to(offsets.dtype)
         # Eqs. 5-6 with the masks of Eq. 11, averaged over the perturbations: weights [N, Q, T, H, W].
         I_s = self.sc.pooling_weights(offsets, delta, h, w)
