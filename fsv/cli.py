@@ -555,11 +555,11 @@ def eval_cmd(
 @app.command("demo")
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's videos, manifest and store.")] = Path("fsv-demo"),
-    per_class: Annotated[int, typer.Option("--per-class", help="Videos per class.")] = 3,
+    per_class: Annotated[int, typer.Option("--per-class", help="Videos per class (at least 3).")] = 4,
     weights: Annotated[Optional[str], typer.Option("--weights", help="ResNet-50 checkpoint (default: cache, else random).")] = None,
 ) -> None:
-    """Generate a small few-shot video set, build its manifest, extract ResNet-50 features, verify."""
-    from fsv.demo import run_demo
+    """Generate a few-shot video set, extract ResNet-50 features, train and score ProtoNet and TRX."""
+    from fsv.demo import DEMO_EPISODES, run_demo
 
     r = run_demo(out_dir, per_class=per_class, weights=weights)
     info = r.store.info()
@@ -573,6 +573,13 @@ def demo_cmd(
     table.add_row("store", f"{info['path']}: {info['videos']} videos x 8 x {fspec.shape} {fspec.dtype}, {info['files']} files, {info['bytes_on_disk'] / 1e6:.1f} MB, spec key {info['spec_key']}")
     table.add_row("verify", f"{r.verify.checked} videos checked, {'all intact' if r.verify.ok else r.verify.problems}")
     out.print(table)
+    results = Table(title=f"few-shot results: {r.results[0].way}-way {r.results[0].shot}-shot, {r.results[0].episodes} fixed test episodes")
+    for col in ("head", "training", "test accuracy (95% CI)"):
+        results.add_column(col)
+    for e in r.results:
+        training = "none (no parameters)" if e.head == "protonet" else f"{DEMO_EPISODES} episodes (demo settings)"
+        results.add_row(e.head, training, f"{e.accuracy * 100:.1f} ± {e.ci95 * 100:.1f} %")
+    out.print(results)
     if not r.verify.ok or r.extract.failed:
         raise typer.Exit(1)
 

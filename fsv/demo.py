@@ -1,9 +1,12 @@
-"""``fsv demo``: the whole pipeline that exists, end to end, on a generated few-shot video set.
+"""``fsv demo``: both stages end to end on a generated few-shot video set, in a few minutes on a CPU.
 
-Writes ``OUT/videos/{train,test}/<class>/<class>_<k>.mp4`` (a textured square moving along a
-class-specific path over a noisy background), builds and probes the manifest, checks it, extracts
-ResNet-50 frame grids into ``OUT/store.zarr`` (weights from the cache when present, else random
-weights, recorded as such in the spec) and verifies the store.
+Writes ``OUT/videos/{train,val,test}/<class>/<class>_<k>.mp4`` (a square moving over a noisy
+background and changing colour in a class-specific order; classes of a split differ only in the
+order of the same colours), builds and probes the manifest, checks it, extracts ResNet-50 frame grids
+into ``OUT/store.zarr`` (weights from the cache when present, else random weights, recorded as such
+in the spec), verifies the store, then scores ProtoNet and trains and scores TRX on fixed 3-way
+1-shot test episodes (runs in ``OUT/runs/``). The TRX run uses short demo settings (Adam, one
+episode per update, :data:`DEMO_EPISODES` episodes, ``D' = 256``), not the paper's preset.
 """
 
 from __future__ import annotations
@@ -27,33 +30,37 @@ from fsv.pipeline.plan import make_config
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
 from fsv.pipeline.weights import resolve_weights
+from fsv.train import DataSource, EvalResult, TrainConfig, evaluate, train
 
 log = logging.getLogger(__name__)
 
-# class -> its motion: phases of (dx, dy) per frame, played one after another over the clip. Train,
-# val and test classes are disjoint (few-shot); several classes differ only in the order of phases.
-CLASSES: dict[str, dict[str, list[tuple[int, int]]]] = {
-    "train": {
-        "slide_right": [(3, 0)], "slide_left": [(-3, 0)], "rise": [(0, -3)], "fall": [(0, 3)],
-        "right_then_left": [(3, 0), (-3, 0)], "rise_then_fall": [(0, -3), (0, 3)],
-    },
-    "val": {"diagonal_down": [(3, 3)], "left_then_right": [(-3, 0), (3, 0)], "fall_then_rise": [(0, 3), (0, -3)]},
-    "test": {"diagonal_up": [(3, -3)], "down_then_right": [(0, 3), (3, 0)], "right_then_down": [(3, 0), (0, 3)]},
+# class -> the colours the moving square takes, one after the other (equal shares of the clip). Train,
+# val and test classes are disjoint (few-shot); each split holds classes that differ only in the
+# order of the same colours, which no time-averaged feature can tell apart.
+COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (230, 210, 40)}
+CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
+    split: {"_then_".join(seq): seq for seq in seqs}
+    for split, seqs in {
+        "train": [("red", "green"), ("green", "red"), ("blue", "yellow"), ("yellow", "blue"), ("red", "blue"), ("blue", "red")],
+        "val": [("green", "yellow"), ("yellow", "green"), ("red", "yellow")],
+        "test": [("green", "blue"), ("blue", "green"), ("yellow", "red")],
+    }.items()
 }
 
 
-def write_video(path: Path, motion: list[tuple[int, int]], seed: int, *, frames: int = 40, fps: int = 25, size: tuple[int, int] = (160, 120)) -> None:
-    """An H.264 (or MPEG-4 Part 2 when libx264 is absent) clip of a square moving through the
-    phases of ``motion`` (equal shares of the clip), after a random delay of up to 8 frames."""
+def write_video(path: Path, colours: tuple[str, ...], seed: int, *, frames: int = 40, fps: int = 25, size: tuple[int, int] = (160, 120)) -> None:
+    """An H.264 (or MPEG-4 Part 2 when libx264 is absent) clip of a square moving in a random
+    direction whose colour runs through ``colours``; the change comes after a random share
+    (35-65%) of the clip, so speed and timing vary from video to video."""
     import av
 
     rng = np.random.default_rng(seed)
     w, h = size
     path.parent.mkdir(parents=True, exist_ok=True)
     background = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
-    colour = rng.integers(120, 256, 3, dtype=np.uint8)
     x, y = float(rng.integers(30, w - 30)), float(rng.integers(30, h - 30))
-    delay = int(rng.integers(0, 9))
+    dx, dy = rng.uniform(-3, 3, 2)
+    cuts = np.sort(rng.uniform(0.35, 0.65, len(colours) - 1)) * frames
     with av.open(str(path), "w") as container:
         try:
             stream = container.add_stream("libx264", rate=fps)
@@ -61,19 +68,17 @@ def write_video(path: Path, motion: list[tuple[int, int]], seed: int, *, frames:
             stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for t in range(frames):
-            if t >= delay:
-                dx, dy = motion[min(len(motion) - 1, (t - delay) * len(motion) // max(1, frames - delay))]
-                x, y = (x + dx) % w, (y + dy) % h
+            x, y = (x + dx) % w, (y + dy) % h
             img = background.copy()
             cx, cy = int(x), int(y)
-            img[max(0, cy - 12):cy + 12, max(0, cx - 12):cx + 12] = colour
+            img[max(0, cy - 16):cy + 16, max(0, cx - 16):cx + 16] = COLOURS[colours[int(np.searchsorted(cuts, t, side="right"))]]
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
 
 
-def make_videos(root: Path, per_class: int = 3) -> int:
+def make_videos(root: Path, per_class: int = 4) -> int:
     """Write the demo set under ``root``; returns the number of videos."""
     n = 0
     for split, classes in CLASSES.items():
@@ -84,17 +89,24 @@ def make_videos(root: Path, per_class: int = 3) -> int:
     return n
 
 
+DEMO_EPISODES = 200
+DEMO_SETTINGS = {"way": 3, "shot": 1, "query": 2, "optimizer": "adam", "lr": 1e-3, "tasks_per_update": 1, "train_episodes": DEMO_EPISODES,
+                 "val_every": 100, "val_episodes": 50, "test_episodes": 200}
+DEMO_HEAD_ARGS = {"trx": {"head_args.out_dim": 256}}
+
+
 @dataclass
 class DemoResult:
     manifest: Manifest
     store: FeatureStore
     extract: ExtractSummary
     verify: VerifyReport
+    results: list[EvalResult]
     seconds: float
 
 
-def run_demo(out: Path, *, per_class: int = 3, weights: str | None = None) -> DemoResult:
-    """Generate, build, check, extract and verify (see module docstring)."""
+def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> DemoResult:
+    """Generate, build, check, extract, verify, train and evaluate (see module docstring)."""
     t0 = time.perf_counter()
     root = out / "videos"
     if not root.is_dir():
@@ -109,4 +121,11 @@ def run_demo(out: Path, *, per_class: int = 3, weights: str | None = None) -> De
         log.warning("no ResNet-50 weights in the cache: the demo uses random weights (recorded in the store's spec)")
     summary = extract(manifest, root, out / "store.zarr", make_config("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
     store = FeatureStore.open(out / "store.zarr")
-    return DemoResult(manifest, store, summary, verify_store(store), time.perf_counter() - t0)
+    report = verify_store(store)
+    source = DataSource(out / "manifest.csv", (out / "store.zarr",))
+    results = []
+    for head in ("protonet", "trx"):
+        run = out / "runs" / head
+        train(TrainConfig.for_head(head, {**DEMO_SETTINGS, **DEMO_HEAD_ARGS.get(head, {})}), source, run)
+        results.append(evaluate(run))
+    return DemoResult(manifest, store, summary, report, results, time.perf_counter() - t0)

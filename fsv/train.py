@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
         for i in range(start, end):
             head.train()
             if hasattr(head, "set_progress"):
-                head.set_progress(i / max(total, 1))
+                head.set_progress(i / max(total, 1), total)
             t = episode_tensors(bank, sampler.episode(i), train=True, rng=np.random.default_rng([cfg.seed, i, 1])).to(dev)
             out = head(t.support, t.support_labels, t.query, t.way)
             loss = head.loss(out, t.query_labels)

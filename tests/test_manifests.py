@@ -1122,3 +1122,11 @@ def test_probe_video_audio_only(tmp_path):
     with pytest.raises(FsvInputError, match="no video stream") as e:
         probe_video(path)
     assert str(path) in str(e.value)
+
+
+def test_folder_builder_reports_files_that_differ_only_in_extension(tmp_path: Path) -> None:
+    for name in ("a.mp4", "a.avi", "b.mp4"):
+        (tmp_path / "c" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "c" / name).write_bytes(b"x")
+    with pytest.raises(FsvInputError, match=r"2 files would share video id 'c/a' \(c/a.avi, c/a.mp4\)"):
+        build_manifest("folder", root=tmp_path)

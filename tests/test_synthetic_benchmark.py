@@ -21,6 +21,7 @@ FAST = ["--set", "optimizer=adam", "--set", "lr=0.001", "--set", "tasks_per_upda
 HEADS = {
     "trx": ["--set", "head_args.out_dim=64", "--set", "train_episodes=300"],
     "strm": ["--set", "head_args.out_dim=64", "--set", "train_episodes=300"],
+    "ta2n": ["--set", "train_episodes=300"],
 }
 
 

@@ -7,7 +7,8 @@ batches (so a 60-minute video never sits in memory whole).
 
 ``auto`` tries decord (bundles FFmpeg, fast random access), then torchcodec where it is installed,
 then PyAV; a video whose timestamps show a variable frame rate, or that decord cannot open, goes to
-the next backend, as does one for which decord reports no usable timestamps (AVI). A video on
+the next backend, as does one for which decord reports no usable timestamps (AVI) and one longer
+than :data:`LONG_VIDEO_S` (decord's memory grows on those). A video on
 which a backend fails while decoding is started again with the next one
 (:class:`fsv.pipeline.source.VideoSource`).
 """
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("decord", "torchcodec", "pyav")
 VFR_TOLERANCE = 0.25  # relative spread of frame intervals above which a video counts as variable-rate
+# Longer videos go to the next backend under ``auto``: in a DataLoader worker decord's memory grew
+# with the windows of a long video (2.2-5.7 GB on a 60-minute clip, bench/extract.py) where PyAV's
+# sequential decoding stayed near 0.6 GB; dense decoding is fast in both (about 3,000-6,000 frames/s).
+LONG_VIDEO_S = 600.0
 
 
 class VideoReader(Protocol):
@@ -272,8 +277,9 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
         if reader.num_frames <= 0:
             errors.append(f"{path}: {name} finds no frames")
             continue
-        if backend == "auto" and name != names[-1] and (is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
-            log.info("%s: variable frame rate or no timestamps from %s; trying %s", path, name, names[names.index(name) + 1])
+        long_video = name == "decord" and len(reader.timestamps) and reader.timestamps[-1] > LONG_VIDEO_S
+        if backend == "auto" and name != names[-1] and (long_video or is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
+            log.info("%s: long, variable-rate or without timestamps for %s; trying %s", path, name, names[names.index(name) + 1])
             reader.close()
             continue
         return reader

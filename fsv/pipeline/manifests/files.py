@@ -12,12 +12,16 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".m
 class FileIndex:
     """Every video file under ``root``, looked up by relative path without extension or by stem.
 
+    Files that differ only in their extension (``a.mp4`` and ``a.avi``) would map to one video id:
+    the first found is indexed and all of them are listed in ``clashes`` (key -> paths).
+
     The tree is walked once, so resolving 220k SSv2 rows costs one directory scan.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._by_key: dict[str, str] = {}
+        self.clashes: dict[str, list[str]] = {}
         self._by_stem: dict[str, list[str]] = defaultdict(list)
         for dirpath, _, filenames in os.walk(self.root, followlinks=True):
             rel_dir = os.path.relpath(dirpath, self.root)
@@ -26,7 +30,10 @@ class FileIndex:
                 if ext.lower() not in VIDEO_EXTENSIONS:
                     continue
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                self._by_key.setdefault(str(PurePosixPath(rel).with_suffix("")), rel)
+                key = str(PurePosixPath(rel).with_suffix(""))
+                if key in self._by_key:
+                    self.clashes.setdefault(key, [self._by_key[key]]).append(rel)
+                self._by_key.setdefault(key, rel)
                 self._by_stem[stem].append(rel)
 
     def paths(self) -> list[str]:

@@ -42,6 +42,8 @@ def build_folder(*, root: Path | None = None, annotations: Path | None = None, s
         raise FsvInputError(f"data root {root} is not a directory")
     index = FileIndex(root)
     problems = ProblemList()
+    for key, paths in sorted(index.clashes.items()):
+        problems.add(str(root / key), None, f"{len(paths)} files would share video id {key!r} ({', '.join(sorted(paths))}); rename all but one", video_id=key)
     records = []
     for rel in index.paths():
         parts = PurePosixPath(rel).parts
