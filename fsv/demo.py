@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fsv.errors import FsvInputError
 from fsv.pipeline.extract import ExtractSummary, RunOptions, extract
 from fsv.pipeline.manifests import (
     Manifest,
@@ -107,6 +108,9 @@ class DemoResult:
 
 def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> DemoResult:
     """Generate, build, check, extract, verify, train and evaluate (see module docstring)."""
+    need = DEMO_SETTINGS["shot"] + DEMO_SETTINGS["query"]
+    if per_class < need:
+        raise FsvInputError(f"--per-class {per_class}: the demo's {DEMO_SETTINGS['way']}-way {DEMO_SETTINGS['shot']}-shot episodes need at least {need} videos per class")
     t0 = time.perf_counter()
     root = out / "videos"
     if not root.is_dir():

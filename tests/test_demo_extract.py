@@ -24,19 +24,22 @@ FSV = [sys.executable, "-m", "fsv"]
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    proc = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "2"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "all intact" in proc.stdout
+    assert "all intact" in proc.stdout and "protonet" in proc.stdout and "trx" in proc.stdout
     m = Manifest.read(out / "manifest.csv")
-    assert len(m) == 12 and m.task == "fewshot" and all(r.fps == 25.0 and r.num_frames == 40 for r in m)
+    assert len(m) == 36 and m.task == "fewshot" and m.splits == ["test", "train", "val"]
+    assert all(r.fps == 25.0 and r.num_frames == 40 for r in m)
     store = FeatureStore.open(out / "store.zarr")
     assert sorted(store.video_ids()) == sorted(r.video_id for r in m)
     grid = store.get(m.records[0].video_id)
     assert grid.shape == (8, 2048, 7, 7) and grid.dtype == np.float16 and (grid >= 0).all()
     assert store.spec.weights == {"name": "random", "seed": 0}
     np.testing.assert_allclose(store.spans(m.records[0].video_id)[:, 1], np.arange(1, 9) * 1.6 / 8)
-    again = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "2"], capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "0 written, 12 already done" in again.stdout
+    for head in ("protonet", "trx"):
+        assert (out / "runs" / head / "best.pt").is_file()
+    again = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0 and "0 written, 36 already done" in again.stdout
 
 
 def test_extract_records_bad_videos_and_retries_them(tmp_path: Path) -> None:
