@@ -1,7 +1,8 @@
 """One trainer for every few-shot head: episodes, the paper's optimiser and schedule, validation-only
 model selection, checkpoints that resume to the identical result.
 
-A run folder holds ``config.json`` (every value used), ``metrics.csv`` (one row per validation),
+A run folder holds ``config.json`` (every value used), ``metrics.csv`` (one row per validation;
+also TensorBoard events in ``tb/`` when tensorboard is installed),
 ``last.pt`` (resume point: model, optimiser, RNG state, episodes done, best so far) and ``best.pt``
 (the model with the best validation accuracy; test episodes are never looked at while training).
 Training episode ``i`` and its augmentation depend only on ``(seed, i)`` and checkpoints are taken
@@ -258,6 +259,16 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    """One row of ``metrics.csv``; also a TensorBoard event in ``tb/`` when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        SummaryWriter = None  # noqa: N806  (optional dependency)
+    if SummaryWriter is not None:
+        with SummaryWriter(str(path.parent / "tb")) as tb:
+            for key, value in row.items():
+                if key != "episodes":
+                    tb.add_scalar(key, value, row["episodes"])
     new = not path.is_file()
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))

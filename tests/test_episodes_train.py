@@ -149,3 +149,21 @@ def test_killed_cli_run_resumes_identically_and_eval_prints_json(synthetic: Path
     assert result["head"] == "protonet" and result["episodes"] == 60 and result["shot"] == 1 and 0 <= result["accuracy"] <= 1
     direct = evaluate(tmp_path / "killed", episodes=60, device="cpu")
     assert direct.accuracy == pytest.approx(result["accuracy"]) and direct.ci95 == pytest.approx(result["ci95"])
+
+
+@pytest.mark.slow
+def test_seed_sweep_on_local_executor_and_mean_std(synthetic: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "FSV_EPISODES": str(tmp_path / "episodes")}
+    sweep = tmp_path / "sweep"
+    args = [*FSV, "submit", "train-head", "protonet", "--store", str(synthetic / "store.zarr"), "--manifest", str(synthetic / "manifest.jsonl"),
+            "--out", str(sweep), "--seeds", "2", "--executor", "local", "--folder", str(tmp_path / "jobs"), "--shot", "1", "--device", "cpu",
+            "--set", "train_episodes=20", "--set", "val_every=10", "--set", "val_episodes=10", "--set", "head_args.projection_dim=8"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {p.name for p in sweep.iterdir()} == {"seed0", "seed1"}
+    assert json.loads((sweep / "seed1" / "config.json").read_text())["config"]["seed"] == 1
+    out = subprocess.run([*FSV, "eval", str(sweep), "--episodes", "30", "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    accs = [r["accuracy"] for r in result["runs"]]
+    assert result["seeds"] == 2 and result["accuracy"] == pytest.approx(np.mean(accs)) and result["std"] == pytest.approx(np.std(accs, ddof=1))
