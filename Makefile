@@ -26,3 +26,6 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/store_read.py
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/episodes.py
+	$(BIN)/python bench/heads.py

@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
 
 def test_extract_records_bad_videos_and_retries_them(tmp_path: Path) -> None:
     root = tmp_path / "videos"
-    write_video(root / "a" / "good.mp4", (2, 0), seed=1, frames=20)
+    write_video(root / "a" / "good.mp4", ("red",), seed=1, frames=20)
     (root / "a" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     (root / "a" / "empty.mp4").write_bytes(b"")
     rows = [VideoRecord(v, f"a/{v}.mp4", "a", "train") for v in ("good", "corrupt", "empty")]
@@ -58,7 +58,7 @@ def test_extract_records_bad_videos_and_retries_them(tmp_path: Path) -> None:
     s = FeatureStore.open(store)
     assert s.video_ids() == ["good"] and set(s.failures) == {"corrupt", "empty"}
     assert "0 bytes" in s.failures["empty"].error
-    write_video(root / "a" / "corrupt.mp4", (0, 2), seed=2, frames=20)  # the user fixes the file
+    write_video(root / "a" / "corrupt.mp4", ("green", "blue"), seed=2, frames=20)  # the user fixes the file
     assert subprocess.run(args, capture_output=True, text=True, timeout=300).returncode == 0
     s.refresh()
     assert "corrupt" in s.failures  # a plain re-run does not retry recorded failures
