@@ -20,12 +20,14 @@ from fsv.errors import FsvError, FsvInputError
 app = typer.Typer(help="fsv: few-shot and weakly-supervised video action understanding.", no_args_is_help=True, pretty_exceptions_enable=False)
 manifest_app = typer.Typer(help="Build, check and show dataset manifests.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect, verify, import into and export from feature stores.", no_args_is_help=True)
+score_app = typer.Typer(help="Score results files.", no_args_is_help=True)
 submit_app = typer.Typer(help="Run jobs as cluster job arrays (submitit: slurm, local) or on dask.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Datasets by name: data roots, manifests and store folders.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 app.add_typer(store_app, name="store")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(submit_app, name="submit")
+app.add_typer(score_app, name="score")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -549,6 +551,29 @@ def eval_cmd(
         table.add_column(col)
     acc = f"{payload['accuracy'] * 100:.2f} ± {payload['std'] * 100:.2f} (std over {len(results)} seeds)" if seeds else f"{first.accuracy * 100:.2f} ± {first.ci95 * 100:.2f} (95% CI)"
     table.add_row(first.head, first.dataset, str(first.way), str(first.shot), str(first.episodes), acc)
+    out.print(table)
+
+
+@score_app.command("detections")
+def score_detections_cmd(
+    gt: Annotated[Path, typer.Option("--gt", help="Ground truth, ActivityNet format ({\"database\": ...}).")],
+    pred: Annotated[Path, typer.Option("--pred", help="Results, ActivityNet format ({\"results\": ...}).")],
+    subset: Annotated[Optional[str], typer.Option("--subset", help="Score only ground-truth videos of this subset (e.g. validation, test).")] = None,
+    tiou: Annotated[str, typer.Option("--tiou", help="tIoU thresholds: START:STOP:STEP or a list.")] = "0.5:0.95:0.05",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """mAP at tIoU thresholds of any ActivityNet-format results file (interpolated AP, greedy matching)."""
+    from fsv.detections import parse_tiou, score_files
+
+    result = score_files(gt, pred, parse_tiou(tiou), subset)
+    if as_json:
+        typer.echo(json.dumps({"map": result["map"], "average_map": result["average_map"]}))
+        return
+    table = Table(title=f"mAP of {pred} against {gt}")
+    for t in result["map"]:
+        table.add_column(f"@{t}", justify="right")
+    table.add_column("average", justify="right")
+    table.add_row(*[f"{v * 100:.2f}" for v in result["map"].values()], f"{result['average_map'] * 100:.2f}")
     out.print(table)
 
 
