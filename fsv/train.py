@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fsv.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, videos_by_class
+from fsv.data.episodes import (
+    EpisodeConfig,
+    EpisodeSampler,
+    fixed_episodes,
+    videos_by_class,
+)
 from fsv.data.features import FeatureBank, episode_tensors
 from fsv.errors import FsvInputError
 from fsv.heads.base import HEADS, FewShotHead, create_head
@@ -117,8 +122,13 @@ def build_head(cfg: TrainConfig, bank: FeatureBank) -> FewShotHead:
     return create_head(cfg.head, feature_dim=feature_dim(bank), seq_len=cfg.seq_len, **cfg.head_args)
 
 
+def with_features(stores: list[FeatureStore]) -> set[str]:
+    """Ids of the videos that every store holds."""
+    return set.intersection(*(set(s.index) for s in stores))
+
+
 def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: TrainConfig) -> FeatureBank:
-    available = set.intersection(*(set(s.index) for s in stores))
+    available = with_features(stores)
     ids = [v for vs in videos_by_class(manifest, split, available).values() for v in vs]
     if not ids:
         raise FsvInputError(f"split {split!r} of {manifest.path or manifest.dataset} has no videos with features")
@@ -204,7 +214,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     params = [p for p in head.parameters() if p.requires_grad]
     opt = _optimizer(cfg, params) if params else None
     val_bank = split_bank(manifest, stores, "val", cfg) if "val" in manifest.splits else None
-    available = set.intersection(*(set(s.index) for s in stores))
+    available = with_features(stores)
     val_eps = fixed_episodes(manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available)[1] if val_bank else []
     start, best, best_ep = 0, -1.0, -1
     losses_since_val: list[float] = []
@@ -318,7 +328,7 @@ def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, dev
         raise FsvInputError(f"{run} has no best.pt yet: training has not reached its first validation")
     head.load_state_dict(torch.load(best, map_location=dev, weights_only=True)["model"])
     count = episodes or cfg.test_episodes
-    available = set.intersection(*(set(s.index) for s in stores))
+    available = with_features(stores)
     path, eps = fixed_episodes(manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available)
     accs = episode_accuracies(head, bank, eps, dev, progress=f"eval {cfg.head} {split}")
     mean, ci = accuracy_ci(accs)

@@ -17,9 +17,14 @@ import numpy as np
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones.c3d import SPORTS1M_MEAN_BGR
 from fsv.pipeline.sampling import resample_indices, snippet_starts, tsn_indices
-from fsv.pipeline.spec import IMAGENET_MEAN, IMAGENET_STD, FeatureSpec, FieldSpec
+from fsv.pipeline.spec import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FeatureSpec,
+    FieldSpec,
+    step_spans,
+)
 from fsv.pipeline.weights import WeightsRef
-
 
 
 @dataclass(frozen=True)
@@ -210,21 +215,19 @@ def plan_video(config: ExtractConfig, timestamps: np.ndarray, fps: float, *, win
         starts = snippet_starts(len(frames), snippet, stride)
         if not len(starts):
             raise FsvInputError(f"too short: {duration:.2f} s gives {len(frames)} frames at {target:g} fps, fewer than one {snippet}-frame snippet")
-        spans = np.stack([starts / target, (starts + snippet) / target], axis=1)
+        spans = step_spans(s, len(starts), duration)
         unit = snippet
         per_window = max(1, window_frames // stride)
     elif s["kind"] == "tsn":
         frames = tsn_indices(n_src, int(s["num_segments"]), mode=s.get("mode", "center"), rng=rng)
         starts = np.arange(len(frames), dtype=np.int64)
-        edges = np.linspace(0.0, duration, len(frames) + 1)
-        spans = np.stack([edges[:-1], edges[1:]], axis=1)
+        spans = step_spans(s, len(starts), duration)
         unit, per_window = 1, max(1, window_frames)
     else:
         frames = np.arange(n_src, dtype=np.int64)
         starts = frames.copy()
         ends = np.append(timestamps[1:], duration)
-        spans = np.stack([timestamps, ends], axis=1)
+        spans = np.minimum(np.stack([timestamps, ends], axis=1), duration)
         unit, per_window = 1, max(1, window_frames)
-    spans = np.minimum(spans, duration)
     windows = [(a, min(a + per_window, len(starts))) for a in range(0, len(starts), per_window)]
     return VideoPlan(frames, starts, unit, spans, windows, duration)

@@ -106,12 +106,10 @@ class VideoSource(IterableDataset):
     def video_chunks(self, job: VideoJob) -> Iterator[Chunk | Failure]:
         """Chunks of one video, retrying with the next backend when one fails."""
         tried: list[str] = []
-        backends = candidates(self.decoder) if self.decoder != "auto" else ["auto"]
         attempt = 0
         while True:
-            backend = "auto" if self.decoder == "auto" else backends[0]
             try:
-                reader = open_video(job.path, backend, skip=tuple(tried))
+                reader = open_video(job.path, self.decoder, skip=tuple(tried))
             except FsvInputError as e:
                 yield Failure(job.video_id, attempt, str(e), final=True)
                 return
