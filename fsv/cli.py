@@ -414,6 +414,10 @@ def submit_extract_cmd(
 
 
 # ----------------------------------------------------------------------------------- stage two
+# Store a localization head reads by default from a dataset's store folder (its paper's features).
+LOC_STORE_PREFIX = {"vqknet": "i3d-rgb+flow", "cdcca": "c3d"}
+
+
 def _train_source(head: str, dataset: str | None, store: str | None, manifest: Path | None, out: Path, view: str):
     """The manifest (copied into the run folder) and stores a training run reads."""
     from fsv.config import locate
@@ -427,7 +431,12 @@ def _train_source(head: str, dataset: str | None, store: str | None, manifest: P
     elif dataset is not None:
         folder = locate(dataset).stores / dataset
         candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
-        fits = [p for p in candidates if view == "pooled" or len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 3]
+        if view == "snippets":
+            fits = [p for p in candidates if len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 1]
+            preferred = [p for p in fits if p.name.startswith(LOC_STORE_PREFIX.get(head, "\0"))]
+            fits = preferred if len(preferred) == 1 else fits
+        else:
+            fits = [p for p in candidates if view == "pooled" or len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 3]
         if len(fits) != 1:
             found = ", ".join(p.name for p in fits) or "none"
             raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")
@@ -445,7 +454,7 @@ def _train_source(head: str, dataset: str | None, store: str | None, manifest: P
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
 
 
-def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets):
+def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets, dataset_name: str = ""):
     from fsv.train import TrainConfig, parse_overrides
 
     overrides = {}
@@ -460,25 +469,51 @@ def _train_config(head: str, way, shot, episodes, seed, config: Path | None, set
     for key, value in (("way", way), ("shot", shot), ("train_episodes", episodes), ("seed", seed)):
         if value is not None:
             overrides[key] = value
+    if _head_task(head) != "recognition":
+        from fsv.localization.trainer import config_for
+
+        if way is not None:
+            raise FsvInputError(f"--way does not apply to {head} (a localization head)")
+        return config_for(head, dataset_name, overrides)
     return TrainConfig.for_head(head, overrides)
+
+
+def _head_task(head: str) -> str:
+    import fsv.heads  # noqa: F401  (registers the heads)
+    from fsv.heads.base import HEADS
+
+    if head not in HEADS:
+        raise FsvInputError(f"unknown head {head!r}; choose one of {', '.join(sorted(HEADS))}")
+    return HEADS[head].task
 
 
 @app.command("train-head")
 def train_head_cmd(
-    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n")],
+    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n (recognition); cdcca | vqknet (localization)")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumed when it exists).")],
     dataset: DatasetOpt = None,
     store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated to concatenate features.")] = None,
     manifest: ManifestOpt = None,
     way: Annotated[Optional[int], typer.Option("--way", help="Classes per episode (default 5).")] = None,
     shot: Annotated[Optional[int], typer.Option("--shot", help="Support videos per class (default 5).")] = None,
-    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes (default: the paper's).")] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes, or steps for localization heads (default: the paper's).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of training episodes and initialisation.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of preset overrides.")] = None,
     sets: SetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train a few-shot head on cached features (the paper's preset; resumable; val-only model selection)."""
+    """Train a head on cached features (the paper's preset; resumable; val-only model selection).
+
+    Recognition heads (protonet, trx, strm, ta2n) train on episodes and select on validation
+    accuracy; localization heads (cdcca, vqknet) select on validation mAP."""
+    if _head_task(head) != "recognition":
+        from fsv.localization.trainer import train_localization
+
+        source = _train_source(head, dataset, store, manifest, out_dir, "snippets")
+        cfg = _train_config(head, way, shot, episodes, seed, config, sets, _manifest_dataset(source.manifest))
+        r = train_localization(cfg, source, out_dir, device=device)
+        out.print(f"{head}: {r.episodes} steps in {r.seconds:.0f} s; best validation mAP {r.best_val:.4f} at step {r.best_episode}; run {out_dir}")
+        return
     from fsv.train import train
 
     cfg = _train_config(head, way, shot, episodes, seed, config, sets)
@@ -487,9 +522,15 @@ def train_head_cmd(
     out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
 
 
+def _manifest_dataset(path: Path) -> str:
+    from fsv.pipeline.manifests import Manifest
+
+    return Manifest.read(path).dataset
+
+
 @submit_app.command("train-head")
 def submit_train_head_cmd(
-    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n")],
+    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n | cdcca | vqknet")],
     out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder; seed k trains into OUT/seed<k>.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
     executor: Annotated[str, typer.Option("--executor", help="slurm, local or dask.")] = "slurm",
@@ -514,13 +555,89 @@ def submit_train_head_cmd(
 
     jobs = []
     for k in range(seeds):
-        cfg = _train_config(head, way, shot, episodes, k, config, sets)
         run = out_dir / f"seed{k}"
-        jobs.append(TrainJob(cfg, _train_source(head, dataset, store, manifest, run, cfg.view), run, device))
+        if _head_task(head) != "recognition":
+            source = _train_source(head, dataset, store, manifest, run, "snippets")
+            cfg = _train_config(head, way, shot, episodes, k, config, sets, _manifest_dataset(source.manifest))
+        else:
+            cfg = _train_config(head, way, shot, episodes, k, config, sets)
+            source = _train_source(head, dataset, store, manifest, run, cfg.view)
+        jobs.append(TrainJob(cfg, source, run, device))
     cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, gpus_per_node=gpus, dask_workers=dask_workers)
     results = submit_train(jobs, executor, cluster)
     for r in results:
-        out.print(f"{r.run}: best validation accuracy {r.best_val:.4f} at episode {r.best_episode}")
+        out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_episode}")
+
+
+BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
+
+
+def _is_localization_run(run: Path) -> bool:
+    from fsv.localization.trainer import load_loc_run
+
+    return load_loc_run(run) is not None
+
+
+def _map_row(table: Table, name: str, payload: dict) -> None:
+    table.add_row(name, *[f"{v * 100:.2f}" for v in payload["map"].values()], *[f"{v * 100:.2f}" for v in payload["averages"].values()])
+
+
+def _eval_localization(run: Path, seeds: list[Path], split: str, benchmark: str | None, as_json: bool, device: str) -> None:
+    from fsv.localization.trainer import evaluate_localization
+    from fsv.metrics import mean_std
+
+    results = [evaluate_localization(r, split=split, benchmark=benchmark, device=device) for r in (seeds or [run])]
+    payload = dict(results[0])
+    if seeds:
+        mean, std = mean_std([r["average_map"] for r in results])
+        payload.update({"average_map": mean, "std": std, "seeds": len(results), "runs": results,
+                        "map": {k: mean_std([r["map"][k] for r in results])[0] for k in payload["map"]},
+                        "averages": {k: mean_std([r["averages"][k] for r in results])[0] for k in payload["averages"]}})
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
+    what = f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance" if payload["task"] == "common" else f"{payload['videos']} videos"
+    table = Table(title=f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {len(results)} seeds" if seeds else ""))
+    table.add_column("")
+    for t in payload["map"]:
+        table.add_column(f"@{t}", justify="right")
+    for name in payload["averages"]:
+        table.add_column(f"avg {name}", justify="right")
+    _map_row(table, "all" if "without_query_supports" in payload else payload["head"], payload)
+    if "without_query_supports" in payload:
+        _map_row(table, f"without supports from the query video ({payload['without_query_supports']['episodes']})", payload["without_query_supports"])
+    out.print(table)
+
+
+@app.command("predict")
+def predict_cmd(
+    run: Annotated[Path, typer.Argument(help="Localization run folder (cdcca or vqknet).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Results file to write (ActivityNet results JSON).")],
+    split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
+    benchmark: BenchmarkOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Write the detections of a localization run's best model in the ActivityNet results format.
+
+    Common-localization runs key detections by episode and also write the episodes' ground truth
+    beside them (OUT with .gt.json), so any ActivityNet-style tool can score the pair."""
+    from fsv.localization.trainer import ground_truth_json, predict_run, results_json
+
+    scored, cfg, _ = predict_run(run, split=split, benchmark=benchmark, device=device)
+    _write_json(out_file, results_json(scored, cfg))
+    msg = f"{sum(len(v) for v in scored.predictions.values())} detections of {len(scored.predictions)} {'episodes' if cfg.task == 'common' else 'videos'} -> {out_file}"
+    if cfg.task == "common":
+        gt_file = out_file.with_name(out_file.name.removesuffix(".json") + ".gt.json")
+        _write_json(gt_file, ground_truth_json(scored))
+        msg += f"; ground truth -> {gt_file}"
+    out.print(msg)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
 
 
 @app.command("eval")
@@ -528,14 +645,21 @@ def eval_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder (or a seed sweep folder).")],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
     episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed episodes to score (default 10000).")] = None,
+    benchmark: BenchmarkOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Score a run on the fixed test episodes: mean accuracy ± 95% CI (seed sweeps: mean ± std over seeds)."""
+    """Score a run on its test split: recognition runs give mean accuracy ± 95% CI over the fixed test
+    episodes, localization runs their mAP table (seed sweeps: mean ± std over seeds)."""
     from fsv.metrics import mean_std
     from fsv.train import evaluate
 
     seeds = sorted(p for p in run.glob("seed*") if (p / "config.json").is_file()) if not (run / "config.json").is_file() else []
+    if _is_localization_run(seeds[0] if seeds else run):
+        _eval_localization(run, seeds, split, benchmark, as_json, device)
+        return
+    if benchmark is not None:
+        raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca)")
     results = [evaluate(r, split=split, episodes=episodes, device=device) for r in (seeds or [run])]
     first = results[0]
     if seeds:

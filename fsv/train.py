@@ -135,7 +135,7 @@ def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: 
     return FeatureBank.load(stores, ids, cfg.view, cfg.seq_len)
 
 
-def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _optimizer(cfg: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -268,8 +268,9 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     return TrainResult(run, end, best, best_ep, time.perf_counter() - t0)
 
 
-def _append_metrics(path: Path, row: dict[str, Any]) -> None:
-    """One row of ``metrics.csv``; also a TensorBoard event in ``tb/`` when tensorboard is installed."""
+def _append_metrics(path: Path, row: dict[str, Any], step_key: str = "episodes") -> None:
+    """One row of ``metrics.csv``; also a TensorBoard event in ``tb/`` when tensorboard is installed
+    (``row[step_key]`` is the x axis)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -277,8 +278,8 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
     if SummaryWriter is not None:
         with SummaryWriter(str(path.parent / "tb")) as tb:
             for key, value in row.items():
-                if key != "episodes":
-                    tb.add_scalar(key, value, row["episodes"])
+                if key != step_key:
+                    tb.add_scalar(key, value, row[step_key])
     new = not path.is_file()
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))

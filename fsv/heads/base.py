@@ -54,21 +54,29 @@ class FewShotHead(nn.Module):
 
 @dataclass(frozen=True)
 class HeadEntry:
-    """A registered head: its builder, the paper's training preset and a one-line description."""
+    """A registered head: its builder, the paper's training preset, a one-line description and its
+    task: ``recognition`` (few-shot classification), ``common`` (few-shot common action
+    localization) or ``wtal`` (weakly-supervised temporal action localization)."""
 
-    build: Callable[..., FewShotHead]
+    build: Callable[..., nn.Module]
     preset: dict[str, Any]
     description: str
+    task: str = "recognition"
 
 
 HEADS: dict[str, HeadEntry] = {}
 
 
-def register_head(name: str, preset: dict[str, Any], description: str) -> Callable[[Callable[..., FewShotHead]], Callable[..., FewShotHead]]:
-    """Class decorator adding a head to :data:`HEADS` under ``name``."""
+TASKS = ("recognition", "common", "wtal")
 
-    def wrap(build: Callable[..., FewShotHead]) -> Callable[..., FewShotHead]:
-        HEADS[name] = HeadEntry(build, dict(preset), description)
+
+def register_head(name: str, preset: dict[str, Any], description: str, task: str = "recognition") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator adding a head to :data:`HEADS` under ``name``."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        HEADS[name] = HeadEntry(build, dict(preset), description, task)
         return build
 
     return wrap

@@ -1,0 +1,141 @@
+"""The configuration of a localization run and the evaluation protocol of each dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fsv.errors import FsvInputError
+
+# Preset keys the heads use for the number of optimiser steps.
+STEP_ALIASES = {"train_iterations": "train_steps", "train_episodes": "train_steps"}
+
+
+@dataclass
+class LocConfig:
+    """Every value of a localization run. The head's paper preset fills the defaults (its
+    ``DATASET_PRESETS`` entry for the manifest's dataset on top), ``--set`` overrides them; keys
+    the trainer does not know go to the head's constructor (``head_args``).
+
+    Shared: ``seed``, optimiser (``optimizer``, ``lr``, ``momentum``, ``weight_decay``,
+    ``lr_milestones``, ``lr_gamma``), ``train_steps`` (optimiser steps: batches for ``wtal``,
+    episodes for ``common``), ``val_every`` and ``checkpoint_every`` (steps), ``val_fraction``
+    (training videos held out for model selection when the manifest has no val split).
+
+    ``wtal`` (VQK-Net): ``batch_videos`` per step with at least ``min_pairs`` pairs sharing a class,
+    ``num_segments`` sampled per video in training (all steps at test).
+
+    ``common`` (CDC-CA): ``shot`` (L), ``mode`` (``single`` or ``multi`` instance queries),
+    ``frame_fps`` (the frame rate in which the paper counts frames: 3 for ActivityNet, 25 for
+    THUMOS14, as in R-C3D), ``max_query_frames`` (single-instance queries longer than this are
+    dropped; training queries are cropped to it), ``windows`` (sliding-window sizes in frames for
+    longer test queries) with ``window_overlap``, ``class_split_seed`` (the 80/10/10 class split),
+    ``class_split`` (``seeded``, or a benchmark name such as ``yang2020`` whose query classes become
+    the test classes and the others split 8:1 into train and val),
+    ``val_episodes``/``test_episodes`` (fixed episodes), ``num_pseudo_classes`` (k of k-means).
+    """
+
+    head: str
+    task: str
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    train_steps: int = 10000
+    val_every: int = 500
+    checkpoint_every: int = 100
+    val_fraction: float = 0.1
+    batch_videos: int = 10
+    min_pairs: int = 3
+    num_segments: int = 500
+    shot: int = 5
+    mode: str = "single"
+    frame_fps: float = 3.0
+    max_query_frames: int = 768
+    windows: list[int] = field(default_factory=lambda: [512, 768])
+    window_overlap: float = 0.75
+    class_split_seed: int = 0
+    class_split: str = "seeded"
+    val_episodes: int = 200
+    test_episodes: int = 1000
+    num_pseudo_classes: int = 160
+    head_args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def build(cls, head: str, task: str, preset: dict[str, Any], dataset_preset: dict[str, Any], overrides: dict[str, Any]) -> "LocConfig":
+        """Preset, then the dataset's preset, then ``overrides`` (``head_args.NAME`` or a field)."""
+        names = cls.names() - {"head", "task", "head_args"}
+        cfg = cls(head=head, task=task)
+        for source in (preset, dataset_preset):
+            for key, value in source.items():
+                key = STEP_ALIASES.get(key, key)
+                if key in names:
+                    setattr(cfg, key, value)
+                else:
+                    cfg.head_args[key] = value
+        for key, value in overrides.items():
+            key = STEP_ALIASES.get(key, key)
+            if key in names:
+                setattr(cfg, key, value)
+            elif key.startswith("head_args."):
+                cfg.head_args[key.split(".", 1)[1]] = value
+            elif key in cfg.head_args:
+                cfg.head_args[key] = value
+            else:
+                raise FsvInputError(f"unknown setting {key!r}; known: {', '.join(sorted(names))}, head_args.NAME")
+        if cfg.mode not in ("single", "multi"):
+            raise FsvInputError(f"mode must be single or multi, got {cfg.mode!r}")
+        return cfg
+
+
+def dataset_family(dataset: str) -> str:
+    """``thumos14``, ``activitynet`` or the dataset name itself (for presets and protocols)."""
+    d = dataset.lower().replace("-", "").replace("_", "")
+    if d.startswith("thumos"):
+        return "thumos14"
+    if d.startswith("activitynet") or d.startswith("anet"):
+        return "activitynet"
+    return dataset
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """tIoU thresholds of a dataset's mAP table and the named averages reported beside it;
+    ``select`` names the average used for model selection on the validation split."""
+
+    tious: tuple[float, ...]
+    averages: dict[str, tuple[float, float]]
+    select: str
+
+
+PROTOCOLS = {
+    "thumos14": Protocol(tuple(round(0.1 * i, 2) for i in range(1, 8)), {"0.1:0.5": (0.1, 0.5), "0.3:0.7": (0.3, 0.7), "0.1:0.7": (0.1, 0.7)}, "0.1:0.7"),
+    "activitynet": Protocol(tuple(round(0.5 + 0.05 * i, 2) for i in range(10)), {"0.5:0.95": (0.5, 0.95)}, "0.5:0.95"),
+    "common": Protocol((0.5,), {"0.5": (0.5, 0.5)}, "0.5"),
+}
+
+
+def protocol_for(task: str, dataset: str) -> Protocol:
+    """Few-shot common localization reports mAP@0.5; weakly-supervised TAL the dataset's table
+    (THUMOS14's for datasets other than ActivityNet)."""
+    if task == "common":
+        return PROTOCOLS["common"]
+    return PROTOCOLS["activitynet" if dataset_family(dataset) == "activitynet" else "thumos14"]
+
+
+def summarize(map_by_tiou: dict[float, float], protocol: Protocol) -> dict[str, Any]:
+    """``{"map": {"0.5": ...}, "average_map": ..., "averages": {"0.1:0.5": ...}}`` of per-threshold
+    mAPs; ``average_map`` is the mean over all the protocol's thresholds."""
+    def key(t: float) -> str:
+        return f"{t:.2f}".rstrip("0").rstrip(".")
+
+    averages = {name: float(sum(v for t, v in map_by_tiou.items() if lo - 1e-9 <= t <= hi + 1e-9) / max(1, sum(lo - 1e-9 <= t <= hi + 1e-9 for t in map_by_tiou)))
+                for name, (lo, hi) in protocol.averages.items()}
+    return {"map": {key(t): float(v) for t, v in map_by_tiou.items()}, "average_map": float(sum(map_by_tiou.values()) / len(map_by_tiou)), "averages": averages}

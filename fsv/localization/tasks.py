@@ -1,0 +1,199 @@
+"""The two localization tasks as the trainer sees them: data of a run, one training step's loss, and
+the detections and ground truth of a split (what mAP is computed on).
+
+* :class:`WtalTask` — weakly-supervised TAL (VQK-Net): video-level labels in training, every
+  video of the test split scored against its annotated segments (THUMOS14's ambiguous segments
+  travel with the ground truth).
+* :class:`CommonTask` — few-shot common action localization (CDC-CA): episodes over an 80/10/10
+  class split; each episode's query is scored as one "video" with the single label ``common``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fsv.errors import FsvInputError
+from fsv.heads.base import create_head
+from fsv.localization import common as cm
+from fsv.localization.benchmark import benchmark_classes, load_benchmark
+from fsv.localization.config import LocConfig
+from fsv.localization.data import VideoBank, carve_val, split_roles, to_seconds
+from fsv.localization.wtal import WtalBatches, predict_videos, video_labels
+from fsv.pipeline.manifests import Manifest, VideoRecord
+from fsv.pipeline.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+Detections = dict[str, list[tuple[float, float, float, str]]]
+GroundTruth = dict[str, list[tuple[float, float, str]]]
+
+
+@dataclass
+class Scored:
+    """What one split's mAP is computed on, and how many items (videos or episodes) it covers."""
+
+    predictions: Detections
+    ground_truth: GroundTruth
+    ambiguous: dict[str, np.ndarray] = field(default_factory=dict)
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    items: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def available_ids(stores: list[FeatureStore]) -> set[str]:
+    return set.intersection(*(set(s.index) for s in stores))
+
+
+class WtalTask:
+    """VQK-Net's data: train / val (named or carved) / test banks of snippet features."""
+
+    def __init__(self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None) -> None:
+        self.cfg, self.manifest, self.stores, self.cache = cfg, manifest, stores, cache
+        self.classes = list(manifest.classes)
+        self.roles = split_roles(manifest)
+        have = available_ids(stores)
+        train = [r for r in manifest.select(self.roles.train) if r.video_id in have]
+        if self.roles.val is None:
+            train, self.val_records = carve_val(train, cfg.val_fraction, cfg.seed)
+        else:
+            self.val_records = [r for r in manifest.select(self.roles.val) if r.video_id in have]
+        self.train_records = train
+        self.test_records = [r for r in manifest.select(self.roles.test) if r.video_id in have]
+        self._banks: dict[str, VideoBank] = {}
+
+    def bank(self, split: str) -> VideoBank:
+        """``train``, ``val`` or ``test`` videos with features."""
+        if split not in self._banks:
+            records = {"train": self.train_records, "val": self.val_records, "test": self.test_records}.get(split)
+            if records is None:
+                raise FsvInputError(f"split must be train, val or test, got {split!r}")
+            if not records:
+                raise FsvInputError(f"the {split} split of {self.manifest.path or self.manifest.dataset} has no videos with features")
+            self._banks[split] = VideoBank.load(self.stores, records, cache=self.cache)
+        return self._banks[split]
+
+    def build_head(self) -> torch.nn.Module:
+        return create_head(self.cfg.head, feature_dim=self.bank("train").dim, num_classes=len(self.classes), **self.cfg.head_args)
+
+    def batches(self) -> WtalBatches:
+        bank = self.bank("train")
+        return WtalBatches(bank, video_labels(bank.records, self.classes), self.cfg.batch_videos, self.cfg.min_pairs, self.cfg.num_segments, self.cfg.seed)
+
+    def step_loss(self, head: torch.nn.Module, batches: WtalBatches, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batches.batch(i)
+        return head.loss(head(x.to(device)), y.to(device))
+
+    def score_split(self, head: torch.nn.Module, split: str, device: torch.device, advance: Callable[[], None] | None = None) -> Scored:
+        from fsv.heads.vqknet import localize
+
+        bank = self.bank(split)
+        preds = predict_videos(head, localize, bank, self.classes, device, advance)
+        windows = {r.video_id: (float(bank.step_spans(r.video_id)[0, 0]), float(bank.step_spans(r.video_id)[-1, 1])) for r in bank.records}
+        return Scored(preds, ground_truth(bank.records), ambiguous_segments(bank.records), windows, len(bank))
+
+    def size(self, split: str) -> int:
+        return len({"train": self.train_records, "val": self.val_records, "test": self.test_records}[split])
+
+
+def ground_truth(records: list[VideoRecord]) -> GroundTruth:
+    return {r.video_id: [(s.start, s.end, s.label) for s in r.segments] for r in records}
+
+
+def ambiguous_segments(records: list[VideoRecord]) -> dict[str, np.ndarray]:
+    return {r.video_id: np.asarray(r.ambiguous, dtype=np.float64).reshape(-1, 2) for r in records if r.ambiguous}
+
+
+class CommonTask:
+    """CDC-CA's data: every annotated video with features, classes split 80/10/10."""
+
+    def __init__(self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None) -> None:
+        self.cfg, self.manifest, self.stores = cfg, manifest, stores
+        have = available_ids(stores)
+        records = [r for r in manifest if r.video_id in have and r.segments]
+        if not records:
+            raise FsvInputError(f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments")
+        self.bank = VideoBank.load(stores, records, cache=cache)
+        self.instances = cm.manifest_instances(manifest, set(self.bank.index))
+        test_classes = benchmark_classes(cfg.class_split, manifest) if cfg.class_split != "seeded" else None
+        self.split_of = cm.class_split(sorted({i.label for i in self.instances}), cfg.class_split_seed, test_classes)
+        durations = {r.video_id: float(self.bank.step_spans(r.video_id)[-1, 1]) for r in records}
+        self.queries = cm.make_queries(self.instances, durations, cfg.mode, cfg.max_query_frames / cfg.frame_fps)
+        self._episodes: dict[str, cm.CommonEpisodes] = {}
+        train_instances = [i for i in self.instances if self.split_of[i.label] == "train"]
+        self.num_pseudo = min(cfg.num_pseudo_classes, len(train_instances))
+        self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed)
+        step = float(np.median(np.diff(self.bank.spans[:, 0])[np.diff(self.bank.spans[:, 0]) > 0])) if len(self.bank.spans) > 1 else 1.0
+        self.step_seconds = step
+        log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
+                 {s: sum(v == s for v in self.split_of.values()) for s in ("train", "val", "test")})
+
+    def episodes(self, split: str) -> cm.CommonEpisodes:
+        if split not in self._episodes:
+            classes = {c for c, s in self.split_of.items() if s == split}
+            self._episodes[split] = cm.CommonEpisodes(self.queries, self.instances, classes, self.cfg.shot, split)
+        return self._episodes[split]
+
+    def frames_to_steps(self, frames: float) -> int:
+        return max(1, int(round(frames / self.cfg.frame_fps / self.step_seconds)))
+
+    def build_head(self) -> torch.nn.Module:
+        return create_head(self.cfg.head, feature_dim=self.bank.dim, num_pseudo_classes=max(self.num_pseudo, 1), **self.cfg.head_args)
+
+    def batches(self) -> cm.CommonEpisodes:
+        return self.episodes("train")
+
+    def step_loss(self, head: torch.nn.Module, episodes: cm.CommonEpisodes, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        rng = np.random.default_rng([self.cfg.seed, i, 0])
+        ep = episodes.episode(rng, f"train{i}")
+        t = cm.episode_tensors(self.bank, ep, head.num_snippets, crop_steps=self.frames_to_steps(self.cfg.max_query_frames), rng=rng,
+                               pseudo=self.pseudo, num_pseudo=max(self.num_pseudo, 1))
+        gt = t.gt.to(device)
+        out = head(t.query.to(device), t.supports.to(device), t.pseudo.to(device) if t.pseudo is not None else None, gt)
+        return head.loss(out, gt)
+
+    def fixed_episodes(self, split: str, benchmark: str | None = None) -> list[cm.CommonEpisode]:
+        if benchmark is not None:
+            eps, _ = load_benchmark(benchmark, self.manifest, self.cfg.shot, set(self.bank.index))
+            return eps
+        count = self.cfg.val_episodes if split == "val" else self.cfg.test_episodes
+        return self.episodes(split).fixed(count, self.cfg.class_split_seed)
+
+    @torch.inference_mode()
+    def score_split(self, head: torch.nn.Module, split: str, device: torch.device, advance: Callable[[], None] | None = None,
+                    benchmark: str | None = None) -> Scored:
+        head.eval()
+        eps = self.fixed_episodes(split, benchmark)
+        windows = [self.frames_to_steps(w) for w in self.cfg.windows]
+        preds: Detections = {}
+        gt: GroundTruth = {}
+        for ep in eps:
+            t = cm.episode_tensors(self.bank, ep, head.num_snippets)
+            segs, scores = head.detect(t.query.to(device), t.supports.to(device), windows=windows, overlap=self.cfg.window_overlap)
+            spans = self.bank.step_spans(ep.video)
+            secs = to_seconds(np.asarray(segs, dtype=np.float64).reshape(-1, 2) + t.offset, spans)
+            preds[ep.key] = [(float(s), float(e), float(p), cm.COMMON) for (s, e), p in zip(secs, scores, strict=True)]
+            gt[ep.key] = [(s, e, cm.COMMON) for s, e in ep.gt]
+            if advance is not None:
+                advance()
+        leaks = [ep.key for ep in eps if ep.leak]
+        return Scored(preds, gt, {}, {ep.key: ep.window for ep in eps}, len(eps), {"episodes": [ep.to_json() for ep in eps], "leak": leaks})
+
+    def size(self, split: str, benchmark: str | None = None) -> int:
+        if benchmark is not None:
+            return len(self.fixed_episodes(split, benchmark))
+        return self.cfg.val_episodes if split == "val" else self.cfg.test_episodes
+
+
+def make_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None = None) -> WtalTask | CommonTask:
+    if cfg.task == "wtal":
+        return WtalTask(cfg, manifest, stores, cache)
+    if cfg.task == "common":
+        return CommonTask(cfg, manifest, stores, cache)
+    raise FsvInputError(f"unknown localization task {cfg.task!r}")

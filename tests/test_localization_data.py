@@ -1,0 +1,175 @@
+"""Localization data: step/second conversion, split roles, W-TALC pair batches, common-localization
+class splits, queries and episodes, k-means pseudo classes, the Yang 2020 benchmark import, the
+protocol tables and the random-proposal baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsv.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
+from fsv.errors import FsvInputError
+from fsv.localization import common as cm
+from fsv.localization.baseline import random_proposals
+from fsv.localization.benchmark import benchmark_path, load_benchmark
+from fsv.localization.config import LocConfig, protocol_for, summarize
+from fsv.localization.data import VideoBank, carve_val, split_roles, to_seconds, to_steps
+from fsv.localization.tasks import CommonTask, Scored, WtalTask
+from fsv.localization.trainer import score
+from fsv.localization.wtal import perturb_indices
+from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory):
+    return write_synthetic_localization(tmp_path_factory.mktemp("synth-loc"), LocSyntheticConfig(videos=(120, 20, 20)))
+
+
+def test_steps_and_seconds_are_inverse_on_uneven_spans() -> None:
+    spans = np.array([[0.0, 0.64], [0.64, 1.28], [1.28, 1.92], [1.92, 2.3]])
+    t = np.array([0.0, 0.32, 1.0, 2.11, 2.3])
+    s = to_steps(t, spans)
+    np.testing.assert_allclose(s, [0.0, 0.5, 1 + 0.36 / 0.64, 3.5, 4.0])
+    np.testing.assert_allclose(to_seconds(s, spans), t)
+    assert to_steps(np.array([-1.0, 9.0]), spans).tolist() == [0.0, 4.0]
+
+
+def test_split_roles_follow_the_standard_protocols() -> None:
+    def m(splits: list[str]) -> Manifest:
+        return Manifest("x", [VideoRecord(f"v{i}", f"v{i}", "a", s) for i, s in enumerate(splits)], ["a"], "localization")
+
+    assert split_roles(m(["validation", "test"])) == split_roles(m(["test", "validation"]))
+    assert (split_roles(m(["validation", "test"])).train, split_roles(m(["validation", "test"])).test) == ("validation", "test")
+    anet = split_roles(m(["training", "validation", "testing"]))
+    assert (anet.train, anet.val, anet.test) == ("training", None, "validation")
+    assert split_roles(m(["train", "val", "test"])).val == "val"
+    with pytest.raises(FsvInputError, match="localization needs"):
+        split_roles(m(["a", "b"]))
+    recs = m(["validation"] * 50).records
+    train, val = carve_val(recs, 0.1, 0)
+    assert len(val) == 5 and not {r.video_id for r in train} & {r.video_id for r in val}
+    assert carve_val(recs, 0.1, 0)[1] == val and carve_val(recs, 0.1, 1)[1] != val
+
+
+def test_perturb_sampling_covers_each_interval() -> None:
+    rng = np.random.default_rng(0)
+    idx = perturb_indices(1000, 10, rng)
+    assert ((idx >= np.arange(10) * 100) & (idx < np.arange(1, 11) * 100)).all()
+    assert perturb_indices(5, 10, None).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_wtal_batches_have_pairs_sharing_a_class_and_are_reproducible(synth) -> None:
+    manifest, store = synth
+    task = WtalTask(LocConfig(head="vqknet", task="wtal", num_segments=40), manifest, [store], None)
+    assert {r.split for r in task.test_records} == {"test"} and {r.split for r in task.val_records} == {"val"}
+    batches = task.batches()
+    for i in range(20):
+        x, y = batches.batch(i)
+        assert x.shape == (10, 40, 64) and y.shape == (10, 20)
+        rows = batches.rows(i)
+        assert len(set(rows.tolist())) == 10
+        pairs = sum(bool((y[2 * k] * y[2 * k + 1]).sum() > 0) for k in range(3))
+        assert pairs == 3
+    np.testing.assert_array_equal(batches.batch(3)[0], batches.batch(3)[0])
+    assert not np.array_equal(batches.batch(3)[0], batches.batch(4)[0])
+
+
+def test_class_split_is_80_10_10_disjoint_and_seeded() -> None:
+    classes = [f"c{i}" for i in range(200)]
+    split = cm.class_split(classes, 0)
+    counts = {s: sum(v == s for v in split.values()) for s in ("train", "val", "test")}
+    assert counts == {"train": 160, "val": 20, "test": 20}
+    assert split == cm.class_split(list(reversed(classes)), 0) and split != cm.class_split(classes, 1)
+    fixed = cm.class_split(classes, 0, test_classes=["c1", "c2"])
+    assert {c for c, s in fixed.items() if s == "test"} == {"c1", "c2"} and sum(s == "val" for s in fixed.values()) == 22
+
+
+def test_single_instance_queries_hold_one_instance_and_drop_long_ones() -> None:
+    insts = [cm.Instance("v", 10, 20, "a"), cm.Instance("v", 30, 40, "b"), cm.Instance("v", 100, 110, "a"), cm.Instance("w", 0, 5, "a")]
+    durations = {"v": 400.0, "w": 8.0}
+    qs = cm.make_queries(insts, durations, "single", 256.0)
+    windows = {(q.video, q.gt): q.window for q in qs}
+    assert windows[("v", ((10, 20),))] == (0.0, 30)
+    assert windows[("v", ((30, 40),))] == (20, 100)
+    assert ("v", ((100, 110),)) not in windows  # 40 s .. 400 s is longer than 256 s
+    assert windows[("w", ((0, 5),))] == (0.0, 8.0)
+    multi = cm.make_queries(insts, durations, "multi", 256.0)
+    assert {(q.video, q.label): q.gt for q in multi}[("v", "a")] == ((10, 20), (100, 110))
+
+
+def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> None:
+    manifest, store = synth
+    cfg = LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5)
+    task = CommonTask(cfg, manifest, [store], None)
+    test = task.episodes("test")
+    assert set(test.classes) <= {c for c, s in task.split_of.items() if s == "test"}
+    eps = test.fixed(30, 0)
+    assert [e.key for e in eps] == [e.key for e in test.fixed(30, 0)] and eps == test.fixed(30, 0)
+    for ep in eps:
+        assert len(ep.supports) == 5 and all(v != ep.video for v, _, _ in ep.supports)
+        labels = {s.label for v, a, b in ep.supports for s in manifest.by_id()[v].segments if (s.start, s.end) == (a, b)}
+        assert labels == {ep.label}
+        t = cm.episode_tensors(task.bank, ep, 8)
+        assert t.supports.shape == (5, 8, 64) and t.query.shape[1] == 64
+        assert (t.gt[:, 0] >= 0).all() and (t.gt[:, 1] <= len(t.query)).all()
+    train = task.episodes("train").episode(np.random.default_rng(0), "x")
+    hot = cm.episode_tensors(task.bank, train, 8, pseudo=task.pseudo, num_pseudo=task.num_pseudo).pseudo
+    assert hot is not None and 1 <= hot.sum() <= 5
+
+
+def test_training_crop_keeps_a_ground_truth_instance() -> None:
+    spans = np.stack([np.arange(300), np.arange(1, 301)], 1).astype(float)
+    bank = VideoBank(np.zeros((300, 4), np.float16), spans, np.array([0]), np.array([300]), [VideoRecord("v", "v", "a", "train")])
+    ep = cm.CommonEpisode("k", "a", "v", (0.0, 300.0), ((200.0, 230.0),), (("v", 0.0, 10.0),))
+    for seed in range(20):
+        t = cm.episode_tensors(bank, ep, 4, crop_steps=64, rng=np.random.default_rng(seed))
+        assert len(t.query) == 64 and len(t.gt) == 1 and t.gt[0, 1] - t.gt[0, 0] == pytest.approx(30)
+        assert 200 - t.offset == pytest.approx(float(t.gt[0, 0]))
+
+
+def test_kmeans_recovers_separated_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (4, 8))
+    labels = np.repeat(np.arange(4), 25)
+    ids = cm.kmeans(centres[labels] + rng.normal(0, 0.1, (100, 8)), 4, 0)
+    assert len({(a, b) for a, b in zip(labels, ids, strict=True)}) == 4
+
+
+def test_support_snippets_split_uniformly() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(12, 1)
+    assert cm.support_snippets(x, 4)[:, 0].tolist() == [1.0, 4.0, 7.0, 10.0]
+    assert cm.support_snippets(x[:2], 4)[:, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_yang2020_benchmark_imports_frames_as_seconds_and_flags_leaks() -> None:
+    raw = json.loads(benchmark_path("yang2020").read_text())
+    assert raw["fps"] == 3 and len(raw["episodes"]) == 1000
+    assert sum(bool(e["supports_from_query_video"]) for e in raw["episodes"]) == 104
+    ep0 = raw["episodes"][0]
+    videos = {ep0["query"]["video"]} | {s["video"] for s in ep0["supports"]}
+    records = [VideoRecord(v.split("/")[1], v, "Surfing", v.split("/")[0], duration=300.0,
+                           segments=(Segment(100.0, 157.0, "Surfing"),)) for v in sorted(videos)]
+    manifest = Manifest("activitynet13", records, ["Surfing"], "localization")
+    eps, skipped = load_benchmark("yang2020", manifest, 5, {r.video_id for r in records})
+    assert skipped == 999 and len(eps) == 1
+    e = eps[0]
+    assert e.window == (0.0, 537 / 3) and e.gt == ((302 / 3, 469 / 3),) and e.leak and e.label == "Surfing"
+    one, _ = load_benchmark("yang2020", manifest, 1, {r.video_id for r in records})
+    assert one[0].leak and len(one[0].supports) == 1  # the query video is its first support
+    with pytest.raises(FsvInputError, match="none of the 1000"):
+        load_benchmark("yang2020", manifest, 5, set())
+
+
+def test_protocol_tables_and_random_baseline_is_low() -> None:
+    p = protocol_for("wtal", "thumos14")
+    table = summarize({t: t for t in p.tious}, p)
+    assert table["averages"]["0.1:0.5"] == pytest.approx(0.3) and table["averages"]["0.3:0.7"] == pytest.approx(0.5)
+    assert list(table["map"]) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
+    assert protocol_for("wtal", "activitynet13").tious[-1] == 0.95 and protocol_for("common", "thumos14").tious == (0.5,)
+    gt = {f"v{i}": [(10.0 + i, 20.0 + i, "a")] for i in range(50)}
+    perfect = Scored({k: [(s, e, 1.0, lab) for s, e, lab in v] for k, v in gt.items()}, gt, windows={k: (0.0, 100.0) for k in gt}, items=50)
+    assert score(perfect, "wtal", "thumos14")["average_map"] == pytest.approx(1.0)
+    assert score(random_proposals(perfect, seed=0), "wtal", "thumos14")["average_map"] < 0.2
