@@ -606,6 +606,8 @@ def _eval_localization(run: Path, seeds: list[Path], split: str, benchmark: str 
     _map_row(table, "all" if "without_query_supports" in payload else payload["head"], payload)
     if "without_query_supports" in payload:
         _map_row(table, f"without supports from the query video ({payload['without_query_supports']['episodes']})", payload["without_query_supports"])
+    if not seeds:
+        _map_row(table, "random proposals (baseline)", payload["random_proposals"])
     out.print(table)
 
 
@@ -684,12 +686,15 @@ def score_detections_cmd(
     pred: Annotated[Path, typer.Option("--pred", help="Results, ActivityNet format ({\"results\": ...}).")],
     subset: Annotated[Optional[str], typer.Option("--subset", help="Score only ground-truth videos of this subset (e.g. validation, test).")] = None,
     tiou: Annotated[str, typer.Option("--tiou", help="tIoU thresholds: START:STOP:STEP or a list.")] = "0.5:0.95:0.05",
+    ambiguous: Annotated[bool, typer.Option("--ambiguous/--no-ambiguous", help="Ignore the detections THUMOS14's protocol ignores on the ground truth's per-video \"ambiguous\" segments (when the file lists them).")] = True,
+    ambiguous_rule: Annotated[str, typer.Option("--ambiguous-rule", help="thumos14: false positives overlapping an ambiguous segment are ignored (official TH14evalDet); wtalc: every overlapping detection is dropped before matching (W-TALC / CO2-Net).")] = "thumos14",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """mAP at tIoU thresholds of any ActivityNet-format results file (interpolated AP, greedy matching)."""
+    """mAP at tIoU thresholds of any ActivityNet-format results file, computed as the official
+    ActivityNet detection evaluation does (interpolated AP, greedy matching by score)."""
     from fsv.detections import parse_tiou, score_files
 
-    result = score_files(gt, pred, parse_tiou(tiou), subset)
+    result = score_files(gt, pred, parse_tiou(tiou), subset, ambiguous=ambiguous, ambiguous_rule=ambiguous_rule)
     if as_json:
         typer.echo(json.dumps({"map": result["map"], "average_map": result["average_map"]}))
         return

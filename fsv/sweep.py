@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsv.localization.config import LocConfig
 from fsv.pipeline.cluster import ClusterOptions, run_array
 from fsv.train import DataSource, TrainConfig, TrainResult, train
 
@@ -14,7 +15,7 @@ from fsv.train import DataSource, TrainConfig, TrainResult, train
 class TrainJob:
     """One seed of a sweep: its configuration, data and run folder."""
 
-    config: TrainConfig
+    config: TrainConfig | LocConfig
     source: DataSource
     run: Path
     device: str = "auto"
@@ -23,6 +24,10 @@ class TrainJob:
 def run_train_job(job: TrainJob) -> TrainResult:
     """Entry point of every executor: train (or resume) one seed."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if isinstance(job.config, LocConfig):
+        from fsv.localization.trainer import train_localization
+
+        return train_localization(job.config, job.source, job.run, device=job.device)
     return train(job.config, job.source, job.run, device=job.device)
 
 

@@ -80,7 +80,8 @@ class WtalTask:
         return self._banks[split]
 
     def build_head(self) -> torch.nn.Module:
-        return create_head(self.cfg.head, feature_dim=self.bank("train").dim, num_classes=len(self.classes), **self.cfg.head_args)
+        args = {"streams": stream_count(self.stores), **self.cfg.head_args}
+        return create_head(self.cfg.head, feature_dim=self.bank("train").dim, num_classes=len(self.classes), **args)
 
     def batches(self) -> WtalBatches:
         bank = self.bank("train")
@@ -100,6 +101,12 @@ class WtalTask:
 
     def size(self, split: str) -> int:
         return len({"train": self.train_records, "val": self.val_records, "test": self.test_records}[split])
+
+
+def stream_count(stores: list[FeatureStore]) -> int:
+    """How many streams (``rgb``, ``flow``) the stores' features concatenate, by their specs (1 for
+    stores that name none): VQK-Net gives each stream its own attention branch."""
+    return sum(max(1, sum(k in ("rgb", "flow") for k in (s.spec.weights or {}))) for s in stores)
 
 
 def ground_truth(records: list[VideoRecord]) -> GroundTruth:

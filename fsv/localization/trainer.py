@@ -21,6 +21,7 @@ import torch
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import HEADS
+from fsv.localization.baseline import random_proposals
 from fsv.localization.config import LocConfig, dataset_family, protocol_for, summarize
 from fsv.localization.tasks import CommonTask, Scored, WtalTask, make_task
 from fsv.metrics import detection_map
@@ -46,7 +47,8 @@ def config_for(head: str, dataset: str, overrides: dict[str, Any] | None = None)
 
     entry = HEADS[head]
     module = importlib.import_module(entry.build.__module__)
-    dataset_preset = getattr(module, "DATASET_PRESETS", {}).get(dataset_family(dataset), {})
+    presets = getattr(module, "DATASET_PRESETS", {})
+    dataset_preset = presets.get(dataset, presets.get(dataset_family(dataset), {}))
     return LocConfig.build(head, entry.task, entry.preset, dataset_preset, overrides or {})
 
 
@@ -194,6 +196,8 @@ def evaluate_localization(run: Path, *, split: str = "test", benchmark: str | No
     table = score(scored, cfg.task, dataset)
     table.pop("select")
     out: dict[str, Any] = {"head": cfg.head, "task": cfg.task, "dataset": dataset, "split": benchmark or split, **table}
+    chance = score(random_proposals(scored, seed=cfg.seed), cfg.task, dataset)
+    out["random_proposals"] = {k: chance[k] for k in ("map", "average_map", "averages")}
     if cfg.task == "common":
         out.update({"shots": cfg.shot, "mode": cfg.mode, "episodes": scored.items})
         leak = set(scored.extra.get("leak", []))

@@ -1,0 +1,538 @@
+"""CDC-CA: few-shot common action localization (Lee, Jain, Yun, ICCV 2023), on cached snippet features.
+
+Paper: ``shared/papers/cdcca_common_action_localization_iccv2023.md`` (equations restated in
+``cdcca_reading_notes_zh.md``, whose numbering is the paper's minus one for Eqs. 2-7). The authors'
+code is not public. Where the paper is silent we follow R-C3D (Xu, Das, Saenko, ICCV 2017: the
+proposal subnet, anchors, anchor/proposal labelling and sampling, the twin parameterisation and the
+smooth-L1 losses; values from its public config ``lib/tdcnn/config.py`` and
+``experiments/activitynet/td_cnn_end2end.yml``) and Yang et al., "Localizing the common action among a
+few videos", ECCV 2020 (the task, the support-agnostic + support-conditioned losses, the windowed
+inference), on which the paper builds. No code was copied.
+
+Everything is in *steps* (one cached snippet feature = one step); a segment ``[s, e)`` is float and
+end exclusive. Features are rows here, so the paper's ``d x N`` matrices are our ``N x d``
+tensors and ``X^T W Y`` becomes ``X W Y^T``.
+
+Pipeline of one episode (query ``[T, D]``, supports ``[L, N_S, D]``)::
+
+    proposal subnet h (R-C3D): conv1d(D->512, k=3) + ReLU, then per step and anchor scale an
+        actionness logit and (dc, dl) offsets                      -> anchors / proposals [P, 2]
+    temporal RoI max pooling (R-C3D) of the proposal and of its two contexts (deviation 4) -> [P, 3, D]
+    linear layers, rows l2-normalised: X_Q [P, d] (from 3D), X_S^(l) [N_S, d] (one layer for all l)
+    QtoS Context-CA, each support on its own (Eqs. 2-3):
+        Lambda^(l) = X_Q W_QS X_S^(l)^T [P, N_S];  A^(l) = row-softmax(Lambda^(l))
+        X~_S^(l) = (N_S / P) A^(l)^T X_Q + X_S^(l)                      (scale: deviation 1)
+    Dynamics-CA (Eqs. 4-6): X~_S'^(l) = conv1d_k(X~_S^(l)) [N_S-k+1, d] (one conv for all l);
+        X~_S' = the tuples of ALL L supports [L(N_S-k+1), d]
+        Lambda^(l) = X~_S' W_S'S X~_S^(l)^T;  Y~_S^(l) = A^(l)^T X~_S' + X~_S^(l)
+    StoQ Context-CA, all supports at once (Eq. 7): Y~_S [L N_S, d],
+        Lambda = Y~_S W_SQ X_Q^T [L N_S, P];  X~_Q = A^T Y~_S + X_Q
+    action classifier (Sec. 3.3): two parallel linear layers on X~_Q: logits [P, 2]
+        (0 = background, 1 = common action, softmax) and offsets [P, 2]
+    auxiliary relational module (training only): MLP on [X~_Q_i, mean of Y~_S, pseudo multi-hot]
+        -> "similar" logit [P]
+    loss, Eq. 9: L_cls^ag + L_reg^ag + L_cls^co + L_reg^co + L_aux + lambda L_rank (Eq. 8)
+
+In every cross-correlation (Eqs. 2, 5, 7) both sides' rows are l2-normalised (the paper says so for
+Eq. 2; Eqs. 5 and 7 are "like eq. (2)"). ``W_QS`` and the support's linear layer are one parameter
+each, used for every support (paper, after Eq. 2). The query's proposals have their own linear layer
+(their pooled features are ``3 D`` wide; the paper shares the layer "across all l", i.e. the supports).
+The ``W`` matrices start as the identity (cosine correlation).
+
+Where the paper is silent: R-C3D / Yang et al. conventions
+-----------------------------------------------------------
+* Anchors: ``K = len(anchor_scales)`` per step, centred on the step's middle ``t + 0.5``, lengths in
+  steps. Offsets are R-C3D's twin parameterisation ``dc = (c* - c_a) / l_a``, ``dl = log(l* / l_a)``.
+* Anchor labels (L_cls^ag, binary cross-entropy as the paper says): positive if tIoU >= 0.7 with a
+  ground truth or the best anchor of a ground truth, negative if tIoU < 0.3 with all; ``anchor_batch``
+  = 64 sampled anchors (R-C3D ActivityNet config), at most half positive (``RPN_FG_FRACTION``).
+  L_reg^ag: smooth-L1 on the positive sampled anchors.
+* Proposals (training): the decoded anchors, clipped to ``[0, T]``, top ``pre_nms_top`` by actionness,
+  NMS 0.7, top ``train_post_nms_top`` (2000, R-C3D), plus the ground truths; then ``roi_batch`` = 128
+  are sampled with at most 25% foreground (tIoU >= 0.5), the rest background. The batch size is fixed
+  as in R-C3D.pytorch (on which Yang et al.'s code is built): a pool too small to fill it is drawn
+  with replacement (R-C3D.pytorch always draws background with replacement).
+* Proposals (test): top ``pre_nms_top`` (6000), NMS 0.7, top ``post_nms_top`` (300) per window.
+* Proposal labels for L_cls^co (cross-entropy over the softmax), L_aux (binary cross-entropy, "similar"
+  = foreground) and L_rank: foreground iff tIoU >= 0.5 with a ground truth. L_reg^co: smooth-L1 on
+  foreground proposals, targets divided by R-C3D's ``(0.1, 0.2)`` (``TWIN_NORMALIZE_STDS``).
+* Smooth-L1 (beta 1) summed over the two offsets and averaged over the positives.
+* Proposal paths carry no gradient into the proposal subnet (features are cached, so the subnet and
+  the CDC-CA branch share no layer; the subnet learns from the support-agnostic terms only).
+* Inference (Sec. 4.1): a query longer than the largest window is covered by windows of each size in
+  ``windows`` with 75% overlap (the last one flush with the end); each window's proposals are mapped to
+  query coordinates, all of them go through NMS 0.7, and the survivors go together through CDC-CA and
+  the action classifier; the regressed segments (clipped to ``[0, T]``) go through NMS 0.3, scored by
+  the softmax probability of "common action".
+
+Choices where neither gives a value (the paper's supplementary, which we do not have, may)
+--------------------------------------------------------------------------------------------
+* ``d = 512`` (R-C3D's width), ``num_snippets`` N_S = 8, ``tuple_kernel`` k = 3 (valid convolution, so
+  N_S - k + 1 tuples), ``rank_weight`` lambda = 1, ``rank_temperature`` = 2 (softmax of logits / 2 in
+  L_rank only), ``anchor_scales`` = 1 ... 96 steps (a 768-frame window is 96 steps of 8 frames).
+* Auxiliary relational module: Linear(2d + C, d) - ReLU - Linear(d, 1), C = ``num_pseudo_classes``
+  (paper default 160). The support prototype is the mean of all rows of Y~_S.
+* Temporal RoI pooling pools the raw snippet features (R-C3D pools the backbone's conv5b).
+* Background proposals: every tIoU < 0.5. R-C3D's config also asks for tIoU >= 0.1, which would never
+  sample the background far from the action, i.e. most of a single-instance query.
+* Pairs of L_rank: all unordered pairs of sampled proposals with at least one foreground;
+  ``Delta IoU`` uses each proposal's best tIoU with the ground truths.
+
+Deviations and corrections
+--------------------------
+1. **QtoS attention mass (Eq. 3).** With the paper's row-wise soft-max each of the P proposals hands
+   out unit mass over the N_S snippets, so a snippet receives P / N_S on average: it grows with the
+   number of proposals, which is 128 in training and a few hundred at test. We multiply the attended
+   term by N_S / P, making the average mass one at any P (StoQ, Eq. 7, needs no such factor: its
+   sources are the fixed L N_S support snippets).
+2. **Eq. 5** reads ``X~_S^(l)T W X~_S^(l)``; the text ("between X~_S' and X~_S^(l)") and the shapes of
+   Eq. 6 require ``X~_S'^T W_S'S X~_S^(l)``, which we use.
+3. **Eq. 4** says ``k < L``; a kernel over the N_S snippets of one support needs ``k <= N_S``, which we
+   require (L is the number of supports; with L = 1 the paper's bound would allow no kernel).
+4. **Proposal features with context.** R-C3D pools one temporal bin, but from conv5b maps whose
+   receptive field reaches past the proposal. Cached snippet features have no such context, so a
+   proposal lying inside an action pools to the same vector as the whole action, and neither the
+   classifier nor the regressor can tell them apart (our overfit test failed on 2 of 5 seeds that way).
+   We therefore pool in SSN's three stages (Zhao et al., ICCV 2017): the starting context
+   ``[s - l/2, s)``, the proposal ``[s, e)`` and the ending context ``[e, e + l/2)``, each by R-C3D's
+   max pooling, and the query's linear layer maps the three ``D``-vectors to ``X_Q``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsv.errors import FsvInputError
+from fsv.heads.base import register_head
+from fsv.metrics import nms
+
+#: R-C3D's ``TWIN_NORMALIZE_STDS``: the classifier's offset targets are divided by these.
+REG_STD = (0.1, 0.2)
+#: Largest ``dl`` applied when decoding (as in Detectron's ``log(1000 / 16)``), against overflow.
+MAX_DL = math.log(1000.0 / 16.0)
+
+PRESET: dict[str, object] = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "train_episodes": 50000,
+    "val_every": 2500,
+    "shot": 5,
+    "num_snippets": 8,
+    "d": 512,
+    "tuple_kernel": 3,
+    "rank_weight": 1.0,
+    "rank_temperature": 2.0,
+    "anchor_scales": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96],
+}
+"""Training preset. The paper gives no optimiser (its Sec. 4 defers to the supplementary), so these are
+choices: Adam at 1e-4 because every layer here starts from scratch on frozen features (R-C3D's SGD
+1e-4 fine-tunes a pretrained backbone); ``weight_decay`` 5e-4 and ``momentum`` 0.9 (read only by SGD)
+are R-C3D's solver values; one episode is one query with ``shot`` supports (R-C3D trains on one video
+per iteration); 50,000 episodes validated every 2,500. The rest are constructor arguments."""
+
+
+def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """tIoU of every segment of ``a [N, 2]`` with every one of ``b [M, 2]`` -> ``[N, M]``."""
+    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
+    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
+    return inter / union.clamp(min=1e-9)
+
+
+def encode_offsets(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """R-C3D twin offsets of ``targets [N, 2]`` from ``boxes [N, 2]`` -> ``[N, 2]`` = (dc, dl)."""
+    length = (boxes[:, 1] - boxes[:, 0]).clamp(min=1e-6)
+    t_length = (targets[:, 1] - targets[:, 0]).clamp(min=1e-6)
+    dc = ((targets[:, 0] + targets[:, 1]) - (boxes[:, 0] + boxes[:, 1])) / (2 * length)
+    return torch.stack([dc, torch.log(t_length / length)], dim=1)
+
+
+def decode_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`encode_offsets`: ``boxes [N, 2]`` moved by ``offsets [N, 2]`` -> ``[N, 2]``."""
+    length = boxes[:, 1] - boxes[:, 0]
+    centre = (boxes[:, 0] + boxes[:, 1]) / 2 + offsets[:, 0] * length
+    half = length * torch.exp(offsets[:, 1].clamp(max=MAX_DL)) / 2
+    return torch.stack([centre - half, centre + half], dim=1)
+
+
+def _max_over_steps(features: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
+    """Max of ``features [T, D]`` over the steps that each ``[a, b)`` of ``bounds [P, 2]`` overlaps
+    (step ``t`` covers ``[t, t + 1)``) -> ``[P, D]``; zeros where a range lies outside the sequence."""
+    t = features.shape[0]
+    starts = np.clip(np.floor(bounds[:, 0]), 0, t).astype(np.int64)
+    ends = np.clip(np.ceil(bounds[:, 1]), 0, t).astype(np.int64)
+    zero = features.new_zeros(features.shape[1])
+    rows = [features[s:e].amax(dim=0) if e > s else zero for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return torch.stack(rows) if rows else features.new_zeros(0, features.shape[1])
+
+
+def temporal_roi_pool(features: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Temporal RoI max pooling (R-C3D) in SSN's three stages (deviation 4 of the module docstring).
+
+    ``features [T, D]``, ``segments [P, 2]`` (steps) -> ``[P, 3, D]``: the maxima over the starting
+    context ``[s - l/2, s)``, the proposal ``[s, e)`` (at least one step) and the ending context
+    ``[e, e + l/2)``, ``l = e - s``; a context outside the query pools to zeros.
+    """
+    s, e = segments.detach().double().cpu().numpy().T
+    half = (e - s) / 2
+    inside = np.stack([np.minimum(s, features.shape[0] - 1), np.maximum(e, np.floor(s) + 1)], axis=1)
+    stages = [np.stack([s - half, s], axis=1), inside, np.stack([e, e + half], axis=1)]
+    return torch.stack([_max_over_steps(features, b) for b in stages], dim=1)
+
+
+def cross_correlation(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Eqs. 2, 5, 7: ``Lambda = source_n W target_n^T`` with l2-normalised rows.
+
+    ``source [N_src, d]``, ``target [N_tgt, d]``, ``weight [d, d]`` -> ``[N_src, N_tgt]``.
+    """
+    return F.normalize(source, dim=-1) @ weight @ F.normalize(target, dim=-1).transpose(-1, -2)
+
+
+def attend(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The attended term of Eqs. 3, 6, 7: ``A^T source`` with ``A`` the row-wise soft-max of the
+    cross-correlation (each source row spreads unit mass over the targets).
+
+    ``source [..., N_src, d]``, ``target [..., N_tgt, d]`` -> ``[..., N_tgt, d]``.
+    """
+    attention = cross_correlation(source, target, weight).softmax(dim=-1)
+    return attention.transpose(-1, -2) @ source
+
+
+def pairwise_ranking_loss(co_logits: torch.Tensor, ious: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Eq. 8: mean over pairs (i, j), at least one positive, of ``(dIoU_ij - dp_ij)^2``.
+
+    ``co_logits [P, 2]`` (index 1 = common action), ``ious [P]`` (each proposal's tIoU with its
+    ground truth), ``positive [P]`` bool. ``p = softmax(co_logits / temperature)[:, 1]``. Zero (with a
+    graph) when no pair qualifies.
+    """
+    p = (co_logits / temperature).softmax(dim=-1)[:, 1]
+    i, j = torch.triu_indices(len(p), len(p), offset=1, device=p.device)
+    keep = positive[i] | positive[j]
+    if not bool(keep.any()):
+        return p.sum() * 0
+    i, j = i[keep], j[keep]
+    return ((ious[i] - ious[j]) - (p[i] - p[j])).pow(2).mean()
+
+
+def window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Starts of windows of ``window`` steps over ``length`` steps with ``overlap`` (0.75 = stride of a
+    quarter window); the last window ends at ``length``."""
+    stride = max(1, round(window * (1 - overlap)))
+    starts = list(range(0, max(length - window, 0) + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+@dataclass
+class CDCOutput:
+    """What :meth:`CDCCA.forward` returns (all in steps, segments float and end exclusive).
+
+    * ``anchors [A, 2]``: every anchor of the query, ``A = T * K``, index ``t * K + k``;
+    * ``actionness [A]``: support-agnostic actionness logits of the anchors;
+    * ``anchor_offsets [A, 2]``: their regressed (dc, dl);
+    * ``proposals [P, 2]``: the proposals fed to CDC-CA (sampled in training, ``P = roi_batch``);
+    * ``co_logits [P, 2]``: action classifier logits (0 = background, 1 = common action);
+    * ``co_offsets [P, 2]``: the classifier's (dc, dl), in units of ``REG_STD``;
+    * ``aux_logits [P]``: the auxiliary relational module's "similar" logits (``None`` without pseudo);
+    * ``anchor_index [S]`` / ``anchor_label [S]``: the anchors sampled for the support-agnostic loss
+      and their 0/1 labels (``None`` without ground truth).
+    """
+
+    anchors: torch.Tensor
+    actionness: torch.Tensor
+    anchor_offsets: torch.Tensor
+    proposals: torch.Tensor
+    co_logits: torch.Tensor
+    co_offsets: torch.Tensor
+    aux_logits: torch.Tensor | None = None
+    anchor_index: torch.Tensor | None = None
+    anchor_label: torch.Tensor | None = None
+
+
+class ProposalSubnet(nn.Module):
+    """R-C3D proposal subnet on a feature sequence: ``[T, D]`` -> actionness ``[T*K]``, offsets ``[T*K, 2]``."""
+
+    def __init__(self, feature_dim: int, hidden: int, num_anchors: int) -> None:
+        super().__init__()
+        self.num_anchors = num_anchors
+        self.conv = nn.Conv1d(feature_dim, hidden, kernel_size=3, padding=1)
+        self.actionness = nn.Conv1d(hidden, num_anchors, kernel_size=1)
+        self.offsets = nn.Conv1d(hidden, 2 * num_anchors, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.conv(features.t().unsqueeze(0)))  # [1, hidden, T]
+        logits = self.actionness(h)[0].t().reshape(-1)  # [T*K]
+        offsets = self.offsets(h)[0].t().reshape(-1, 2)  # [T*K, 2]
+        return logits, offsets
+
+
+class CDCCrossAttention(nn.Module):
+    """The three stages of CDC-CA (Sec. 3.2). Rows are features (the paper's columns)."""
+
+    def __init__(self, feature_dim: int, d: int, tuple_kernel: int) -> None:
+        super().__init__()
+        self.query_encoder = nn.Linear(3 * feature_dim, d)  # proposals' three pooled stages -> X_Q
+        self.support_encoder = nn.Linear(feature_dim, d)  # the linear layer shared by every support -> X_S^(l)
+        self.w_qs = nn.Parameter(torch.eye(d))  # W_{Q->S}, Eq. 2
+        self.tuple_conv = nn.Conv1d(d, d, kernel_size=tuple_kernel)  # w_k, Eq. 4
+        self.w_ss = nn.Parameter(torch.eye(d))  # W_{S'->S}, Eq. 5
+        self.w_sq = nn.Parameter(torch.eye(d))  # W_{S->Q}, Eq. 7
+
+    def encode(self, pooled: torch.Tensor, supports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pooled [P, 3, D]``, ``supports [L, N_S, D]`` -> ``X_Q [P, d]``, ``X_S [L, N_S, d]``: the
+        linear layers of Sec. 3.2, rows l2-normalised."""
+        x_q = self.query_encoder(pooled.flatten(1))
+        return F.normalize(x_q, dim=-1), F.normalize(self.support_encoder(supports), dim=-1)
+
+    def qtos(self, x_q: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
+        """QtoS Context-CA, Eqs. 2-3, each support on its own with the shared ``W_QS``.
+
+        ``x_q [P, d]``, ``x_s [L, N_S, d]`` -> ``X~_S [L, N_S, d]`` (attended term scaled by N_S / P).
+        """
+        source = x_q.unsqueeze(0).expand(x_s.shape[0], -1, -1)
+        return attend(source, x_s, self.w_qs) * (x_s.shape[1] / x_q.shape[0]) + x_s
+
+    def dynamics(self, x_s: torch.Tensor) -> torch.Tensor:
+        """Dynamics-CA, Eqs. 4-6: every support attended by the tuple features of all supports.
+
+        ``x_s [L, N_S, d]`` (X~_S) -> ``Y~_S [L, N_S, d]``.
+        """
+        tuples = self.tuple_conv(x_s.transpose(1, 2)).transpose(1, 2)  # Eq. 4: [L, N_S - k + 1, d]
+        source = tuples.reshape(1, -1, tuples.shape[-1]).expand(x_s.shape[0], -1, -1)  # X~_S' of all L
+        return attend(source, x_s, self.w_ss) + x_s  # Eqs. 5-6
+
+    def stoq(self, y_s: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+        """StoQ Context-CA, Eq. 7, all supports at once: ``y_s [L, N_S, d]``, ``x_q [P, d]`` -> ``X~_Q [P, d]``."""
+        return attend(y_s.reshape(-1, y_s.shape[-1]), x_q, self.w_sq) + x_q
+
+    def forward(self, pooled: torch.Tensor, supports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pooled [P, 3, D]`` proposal features (:func:`temporal_roi_pool`), ``supports [L, N_S, D]``
+        -> ``X~_Q [P, d]``, ``Y~_S [L, N_S, d]``."""
+        x_q, x_s = self.encode(pooled, supports)
+        y_s = self.dynamics(self.qtos(x_q, x_s))
+        return self.stoq(y_s, x_q), y_s
+
+
+@register_head(
+    "cdcca",
+    preset=PRESET,
+    description="CDC-CA: few-shot common action localization by context/dynamics cross-attention (Lee et al. ICCV 2023)",
+    task="common",
+)
+class CDCCA(nn.Module):
+    """CDC-CA on cached snippet features (see the module docstring for equations, sources, choices).
+
+    ``forward(query [T, D], supports [L, N_S, D], pseudo [C] | None, gt [G, 2] | None)`` ->
+    :class:`CDCOutput`; ``loss(out, gt)`` -> Eq. 9 and its terms; ``detect(query, supports)`` ->
+    detections ``[K, 2]`` and scores ``[K]``.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int = 4096,
+        num_pseudo_classes: int = 160,
+        *,
+        num_snippets: int = 8,
+        d: int = 512,
+        tuple_kernel: int = 3,
+        rank_weight: float = 1.0,
+        rank_temperature: float = 2.0,
+        anchor_scales: Sequence[float] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96),
+        proposal_hidden: int = 512,
+        anchor_pos_iou: float = 0.7,
+        anchor_neg_iou: float = 0.3,
+        anchor_batch: int = 64,
+        anchor_fg_fraction: float = 0.5,
+        roi_batch: int = 128,
+        roi_fg_fraction: float = 0.25,
+        fg_iou: float = 0.5,
+        pre_nms_top: int = 6000,
+        train_post_nms_top: int = 2000,
+        post_nms_top: int = 300,
+        proposal_nms: float = 0.7,
+        detection_nms: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if not 1 <= tuple_kernel <= num_snippets:
+            raise FsvInputError(f"tuple_kernel must be in 1..num_snippets={num_snippets}, got {tuple_kernel}")
+        if not anchor_scales or min(anchor_scales) <= 0:
+            raise FsvInputError(f"anchor_scales must be positive step lengths, got {anchor_scales!r}")
+        self.feature_dim, self.num_pseudo_classes, self.num_snippets = feature_dim, num_pseudo_classes, num_snippets
+        self.rank_weight, self.rank_temperature = rank_weight, rank_temperature
+        self.anchor_pos_iou, self.anchor_neg_iou = anchor_pos_iou, anchor_neg_iou
+        self.anchor_batch, self.anchor_fg_fraction = anchor_batch, anchor_fg_fraction
+        self.roi_batch, self.roi_fg_fraction, self.fg_iou = roi_batch, roi_fg_fraction, fg_iou
+        self.pre_nms_top, self.train_post_nms_top, self.post_nms_top = pre_nms_top, train_post_nms_top, post_nms_top
+        self.proposal_nms, self.detection_nms = proposal_nms, detection_nms
+        self.register_buffer("anchor_scales", torch.tensor([float(s) for s in anchor_scales]), persistent=False)
+        self.register_buffer("reg_std", torch.tensor(REG_STD), persistent=False)
+        self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, len(anchor_scales))
+        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel)
+        self.classifier = nn.ModuleDict({"cls": nn.Linear(d, 2), "reg": nn.Linear(d, 2)})
+        self.aux = nn.Sequential(nn.Linear(2 * d + num_pseudo_classes, d), nn.ReLU(), nn.Linear(d, 1))
+
+    # --- anchors and proposals -------------------------------------------------------------------
+
+    def anchors(self, length: int) -> torch.Tensor:
+        """Anchors of a ``length``-step sequence: ``[length * K, 2]``, centred on ``t + 0.5``."""
+        centres = torch.arange(length, device=self.anchor_scales.device, dtype=self.anchor_scales.dtype) + 0.5
+        half = self.anchor_scales / 2
+        return torch.stack([centres[:, None] - half, centres[:, None] + half], dim=-1).reshape(-1, 2)
+
+    def _proposals(self, anchors: torch.Tensor, logits: torch.Tensor, offsets: torch.Tensor, length: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded anchors clipped to ``[0, length]``, top ``pre_nms_top`` by actionness, NMS
+        ``proposal_nms``, top ``top`` -> (segments ``[P, 2]``, actionness probabilities ``[P]``), detached."""
+        boxes = decode_offsets(anchors, offsets.detach()).clamp(0, length)
+        scores = logits.detach().sigmoid()
+        valid = torch.nonzero(boxes[:, 1] > boxes[:, 0]).squeeze(1)
+        valid = valid[scores[valid].argsort(descending=True)[: self.pre_nms_top]]
+        keep = nms(boxes[valid].cpu().numpy(), scores[valid].cpu().numpy(), self.proposal_nms)[:top]
+        keep_t = valid[torch.as_tensor(keep, device=boxes.device)]
+        return boxes[keep_t], scores[keep_t]
+
+    def _sample_anchors(self, anchors: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """R-C3D anchor labels and a sample of ``anchor_batch`` -> (indices ``[S]``, 0/1 labels ``[S]``)."""
+        label = torch.full((len(anchors),), -1, dtype=torch.long, device=anchors.device)
+        if len(gt):
+            iou = segment_iou(anchors, gt)  # [A, G]
+            best = iou.max(dim=1).values
+            label[best < self.anchor_neg_iou] = 0
+            label[best >= self.anchor_pos_iou] = 1
+            gt_best = iou.max(dim=0).values  # [G]: each ground truth's best anchor is positive too
+            label[((iou == gt_best[None]) & (gt_best[None] > 0)).any(dim=1)] = 1
+        else:
+            label[:] = 0
+        pos = torch.nonzero(label == 1).squeeze(1)
+        neg = torch.nonzero(label == 0).squeeze(1)
+        pos = pos[torch.randperm(len(pos), device=pos.device)[: int(self.anchor_batch * self.anchor_fg_fraction)]]
+        neg = neg[torch.randperm(len(neg), device=neg.device)[: self.anchor_batch - len(pos)]]
+        index = torch.cat([pos, neg])
+        return index, (label[index] == 1).float()
+
+    def _draw(self, pool: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` entries of ``pool``: without replacement when it is large enough, else with."""
+        if len(pool) >= n:
+            return pool[torch.randperm(len(pool), device=pool.device)[:n]]
+        return pool[torch.randint(len(pool), (n,), device=pool.device)]
+
+    def _sample_proposals(self, candidates: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """R-C3D proposal sampling: ``roi_batch`` of ``candidates [C, 2]``, at most ``roi_fg_fraction``
+        foreground (tIoU >= ``fg_iou``) -> ``[roi_batch, 2]``."""
+        iou = segment_iou(candidates, gt).max(dim=1).values if len(gt) else candidates.new_zeros(len(candidates))
+        fg = torch.nonzero(iou >= self.fg_iou).squeeze(1)
+        bg = torch.nonzero(iou < self.fg_iou).squeeze(1)
+        if not len(bg):
+            return candidates[self._draw(fg, self.roi_batch)]
+        fg = self._draw(fg, min(len(fg), round(self.roi_batch * self.roi_fg_fraction)))
+        return candidates[torch.cat([fg, self._draw(bg, self.roi_batch - len(fg))])]
+
+    # --- CDC-CA and the relational classifier ----------------------------------------------------
+
+    def relate(self, query: torch.Tensor, supports: torch.Tensor, proposals: torch.Tensor, pseudo: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """RoI pooling, CDC-CA and the relational classifier for ``proposals [P, 2]`` ->
+        (``co_logits [P, 2]``, ``co_offsets [P, 2]``, ``aux_logits [P]`` or ``None`` without ``pseudo [C]``)."""
+        x_q, y_s = self.cdc(temporal_roi_pool(query, proposals), supports)
+        co_logits, co_offsets = self.classifier["cls"](x_q), self.classifier["reg"](x_q)
+        if pseudo is None:
+            return co_logits, co_offsets, None
+        prototype = y_s.reshape(-1, y_s.shape[-1]).mean(dim=0)
+        relation = torch.cat([x_q, prototype.expand(len(x_q), -1), pseudo.to(x_q).expand(len(x_q), -1)], dim=1)
+        return co_logits, co_offsets, self.aux(relation).squeeze(1)
+
+    def _check(self, query: torch.Tensor, supports: torch.Tensor) -> None:
+        if query.dim() != 2 or query.shape[1] != self.feature_dim or query.shape[0] < 1:
+            raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {self.feature_dim}]")
+        if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
+            raise FsvInputError(f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]")
+
+    def forward(self, query: torch.Tensor, supports: torch.Tensor, pseudo: torch.Tensor | None = None, gt: torch.Tensor | None = None) -> CDCOutput:
+        """One episode. ``query [T, D]``, ``supports [L, N_S, D]``, ``pseudo [C]`` multi-hot (training;
+        ``None`` skips the auxiliary module), ``gt [G, 2]`` common-action segments in steps (training:
+        anchors and proposals are then sampled R-C3D style; ``None``: the proposals are the NMS'd top
+        ``post_nms_top``, as at test on one window)."""
+        self._check(query, supports)
+        length = query.shape[0]
+        logits, offsets = self.proposal_subnet(query)
+        anchors = self.anchors(length)
+        anchor_index = anchor_label = None
+        if gt is None:
+            proposals, _ = self._proposals(anchors, logits, offsets, length, self.post_nms_top)
+        else:
+            gt = gt.to(anchors).reshape(-1, 2)
+            anchor_index, anchor_label = self._sample_anchors(anchors, gt)
+            candidates, _ = self._proposals(anchors, logits, offsets, length, self.train_post_nms_top)
+            proposals = self._sample_proposals(torch.cat([candidates, gt]), gt)
+        co_logits, co_offsets, aux_logits = self.relate(query, supports, proposals, pseudo)
+        return CDCOutput(anchors, logits, offsets, proposals, co_logits, co_offsets, aux_logits, anchor_index, anchor_label)
+
+    def loss(self, out: CDCOutput, gt: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 9 for ``out`` (from ``forward`` with ``gt``) and ``gt [G, 2]`` -> (total, each term by name)."""
+        if out.anchor_index is None or out.anchor_label is None:
+            raise FsvInputError("loss needs the output of forward(..., gt=...)")
+        gt = gt.to(out.anchors).reshape(-1, 2)
+        # support-agnostic part: actionness (binary cross-entropy) and anchor offsets (smooth L1)
+        index, label = out.anchor_index, out.anchor_label
+        cls_ag = F.binary_cross_entropy_with_logits(out.actionness[index], label) if len(index) else out.actionness.sum() * 0
+        pos = index[label > 0.5]
+        reg_ag = out.anchor_offsets.sum() * 0
+        if len(pos):
+            match = segment_iou(out.anchors[pos], gt).argmax(dim=1)
+            target = encode_offsets(out.anchors[pos], gt[match])
+            reg_ag = F.smooth_l1_loss(out.anchor_offsets[pos], target, reduction="sum") / len(pos)
+        # support-conditioned part: action classifier, auxiliary relational module, ranking (Eq. 8)
+        if len(gt):
+            ious, match = segment_iou(out.proposals, gt).max(dim=1)
+        else:
+            ious = out.proposals.new_zeros(len(out.proposals))
+            match = torch.zeros(len(out.proposals), dtype=torch.long, device=ious.device)
+        fg = ious >= self.fg_iou
+        cls_co = F.cross_entropy(out.co_logits, fg.long())
+        reg_co = out.co_offsets.sum() * 0
+        if bool(fg.any()):
+            target = encode_offsets(out.proposals[fg], gt[match[fg]]) / self.reg_std
+            reg_co = F.smooth_l1_loss(out.co_offsets[fg], target, reduction="sum") / int(fg.sum())
+        aux = F.binary_cross_entropy_with_logits(out.aux_logits, fg.float()) if out.aux_logits is not None else cls_co * 0
+        rank = pairwise_ranking_loss(out.co_logits, ious, fg, self.rank_temperature)
+        total = cls_ag + reg_ag + cls_co + reg_co + aux + self.rank_weight * rank
+        terms = {"cls_ag": cls_ag, "reg_ag": reg_ag, "cls_co": cls_co, "reg_co": reg_co, "aux": aux, "rank": rank, "total": total}
+        return total, {name: float(value.detach()) for name, value in terms.items()}
+
+    @torch.no_grad()
+    def detect(self, query: torch.Tensor, supports: torch.Tensor, *, windows: Sequence[int] = (), overlap: float = 0.75, max_detections: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """Inference (Sec. 4.1). ``query [T, D]``, ``supports [L, N_S, D]``; ``windows``: window sizes in
+        steps, used only when ``T`` exceeds the largest. -> detections ``[K, 2]`` (steps, clipped to
+        ``[0, T]``) and scores ``[K]`` (probability of "common action"), best first, after NMS
+        ``detection_nms``; ``K <= max_detections``."""
+        self._check(query, supports)
+        length = query.shape[0]
+        spans = [(0, length)]
+        if windows and length > max(windows):
+            spans = [(s, s + w) for w in windows for s in window_starts(length, w, overlap)]
+        boxes, scores = [], []
+        for start, end in spans:
+            logits, offsets = self.proposal_subnet(query[start:end])
+            b, s = self._proposals(self.anchors(end - start), logits, offsets, end - start, self.post_nms_top)
+            boxes.append(b + start)
+            scores.append(s)
+        proposals = torch.cat(boxes)
+        if len(spans) > 1:  # proposals of all windows in query coordinates, NMS again
+            keep = nms(proposals.cpu().numpy(), torch.cat(scores).cpu().numpy(), self.proposal_nms)
+            proposals = proposals[torch.as_tensor(keep, device=proposals.device)]
+        if not len(proposals):
+            return np.zeros((0, 2)), np.zeros(0)
+        co_logits, co_offsets, _ = self.relate(query, supports, proposals, None)
+        detections = decode_offsets(proposals, co_offsets * self.reg_std).clamp(0, length)
+        probs = co_logits.softmax(dim=-1)[:, 1]
+        valid = torch.nonzero(detections[:, 1] > detections[:, 0]).squeeze(1)
+        detections, probs = detections[valid].double().cpu().numpy(), probs[valid].double().cpu().numpy()
+        keep = nms(detections, probs, self.detection_nms)[:max_detections]
+        return detections[keep], probs[keep]

@@ -1,0 +1,266 @@
+"""CDC-CA (fsv.heads.cdcca): shapes, the three cross-attention stages, Eq. 8/9 losses, windowed
+inference and an overfit check on a synthetic query. Small dimensions, CPU, a few seconds."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+from fsv.errors import FsvInputError
+from fsv.heads import HEADS, create_head
+from fsv.heads.cdcca import (
+    CDCCA,
+    PRESET,
+    cross_correlation,
+    decode_offsets,
+    encode_offsets,
+    pairwise_ranking_loss,
+    temporal_roi_pool,
+    window_starts,
+)
+from fsv.metrics import temporal_iou
+
+D, C, NS = 24, 10, 8
+TRAINER_KEYS = {"lr", "weight_decay", "optimizer", "momentum", "train_episodes", "val_every", "shot"}
+
+
+def small(**kwargs: object) -> CDCCA:
+    options: dict[str, object] = {"num_snippets": NS, "d": 16, "proposal_hidden": 16, "anchor_scales": (2, 4, 8, 16)}
+    options.update(kwargs)
+    return CDCCA(D, C, **options)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run faster on one thread (and do not fight the other tests for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def episode(shots: int, length: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pseudo = torch.zeros(C)
+    pseudo[[1, 4]] = 1
+    gt = torch.tensor([[10.0, 19.0], [25.0, 31.5]])
+    return torch.randn(length, D, generator=g), torch.randn(shots, NS, D, generator=g), pseudo, gt
+
+
+def test_registered_with_a_preset_the_constructor_accepts() -> None:
+    entry = HEADS["cdcca"]
+    assert entry.task == "common" and entry.build is CDCCA
+    assert {"lr", "weight_decay", "optimizer", "momentum", "train_episodes", "val_every", "shot", "num_snippets"} <= set(PRESET)
+    assert PRESET["optimizer"] in ("sgd", "adam") and PRESET["shot"] == 5
+    parameters = inspect.signature(CDCCA).parameters
+    constructor_keys = set(PRESET) - TRAINER_KEYS
+    assert constructor_keys <= set(parameters), constructor_keys - set(parameters)
+    head = create_head("cdcca", feature_dim=D, **{k: PRESET[k] for k in constructor_keys})
+    assert head.cdc.tuple_conv.kernel_size == (PRESET["tuple_kernel"],)
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_shapes_training_and_inference(shots: int) -> None:
+    torch.manual_seed(0)
+    model = small()
+    query, supports, pseudo, gt = episode(shots)
+    out = model(query, supports, pseudo, gt)
+    anchors = 40 * 4
+    assert out.anchors.shape == (anchors, 2) and out.actionness.shape == (anchors,) and out.anchor_offsets.shape == (anchors, 2)
+    assert out.proposals.shape == (128, 2) and out.co_logits.shape == (128, 2) and out.co_offsets.shape == (128, 2)
+    assert out.aux_logits is not None and out.aux_logits.shape == (128,)
+    assert out.anchor_index is not None and out.anchor_label is not None
+    assert out.anchor_index.shape == out.anchor_label.shape and len(out.anchor_index) <= 64
+    assert 0 < out.anchor_label.sum() <= 32  # positives exist, at most half the anchor batch
+    ious = temporal_iou_matrix(out.proposals, gt).max(dim=1).values
+    assert (ious >= 0.5).sum() <= 32 and (ious >= 0.5).any()  # at most 25% foreground
+    # anchors: K per step, centred on t + 0.5
+    assert torch.allclose(out.anchors[4 * 3 + 2], torch.tensor([3.5 - 4, 3.5 + 4]))
+
+    test = model(query, supports)
+    assert test.aux_logits is None and test.anchor_index is None
+    p = len(test.proposals)
+    assert 0 < p <= model.post_nms_top and test.co_logits.shape == (p, 2) and test.co_offsets.shape == (p, 2)
+    assert test.proposals.min() >= 0 and test.proposals.max() <= 40
+
+
+def temporal_iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.stack([temporal_iou(seg, b.numpy()) for seg in a.detach().numpy()]))
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(FsvInputError):
+        small(tuple_kernel=NS + 1)
+    query, supports, _, _ = episode(5)
+    with pytest.raises(FsvInputError):
+        small()(query, supports[:, :5])
+
+
+def test_roi_pooling_stages_and_offsets() -> None:
+    features = torch.arange(10.0)[:, None].repeat(1, 3)  # step t holds t
+    pooled = temporal_roi_pool(features, torch.tensor([[2.0, 4.0], [0.0, 2.0], [6.5, 9.9]]))
+    assert pooled.shape == (3, 3, 3)
+    assert pooled[0, :, 0].tolist() == [1.0, 3.0, 4.0]  # [1, 2) | [2, 4) | [4, 5)
+    assert pooled[1, :, 0].tolist() == [0.0, 1.0, 2.0]  # starting context before the query: zeros
+    assert pooled[2, :, 0].tolist() == [6.0, 9.0, 9.0]  # [4.8, 6.5) | [6.5, 9.9) | clipped [9.9, 10)
+    boxes = torch.tensor([[0.0, 4.0], [3.0, 5.5]])
+    targets = torch.tensor([[1.0, 3.0], [2.0, 9.0]])
+    offsets = encode_offsets(boxes, targets)
+    assert torch.allclose(offsets[0], torch.tensor([0.0, float(np.log(0.5))]))
+    assert torch.allclose(decode_offsets(boxes, offsets), targets, atol=1e-5)
+
+
+def test_qtos_l2_normalised_shared_and_individual() -> None:
+    torch.manual_seed(0)
+    model = small()
+    cdc = model.cdc
+    pooled, supports = torch.randn(7, 3, D), torch.randn(5, NS, D)
+    x_q, x_s = cdc.encode(pooled, supports)
+    assert torch.allclose(x_q.norm(dim=-1), torch.ones(7)) and torch.allclose(x_s.norm(dim=-1), torch.ones(5, NS))
+    # the correlation of Eqs. 2/5/7 normalises rows: rescaling any row changes nothing
+    a, b, w = torch.randn(6, 16), torch.randn(4, 16), torch.randn(16, 16)
+    assert torch.allclose(cross_correlation(a * torch.rand(6, 1) * 5 + a * 0.1, b * 3, w), cross_correlation(a, b, w), atol=1e-5)
+    # one W_QS and one linear layer for every support; each support attended on its own
+    assert [n for n, _ in cdc.named_parameters() if n.startswith("w_qs")] == ["w_qs"]
+    together = cdc.qtos(x_q, x_s)
+    for k in range(5):
+        assert torch.allclose(together[k], cdc.qtos(x_q, x_s[k : k + 1])[0], atol=1e-6)
+    changed = x_s.clone()
+    changed[1] = torch.nn.functional.normalize(torch.randn(NS, 16), dim=-1)
+    assert torch.allclose(cdc.qtos(x_q, changed)[0], together[0])
+    for k in range(5):  # the same W_QS receives the gradient of every support's attention
+        cdc.zero_grad()
+        x_q2, x_s2 = cdc.encode(pooled, supports)
+        cdc.qtos(x_q2, x_s2)[k].pow(2).sum().backward()
+        assert cdc.w_qs.grad is not None and cdc.w_qs.grad.abs().sum() > 0
+        assert cdc.support_encoder.weight.grad is not None and cdc.support_encoder.weight.grad.abs().sum() > 0
+
+
+def test_dynamics_attends_each_support_with_all_supports() -> None:
+    torch.manual_seed(0)
+    cdc = small().cdc
+    x_s = torch.randn(5, NS, 16)
+    out = cdc.dynamics(x_s)
+    assert out.shape == (5, NS, 16)
+    changed = x_s.clone()
+    changed[1] += torch.randn(NS, 16)  # support 2 changes support 1's output
+    assert not torch.allclose(cdc.dynamics(changed)[0], out[0], atol=1e-4)
+    assert not torch.allclose(cdc.dynamics(changed)[2:], out[2:], atol=1e-4)
+    # one support alone is not the same as that support among five (individual-to-all, not to-self)
+    assert not torch.allclose(cdc.dynamics(x_s[:1])[0], out[0], atol=1e-4)
+    # StoQ (Eq. 7) sees all supports at once
+    x_q = torch.randn(9, 16)
+    changed_last = out.clone()
+    changed_last[4] += 1
+    assert not torch.allclose(cdc.stoq(changed_last, x_q), cdc.stoq(out, x_q), atol=1e-4)
+
+
+def test_losses_finite_and_reach_their_parameters() -> None:
+    torch.manual_seed(0)
+    model = small()
+    query, supports, pseudo, gt = episode(5)
+    total, terms = model.loss(model(query, supports, pseudo, gt), gt)
+    assert set(terms) == {"cls_ag", "reg_ag", "cls_co", "reg_co", "aux", "rank", "total"}
+    assert all(np.isfinite(v) for v in terms.values()) and all(terms[k] > 0 for k in terms)
+    rank_weight = model.rank_weight
+    expected = sum(v for k, v in terms.items() if k not in ("total", "rank")) + rank_weight * terms["rank"]
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    total.backward()
+    # each module below is reached by its own terms only: actionness <- cls_ag, subnet offsets <- reg_ag,
+    # classifier reg <- reg_co, aux <- aux, classifier cls <- cls_co + rank, CDC-CA <- all co terms
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    # without the pseudo indicator the auxiliary module is skipped
+    _, terms = model.loss(model(query, supports, None, gt), gt)
+    assert terms["aux"] == 0.0
+    with pytest.raises(FsvInputError):
+        model.loss(model(query, supports), gt)
+
+
+def test_ranking_loss_zero_iff_dp_equals_diou() -> None:
+    ious = torch.tensor([0.9, 0.7, 0.55, 0.3, 0.1, 0.05])
+    positive = ious >= 0.5
+    temperature = 2.0
+    p = ious + 0.04  # same differences as the IoUs
+    logits = torch.stack([torch.zeros(6), temperature * torch.log(p / (1 - p))], dim=1).requires_grad_()
+    assert pairwise_ranking_loss(logits, ious, positive, temperature).item() == pytest.approx(0.0, abs=1e-10)
+    # the temperature matters: without it the same logits no longer match
+    assert pairwise_ranking_loss(logits, ious, positive, 1.0).item() > 1e-4
+    bumped = logits.detach().clone()
+    bumped[3, 1] += 1.0
+    bumped.requires_grad_()
+    loss = pairwise_ranking_loss(bumped, ious, positive, temperature)
+    assert loss.item() > 1e-4
+    loss.backward()
+    assert bumped.grad is not None and bumped.grad[3, 1] != 0
+    # the mean runs over pairs with at least one positive: 15 pairs minus the 3 negative-negative ones
+    q = torch.softmax(bumped.detach() / temperature, dim=1)[:, 1]
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6) if positive[i] or positive[j]]
+    assert len(pairs) == 12
+    manual = sum(float((ious[i] - ious[j]) - (q[i] - q[j])) ** 2 for i, j in pairs) / len(pairs)
+    assert loss.item() == pytest.approx(manual, rel=1e-5)
+    assert pairwise_ranking_loss(bumped, ious, torch.zeros(6, dtype=torch.bool), temperature).item() == 0.0
+
+
+def test_window_starts_cover_the_query() -> None:
+    assert window_starts(200, 32, 0.75) == [*range(0, 169, 8)]
+    starts = window_starts(203, 48, 0.75)
+    assert starts[0] == 0 and starts[-1] == 203 - 48 and all(b - a <= 12 for a, b in itertools.pairwise(starts))
+
+
+def test_detect_with_windows_on_a_long_query() -> None:
+    torch.manual_seed(0)
+    model = small()
+    length, windows = 200, (32, 48)
+    query, supports, _, _ = episode(5, length=length)
+    calls: list[int] = []
+    model.proposal_subnet.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    seen: list[torch.Tensor] = []
+    relate = model.relate
+    model.relate = lambda q, s, proposals, pseudo: (seen.append(proposals), relate(q, s, proposals, pseudo))[1]  # type: ignore[method-assign]
+    with one_thread():
+        detections, scores = model.detect(query, supports, windows=windows, max_detections=50)
+    n_windows = len(window_starts(length, 32, 0.75)) + len(window_starts(length, 48, 0.75))
+    assert len(calls) == n_windows and set(calls) == {32, 48}
+    proposals = seen[0].numpy()  # all windows' proposals, in query coordinates, one CDC-CA pass
+    assert len(seen) == 1 and proposals.min() >= 0 and proposals.max() <= length and proposals[:, 1].max() > 48
+    for i in range(len(proposals)):  # NMS 0.7 across windows
+        assert temporal_iou(proposals[i], np.delete(proposals, i, axis=0)).max() <= 0.7 + 1e-9
+    assert detections.shape == (len(scores), 2) and 0 < len(scores) <= 50
+    assert detections.min() >= 0 and detections.max() <= length and (detections[:, 1] > detections[:, 0]).all()
+    assert (np.diff(scores) <= 0).all() and ((scores >= 0) & (scores <= 1)).all()
+    for i in range(len(detections)):  # NMS 0.3 on the final detections
+        assert temporal_iou(detections[i], np.delete(detections, i, axis=0)).max() <= 0.3 + 1e-9
+    calls.clear()
+    model.detect(query[:40], supports, windows=windows)  # short query: one pass, no windows
+    assert calls == [40]
+
+
+def test_overfits_a_planted_common_action() -> None:
+    torch.manual_seed(0)
+    action = torch.randn(D) * 2
+    query = torch.randn(48, D)  # background noise
+    gt = torch.tensor([[18.0, 30.0]])
+    query[18:30] = action + 0.3 * torch.randn(12, D)
+    supports = action + 0.3 * torch.randn(5, NS, D)
+    pseudo = torch.zeros(C)
+    pseudo[3] = 1
+    model = small(d=32, proposal_hidden=32, anchor_scales=(2, 4, 8, 12, 16, 24))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with one_thread():
+        for _ in range(300):
+            total, _ = model.loss(model(query, supports, pseudo, gt), gt)
+            optimiser.zero_grad()
+            total.backward()
+            optimiser.step()
+        detections, scores = model.detect(query, supports)
+    assert temporal_iou(detections[0], gt.numpy())[0] > 0.5, (detections[:3], scores[:3])
+    assert scores[0] > 0.5
