@@ -5,7 +5,6 @@ protocol tables and the random-proposal baseline."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,13 @@ from fsv.localization import common as cm
 from fsv.localization.baseline import random_proposals
 from fsv.localization.benchmark import benchmark_path, load_benchmark
 from fsv.localization.config import LocConfig, protocol_for, summarize
-from fsv.localization.data import VideoBank, carve_val, split_roles, to_seconds, to_steps
+from fsv.localization.data import (
+    VideoBank,
+    carve_val,
+    split_roles,
+    to_seconds,
+    to_steps,
+)
 from fsv.localization.tasks import CommonTask, Scored, WtalTask
 from fsv.localization.trainer import score
 from fsv.localization.wtal import perturb_indices
