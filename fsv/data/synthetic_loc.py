@@ -1,7 +1,9 @@
 """Synthetic untrimmed videos with planted action instances, for localization tests and demos.
 
 Every step of a video is background noise; an instance of class ``c`` adds the class's feature
-pattern (a random unit direction scaled by ``amplitude``) to its steps, ramped at the edges. Each
+pattern (a random direction scaled by ``amplitude``) plus a pattern shared by all classes (scaled by
+``shared``: what makes an action an action, like motion in real features, so class-agnostic
+actionness can transfer to unseen classes) to its steps, ramped at the edges. Each
 video holds 1-3 instances of one or two classes. The features are ``[T, dim]`` snippet features
 (half "RGB", half "flow" for two-stream heads) with real time spans, written into a real store with
 a ``localization`` manifest (train / val / test videos), so the heads run the same loaders,
@@ -31,11 +33,12 @@ class LocSyntheticConfig:
     step_seconds: float = 0.5
     instance_steps: tuple[int, int] = (6, 16)
     amplitude: float = 1.5
+    shared: float = 1.0
     noise: float = 1.0
     seed: int = 0
 
 
-def _video(rng: np.random.Generator, protos: np.ndarray, cfg: LocSyntheticConfig) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+def _video(rng: np.random.Generator, protos: np.ndarray, common: np.ndarray, cfg: LocSyntheticConfig) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """``[T, dim]`` float32 features and the planted ``(start_step, end_step, class)`` instances."""
     t = int(rng.integers(cfg.steps[0], cfg.steps[1] + 1))
     x = rng.normal(0, cfg.noise, (t, cfg.dim)).astype(np.float32)
@@ -48,7 +51,7 @@ def _video(rng: np.random.Generator, protos: np.ndarray, cfg: LocSyntheticConfig
             if all(s + n + 2 <= a or s >= b + 2 for a, b, _ in planted):
                 c = int(rng.choice(labels))
                 ramp = np.minimum(1.0, np.minimum(np.arange(1, n + 1), np.arange(n, 0, -1)) / 2.0)
-                x[s:s + n] += cfg.amplitude * ramp[:, None] * protos[c][None]
+                x[s:s + n] += ramp[:, None] * (cfg.amplitude * protos[c] + cfg.shared * common)[None]
                 planted.append((s, s + n, c))
                 break
     return x, sorted(planted)
@@ -59,9 +62,11 @@ def write_synthetic_localization(out: Path, cfg: LocSyntheticConfig = LocSynthet
     rng = np.random.default_rng(cfg.seed)
     protos = rng.normal(0, 1, (cfg.classes, cfg.dim)).astype(np.float32)
     protos *= np.sqrt(cfg.dim) / np.linalg.norm(protos, axis=1, keepdims=True)
+    common = rng.normal(0, 1, cfg.dim).astype(np.float32)
+    common *= np.sqrt(cfg.dim) / np.linalg.norm(common)
     names = [f"action_{k:02d}" for k in range(cfg.classes)]
     splits = ["train"] * cfg.videos[0] + ["val"] * cfg.videos[1] + ["test"] * cfg.videos[2]
-    videos = [_video(np.random.default_rng([cfg.seed, i]), protos, cfg) for i in range(len(splits))]
+    videos = [_video(np.random.default_rng([cfg.seed, i]), protos, common, cfg) for i in range(len(splits))]
     records = []
     for i, (split, (x, planted)) in enumerate(zip(splits, videos, strict=True)):
         segs = tuple(Segment(s * cfg.step_seconds, e * cfg.step_seconds, names[c]) for s, e, c in planted)
