@@ -17,6 +17,7 @@ from fsv.heads import HEADS, create_head
 from fsv.heads.cdcca import (
     CDCCA,
     PRESET,
+    _max_over_steps,
     cross_correlation,
     decode_offsets,
     encode_offsets,
@@ -221,15 +222,17 @@ def test_detect_with_windows_on_a_long_query() -> None:
     model = small()
     length, windows = 200, (32, 48)
     query, supports, _, _ = episode(5, length=length)
-    calls: list[int] = []
-    model.proposal_subnet.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    calls: list[tuple[int, ...]] = []
+    model.proposal_subnet.register_forward_hook(lambda _m, args, _o: calls.append(tuple(args[0].shape[:-1])))
     seen: list[torch.Tensor] = []
     relate = model.relate
     model.relate = lambda q, s, proposals, pseudo: (seen.append(proposals), relate(q, s, proposals, pseudo))[1]  # type: ignore[method-assign]
     with one_thread():
         detections, scores = model.detect(query, supports, windows=windows, max_detections=50)
-    n_windows = len(window_starts(length, 32, 0.75)) + len(window_starts(length, 48, 0.75))
-    assert len(calls) == n_windows and set(calls) == {32, 48}
+    # one batched subnet pass per window size, every window of that size in the batch
+    assert sorted(calls, key=lambda c: c[1]) == [(len(window_starts(length, 32, 0.75)), 32), (len(window_starts(length, 48, 0.75)), 48)]
+    logits, _ = model.proposal_subnet(torch.stack([query[8:40], query[16:48]]))
+    torch.testing.assert_close(logits[1], model.proposal_subnet(query[16:48])[0], rtol=1e-5, atol=1e-5)
     proposals = seen[0].numpy()  # all windows' proposals, in query coordinates, one CDC-CA pass
     assert len(seen) == 1 and proposals.min() >= 0 and proposals.max() <= length and proposals[:, 1].max() > 48
     for i in range(len(proposals)):  # NMS 0.7 across windows
@@ -241,7 +244,21 @@ def test_detect_with_windows_on_a_long_query() -> None:
         assert temporal_iou(detections[i], np.delete(detections, i, axis=0)).max() <= 0.3 + 1e-9
     calls.clear()
     model.detect(query[:40], supports, windows=windows)  # short query: one pass, no windows
-    assert calls == [40]
+    assert calls == [(1, 40)]
+
+
+def test_range_max_pooling_matches_a_loop_over_ranges() -> None:
+    rng = np.random.default_rng(0)
+    features = torch.randn(57, 6, requires_grad=True)
+    bounds = np.sort(rng.uniform(-5, 62, (300, 2)), axis=1)
+    bounds[:5] = [[3, 3.2], [10, 10], [-4, -1], [57, 60], [0, 57]]
+    pooled = _max_over_steps(features, bounds)
+    for (a, b), row in zip(bounds, pooled, strict=True):
+        lo, hi = int(np.clip(np.floor(a), 0, 57)), int(np.clip(np.ceil(b), 0, 57))
+        expect = features[lo:hi].amax(0) if hi > lo else torch.zeros(6)
+        torch.testing.assert_close(row, expect)
+    pooled.sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
 
 
 def test_overfits_a_planted_common_action() -> None:

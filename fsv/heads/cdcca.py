@@ -165,13 +165,29 @@ def decode_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 def _max_over_steps(features: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
     """Max of ``features [T, D]`` over the steps that each ``[a, b)`` of ``bounds [P, 2]`` overlaps
-    (step ``t`` covers ``[t, t + 1)``) -> ``[P, D]``; zeros where a range lies outside the sequence."""
-    t = features.shape[0]
+    (step ``t`` covers ``[t, t + 1)``) -> ``[P, D]``; zeros where a range lies outside the sequence.
+
+    Range maxima come from a sparse table (level ``k`` holds the maxima of every run of ``2^k``
+    steps; a range is the max of two overlapping runs), built only up to the longest range asked
+    for: one gather per level instead of one reduction per range."""
+    t, d = features.shape
     starts = np.clip(np.floor(bounds[:, 0]), 0, t).astype(np.int64)
     ends = np.clip(np.ceil(bounds[:, 1]), 0, t).astype(np.int64)
-    zero = features.new_zeros(features.shape[1])
-    rows = [features[s:e].amax(dim=0) if e > s else zero for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return torch.stack(rows) if rows else features.new_zeros(0, features.shape[1])
+    filled = np.flatnonzero(ends > starts)
+    out = features.new_zeros(len(bounds), d)
+    if not len(filled):
+        return out
+    levels = np.floor(np.log2(ends[filled] - starts[filled])).astype(np.int64)
+    table = [features]
+    for k in range(1, int(levels.max()) + 1):
+        half = 1 << (k - 1)
+        table.append(torch.maximum(table[-1][:-half], table[-1][half:]))
+    for k in np.unique(levels).tolist():
+        rows = filled[levels == k]
+        first = torch.as_tensor(starts[rows], device=features.device)
+        last = torch.as_tensor(ends[rows] - (1 << k), device=features.device)
+        out = out.index_put((torch.as_tensor(rows, device=features.device),), torch.maximum(table[k][first], table[k][last]))
+    return out
 
 
 def temporal_roi_pool(features: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
@@ -269,10 +285,13 @@ class ProposalSubnet(nn.Module):
         self.offsets = nn.Conv1d(hidden, 2 * num_anchors, kernel_size=1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.relu(self.conv(features.t().unsqueeze(0)))  # [1, hidden, T]
-        logits = self.actionness(h)[0].t().reshape(-1)  # [T*K]
-        offsets = self.offsets(h)[0].t().reshape(-1, 2)  # [T*K, 2]
-        return logits, offsets
+        """``[T, D]`` -> ``[T*K]``, ``[T*K, 2]``; or a batch of equal-length windows ``[B, T, D]`` ->
+        ``[B, T*K]``, ``[B, T*K, 2]``."""
+        batch = features if features.dim() == 3 else features.unsqueeze(0)
+        h = F.relu(self.conv(batch.transpose(1, 2)))  # [B, hidden, T]
+        logits = self.actionness(h).transpose(1, 2).reshape(len(batch), -1)  # [B, T*K]
+        offsets = self.offsets(h).transpose(1, 2).reshape(len(batch), -1, 2)  # [B, T*K, 2]
+        return (logits, offsets) if features.dim() == 3 else (logits[0], offsets[0])
 
 
 class CDCCrossAttention(nn.Module):
@@ -518,11 +537,14 @@ class CDCCA(nn.Module):
         if windows and length > max(windows):
             spans = [(s, s + w) for w in windows for s in window_starts(length, w, overlap)]
         boxes, scores = [], []
-        for start, end in spans:
-            logits, offsets = self.proposal_subnet(query[start:end])
-            b, s = self._proposals(self.anchors(end - start), logits, offsets, end - start, self.post_nms_top)
-            boxes.append(b + start)
-            scores.append(s)
+        for size in sorted({end - start for start, end in spans}):  # one subnet pass per window size
+            starts = [start for start, end in spans if end - start == size]
+            logits, offsets = self.proposal_subnet(torch.stack([query[start:start + size] for start in starts]))
+            anchors = self.anchors(size)
+            for k, start in enumerate(starts):
+                b, s = self._proposals(anchors, logits[k], offsets[k], size, self.post_nms_top)
+                boxes.append(b + start)
+                scores.append(s)
         proposals = torch.cat(boxes)
         if len(spans) > 1:  # proposals of all windows in query coordinates, NMS again
             keep = nms(proposals.cpu().numpy(), torch.cat(scores).cpu().numpy(), self.proposal_nms)
