@@ -578,10 +578,6 @@ def _is_localization_run(run: Path) -> bool:
     return load_loc_run(run) is not None
 
 
-def _map_row(table: Table, name: str, payload: dict) -> None:
-    table.add_row(name, *[f"{v * 100:.2f}" for v in payload["map"].values()], *[f"{v * 100:.2f}" for v in payload["averages"].values()])
-
-
 def _eval_localization(run: Path, seeds: list[Path], split: str, benchmark: str | None, as_json: bool, device: str) -> None:
     from fsv.localization.trainer import evaluate_localization
     from fsv.metrics import mean_std
@@ -598,16 +594,19 @@ def _eval_localization(run: Path, seeds: list[Path], split: str, benchmark: str 
         return
     what = f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance" if payload["task"] == "common" else f"{payload['videos']} videos"
     table = Table(title=f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {len(results)} seeds" if seeds else ""))
-    table.add_column("")
-    for t in payload["map"]:
-        table.add_column(f"@{t}", justify="right")
-    for name in payload["averages"]:
-        table.add_column(f"avg {name}", justify="right")
-    _map_row(table, "all" if "without_query_supports" in payload else payload["head"], payload)
+    columns = [(payload["head"], payload)]
     if "without_query_supports" in payload:
-        _map_row(table, f"without supports from the query video ({payload['without_query_supports']['episodes']})", payload["without_query_supports"])
+        columns.append((f"without query-video supports ({payload['without_query_supports']['episodes']})", payload["without_query_supports"]))
     if not seeds:
-        _map_row(table, "random proposals (baseline)", payload["random_proposals"])
+        columns.append(("random proposals", payload["random_proposals"]))
+    table.add_column("tIoU")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for t in payload["map"]:
+        table.add_row(t, *[f"{c['map'][t] * 100:.2f}" for _, c in columns])
+    for name in payload["averages"]:
+        if name != next(iter(payload["map"])):
+            table.add_row(f"average {name}", *[f"{c['averages'][name] * 100:.2f}" for _, c in columns])
     out.print(table)
 
 
