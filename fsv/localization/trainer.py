@@ -208,5 +208,5 @@ def evaluate_localization(run: Path, *, split: str = "test", benchmark: str | No
             without.pop("select")
             out["without_query_supports"] = {**without, "episodes": clean.items}
     else:
-        out["videos"] = scored.items
+        out.update({"shots": None, "videos": scored.items})  # weakly supervised: no support shots
     return out
