@@ -178,3 +178,17 @@ def test_protocol_tables_and_random_baseline_is_low() -> None:
     perfect = Scored({k: [(s, e, 1.0, lab) for s, e, lab in v] for k, v in gt.items()}, gt, windows={k: (0.0, 100.0) for k in gt}, items=50)
     assert score(perfect, "wtal", "thumos14")["average_map"] == pytest.approx(1.0)
     assert score(random_proposals(perfect, seed=0), "wtal", "thumos14")["average_map"] < 0.2
+
+
+def test_presets_follow_the_dataset() -> None:
+    from fsv.localization.trainer import config_for
+
+    thumos, anet = config_for("cdcca", "thumos14"), config_for("cdcca", "activitynet13", {"shot": 1})
+    assert (thumos.frame_fps, anet.frame_fps, anet.shot, thumos.task) == (25.0, 3.0, 1, "common")
+    v_thumos, v_anet12 = config_for("vqknet", "thumos14"), config_for("vqknet", "activitynet12")
+    assert (v_thumos.num_segments, v_anet12.num_segments) == (500, 60)
+    assert (v_thumos.head_args["topk_m"], v_anet12.head_args["topk_m"], config_for("vqknet", "activitynet13").head_args["topk_m"]) == (7, 4, 6)
+    assert v_thumos.train_steps == 5000 and v_thumos.batch_videos == 10 and v_thumos.min_pairs == 3
+    with pytest.raises(FsvInputError, match="unknown setting 'bogus'"):
+        config_for("vqknet", "thumos14", {"bogus": 1})
+    assert config_for("vqknet", "thumos14", {"head_args.dropout": 0.5, "topk_m": 8}).head_args["topk_m"] == 8

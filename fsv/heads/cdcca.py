@@ -341,6 +341,15 @@ class CDCCrossAttention(nn.Module):
         return self.stoq(y_s, x_q), y_s
 
 
+DATASET_PRESETS: dict[str, dict[str, object]] = {
+    "thumos14": {"frame_fps": 25.0},
+    "activitynet": {"frame_fps": 3.0},
+}
+"""Per-dataset overrides: the frame rate in which the paper counts frames (the 768-frame query limit
+and the 512/768-frame windows), R-C3D's 25 fps for THUMOS14 and 3 fps for ActivityNet (the rate of
+the Yang et al. 2020 benchmark frames)."""
+
+
 @register_head(
     "cdcca",
     preset=PRESET,
