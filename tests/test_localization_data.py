@@ -5,6 +5,7 @@ protocol tables and the random-proposal baseline."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,23 @@ def test_presets_follow_the_dataset() -> None:
     with pytest.raises(FsvInputError, match="unknown setting 'bogus'"):
         config_for("vqknet", "thumos14", {"bogus": 1})
     assert config_for("vqknet", "thumos14", {"head_args.dropout": 0.5, "topk_m": 8}).head_args["topk_m"] == 8
+
+
+def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
+    manifest, store = synth
+    fewshot = Manifest("x", [VideoRecord(r.video_id, r.path, r.label, r.split) for r in manifest], list(manifest.classes), "fewshot")
+    with pytest.raises(FsvInputError, match="no annotated segments"):
+        WtalTask(LocConfig(head="vqknet", task="wtal"), fewshot, [store], None)
+    with pytest.raises(FsvInputError, match="common localization needs segments"):
+        CommonTask(LocConfig(head="cdcca", task="common"), fewshot, [store], None)
+    from fsv.pipeline.spec import FeatureSpec, FieldSpec
+    from fsv.pipeline.store import FeatureStore
+
+    grid = FeatureStore.create(tmp_path / "grid.zarr", FeatureSpec(name="g", backbone="x", weights={"name": "none"}, sampling={"kind": "tsn"},
+                                                                    fields={"grid": FieldSpec((4, 7, 7), "float16")}))
+    with grid.writer() as w:
+        w.write(manifest.records[0].video_id, np.zeros((2, 4, 7, 7), np.float32), spans=np.array([[0.0, 1.0], [1.0, 2.0]]))
+    with pytest.raises(FsvInputError, match="need snippet features"):
+        VideoBank.load([grid], manifest.records[:1])
+    with pytest.raises(FsvInputError, match="no features"):
+        VideoBank.load([grid], manifest.records[:2])

@@ -66,6 +66,9 @@ class WtalTask:
             self.val_records = [r for r in manifest.select(self.roles.val) if r.video_id in have]
         self.train_records = train
         self.test_records = [r for r in manifest.select(self.roles.test) if r.video_id in have]
+        if not any(r.segments for r in self.test_records):
+            raise FsvInputError(f"the {self.roles.test} split of {manifest.path or manifest.dataset} has no annotated segments among the videos with "
+                                "features; weakly-supervised localization is scored on them (use a localization manifest, e.g. thumos14)")
         self._banks: dict[str, VideoBank] = {}
 
     def bank(self, split: str) -> VideoBank:
