@@ -18,32 +18,16 @@ batch or episode is the baseline every figure is divided by (same run, so ratios
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from heads import timed  # bench/heads.py, beside this script
 
 from fsv.heads import create_head
 from fsv.localization import common as cm
 from fsv.localization.data import VideoBank
 from fsv.localization.wtal import WtalBatches
 from fsv.pipeline.manifests import VideoRecord
-
-
-def timed(fn, reps: int, device: torch.device) -> float:
-    """Median seconds of ``fn()`` over ``reps`` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def random_bank(videos: int, steps: int, dim: int, seed: int = 0) -> VideoBank:

@@ -135,6 +135,20 @@ def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: 
     return FeatureBank.load(stores, ids, cfg.view, cfg.seq_len)
 
 
+def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> None:
+    """Write ``run/config.json`` (every value and the data source), or check that the run folder
+    already holds this configuration (resuming); another configuration is refused."""
+    path = run / "config.json"
+    record = {"config": config, "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous["config"] != record["config"]:
+            diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
+            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
+    else:
+        path.write_text(json.dumps(record, indent=2))
+
+
 def _optimizer(cfg: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -143,8 +157,9 @@ def _optimizer(cfg: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimi
     raise FsvInputError(f"optimizer must be sgd or adam, got {cfg.optimizer!r}")
 
 
-def lr_at(cfg: TrainConfig, episode: int) -> float:
-    """Learning rate for training episode ``episode`` (step schedule at ``lr_milestones``)."""
+def lr_at(cfg: Any, episode: int) -> float:
+    """Learning rate for training episode (or step) ``episode``: ``cfg.lr`` with a step schedule at
+    ``cfg.lr_milestones`` (any run configuration with those fields)."""
     return cfg.lr * cfg.lr_gamma ** sum(episode >= m for m in cfg.lr_milestones)
 
 
@@ -198,15 +213,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
 
     dev = resolve_device(device)
     run.mkdir(parents=True, exist_ok=True)
-    cfg_path = run / "config.json"
-    record = {"config": asdict(cfg), "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
-    if cfg_path.is_file():
-        previous = json.loads(cfg_path.read_text())
-        if previous["config"] != record["config"]:
-            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: "
-                                + ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k]) + ")")
-    else:
-        cfg_path.write_text(json.dumps(record, indent=2))
+    write_run_config(run, asdict(cfg), source)
     manifest, stores = source.open()
     torch.manual_seed(cfg.seed)
     bank = split_bank(manifest, stores, "train", cfg)

@@ -63,8 +63,7 @@ class VideoBank:
                 raise FsvInputError(f"store {s.path} holds features of shape {tuple(p.data.shape[1:])}; localization heads need snippet features [T, D]")
         lengths = np.min(np.stack([p.lengths for p in packs]), axis=0)
         if len(packs) == 1:
-            data = packs[0].data
-            spans = packs[0].spans
+            data, spans, offsets = packs[0].data, packs[0].spans, packs[0].offsets
         else:
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
             data = np.empty((int(lengths.sum()), sum(p.data.shape[1] for p in packs)), dtype=np.float16)
@@ -76,7 +75,6 @@ class VideoBank:
                     data[o:o + n, col:col + d] = p.data[p.offsets[i]:p.offsets[i] + n]
                     col += d
                 spans[o:o + n] = packs[0].spans[packs[0].offsets[i]:packs[0].offsets[i] + n]
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(packs) > 1 else packs[0].offsets
         if (lengths == 0).any():
             empty = [ids[i] for i in np.flatnonzero(lengths == 0)][:3]
             raise FsvInputError(f"videos with no feature steps in the store, e.g. {empty}; re-extract them")

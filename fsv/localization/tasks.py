@@ -28,6 +28,7 @@ from fsv.localization.data import VideoBank, carve_val, split_roles, to_seconds
 from fsv.localization.wtal import WtalBatches, predict_videos, video_labels
 from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.store import FeatureStore
+from fsv.train import with_features
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ class Scored:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def available_ids(stores: list[FeatureStore]) -> set[str]:
-    return set.intersection(*(set(s.index) for s in stores))
-
-
 class WtalTask:
     """VQK-Net's data: train / val (named or carved) / test banks of snippet features."""
 
@@ -58,7 +55,7 @@ class WtalTask:
         self.cfg, self.manifest, self.stores, self.cache = cfg, manifest, stores, cache
         self.classes = list(manifest.classes)
         self.roles = split_roles(manifest)
-        have = available_ids(stores)
+        have = with_features(stores)
         train = [r for r in manifest.select(self.roles.train) if r.video_id in have]
         if self.roles.val is None:
             train, self.val_records = carve_val(train, cfg.val_fraction, cfg.seed)
@@ -74,9 +71,7 @@ class WtalTask:
     def bank(self, split: str) -> VideoBank:
         """``train``, ``val`` or ``test`` videos with features."""
         if split not in self._banks:
-            records = {"train": self.train_records, "val": self.val_records, "test": self.test_records}.get(split)
-            if records is None:
-                raise FsvInputError(f"split must be train, val or test, got {split!r}")
+            records = self.records(split)
             if not records:
                 raise FsvInputError(f"the {split} split of {self.manifest.path or self.manifest.dataset} has no videos with features")
             self._banks[split] = VideoBank.load(self.stores, records, cache=self.cache)
@@ -102,8 +97,14 @@ class WtalTask:
         windows = {r.video_id: (float(bank.step_spans(r.video_id)[0, 0]), float(bank.step_spans(r.video_id)[-1, 1])) for r in bank.records}
         return Scored(preds, ground_truth(bank.records), ambiguous_segments(bank.records), windows, len(bank))
 
+    def records(self, split: str) -> list[VideoRecord]:
+        """The videos with features of ``train``, ``val`` or ``test``."""
+        if split not in ("train", "val", "test"):
+            raise FsvInputError(f"split must be train, val or test, got {split!r}")
+        return {"train": self.train_records, "val": self.val_records, "test": self.test_records}[split]
+
     def size(self, split: str) -> int:
-        return len({"train": self.train_records, "val": self.val_records, "test": self.test_records}[split])
+        return len(self.records(split))
 
 
 def stream_count(stores: list[FeatureStore]) -> int:
@@ -125,7 +126,7 @@ class CommonTask:
 
     def __init__(self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None) -> None:
         self.cfg, self.manifest, self.stores = cfg, manifest, stores
-        have = available_ids(stores)
+        have = with_features(stores)
         records = [r for r in manifest if r.video_id in have and r.segments]
         if not records:
             raise FsvInputError(f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments")
@@ -139,8 +140,8 @@ class CommonTask:
         train_instances = [i for i in self.instances if self.split_of[i.label] == "train"]
         self.num_pseudo = min(cfg.num_pseudo_classes, len(train_instances))
         self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed)
-        step = float(np.median(np.diff(self.bank.spans[:, 0])[np.diff(self.bank.spans[:, 0]) > 0])) if len(self.bank.spans) > 1 else 1.0
-        self.step_seconds = step
+        steps = np.diff(self.bank.spans[:, 0])
+        self.step_seconds = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
         log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
                  {s: sum(v == s for v in self.split_of.values()) for s in ("train", "val", "test")})
 

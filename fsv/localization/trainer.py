@@ -34,6 +34,8 @@ from fsv.train import (
     _rng_state,
     _save,
     _set_rng_state,
+    lr_at,
+    write_run_config,
 )
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,6 @@ def config_for(head: str, dataset: str, overrides: dict[str, Any] | None = None)
     return LocConfig.build(head, entry.task, entry.preset, dataset_preset, overrides or {})
 
 
-def lr_at(cfg: LocConfig, step: int) -> float:
-    return cfg.lr * cfg.lr_gamma ** sum(step >= m for m in cfg.lr_milestones)
-
-
 def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
     """The protocol's mAP table of ``scored`` (THUMOS14's ambiguous segments excluded)."""
     protocol = protocol_for(task, dataset)
@@ -64,25 +62,13 @@ def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
     return {**table, "select": table["averages"][protocol.select]}
 
 
-def _write_config(run: Path, cfg: LocConfig, source: DataSource) -> None:
-    path = run / "config.json"
-    record = {"config": asdict(cfg), "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        if previous["config"] != record["config"]:
-            diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
-            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
-    else:
-        path.write_text(json.dumps(record, indent=2))
-
-
 def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
     """Train (or resume) a localization head into ``run``; ``stop_after`` ends this call early."""
     from fsv.pipeline.extract import resolve_device
 
     dev = resolve_device(device)
     run.mkdir(parents=True, exist_ok=True)
-    _write_config(run, cfg, source)
+    write_run_config(run, asdict(cfg), source)
     manifest, stores = source.open()
     task = make_task(cfg, manifest, stores, run / "cache")
     torch.manual_seed(cfg.seed)
