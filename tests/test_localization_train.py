@@ -40,3 +40,18 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(source: DataSource, 
     assert (tmp_path / "straight" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
     with pytest.raises(FsvInputError, match="another configuration"):
         train_localization(config_for(head, "synthetic-loc", {**settings, "lr": 0.5}), source, tmp_path / "straight", device="cpu")
+
+
+def test_predict_refuses_runs_it_cannot_serve(source: DataSource, tmp_path: Path) -> None:
+    from fsv.localization.trainer import predict_run
+
+    cfg = config_for("vqknet", "synthetic-loc", {"train_steps": 1, "val_every": 1, "num_segments": 8, "head_args.attention_dim": 16})
+    train_localization(cfg, source, tmp_path / "vqk", device="cpu")
+    with pytest.raises(FsvInputError, match="applies to few-shot common localization"):
+        predict_run(tmp_path / "vqk", benchmark="yang2020", device="cpu")
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "config.json").write_text('{"config": {"head": "trx"}, "data": {"manifest": "m", "stores": []}}')
+    with pytest.raises(FsvInputError, match="recognition run"):
+        predict_run(tmp_path / "rec", device="cpu")
+    with pytest.raises(FsvInputError, match="not a training run"):
+        predict_run(tmp_path / "nothing", device="cpu")
