@@ -175,7 +175,8 @@ def store_verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -
     if not report.ok:
         err.print(f"{len(report.problems)} problem(s) in {store} ({report.checked} videos checked)", style="red", markup=False)
         raise typer.Exit(1)
-    out.print(f"{store}: {report.checked} videos checked, all intact")
+    dup = f" ({report.commits - report.checked} duplicate commit(s))" if report.commits > report.checked else ""
+    out.print(f"{store}: {report.checked} videos checked{dup}, all intact")
 
 
 @store_app.command("import")
@@ -242,11 +243,59 @@ DecoderOpt = Annotated[str, typer.Option("--decoder", help="auto (decord, then t
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
+CommitOpt = Annotated[float, typer.Option("--commit-every", help="Seconds between commits of finished videos: the most a killed or requeued job loses.")]
+ShardByOpt = Annotated[str, typer.Option("--shard-by", help="How videos are split over shards: cost (balanced by expected frames, default) or stride (every N-th).")]
+
+
+def _scheduler_options(*, time_min: int):
+    """Give a ``fsv submit`` verb the scheduler options every verb shares; the command receives
+    them as ``cluster: ClusterOptions`` and ``wait: bool`` (declared once here, not per verb)."""
+    import functools
+    import inspect
+
+    shared = {
+        "executor": (Annotated[str, typer.Option("--executor", help="slurm (submitit job array), local (submitit processes) or dask.")], "slurm"),
+        "folder": (Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs (one subfolder per job).")], Path("fsv-jobs")),
+        "partition": (Annotated[Optional[str], typer.Option("--partition", help="SLURM partition (PBS / SGE queue with --dask-cluster).")], None),
+        "time_min": (Annotated[int, typer.Option("--time", help="Time limit per job, minutes; a job that reaches it is requeued and resumes.")], time_min),
+        "cpus": (Annotated[int, typer.Option("--cpus", help="CPUs per job.")], 4),
+        "mem_gb": (Annotated[int, typer.Option("--mem", help="Memory per job, GB.")], 16),
+        "gpus": (Annotated[int, typer.Option("--gpus", help="GPUs per job (per node).")], 0),
+        "parallel": (Annotated[int, typer.Option("--parallel", help="At most this many array tasks at once (SLURM).")], 64),
+        "requeues": (Annotated[int, typer.Option("--requeues", help="How often a job at its time limit is requeued to resume (SLURM).")], 10),
+        "dask_cluster": (Annotated[str, typer.Option("--dask-cluster", help="dask executor: local (LocalCluster), slurm, pbs or sge (dask-jobqueue).")], "local"),
+        "dask_workers": (Annotated[int, typer.Option("--dask-workers", help="dask workers (processes, or scheduler jobs).")], 2),
+        "wait": (Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the jobs and print their summary (--no-wait prints the SLURM job ids).")], True),
+    }
+
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name not in ("cluster", "executor", "wait")]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default) for name, (ann, default) in shared.items()]
+
+        @functools.wraps(fn)
+        def command(**kw):
+            from fsv.jobs.options import ClusterOptions
+
+            opts = {name: kw.pop(name) for name in shared}
+            cluster = ClusterOptions(
+                folder=opts["folder"], partition=opts["partition"], time_min=opts["time_min"], cpus_per_task=opts["cpus"], gpus_per_node=opts["gpus"],
+                mem_gb=opts["mem_gb"], array_parallelism=opts["parallel"], dask_cluster=opts["dask_cluster"], dask_workers=opts["dask_workers"],
+                requeues=opts["requeues"],
+            )
+            return fn(**kw, executor=opts["executor"], cluster=cluster, wait=opts["wait"])
+
+        command.__signature__ = sig.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)
+        command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+        return command
+
+    return decorate
 
 
 def _extract_job(
     *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
     fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, threads=None, shard=None,
+    shard_by="cost", commit_every=10.0,
 ):
     """The extraction job the options describe (weights resolved and hashed, store located)."""
     from fsv.config import locate
@@ -286,7 +335,8 @@ def _extract_job(
         store = locate(dataset).store_path(spec.name, spec.key)
     options = RunOptions(
         device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder, precision=precision,
-        retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None,
+        retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None, shard_by=shard_by,
+        commit_interval_s=commit_every,
     )
     return ExtractJob(source, Path(root), Path(store), config, options)
 
@@ -337,7 +387,9 @@ def extract_cmd(
     precision: PrecisionOpt = "fp32",
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
+    commit_every: CommitOpt = 10.0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
+    shard_by: ShardByOpt = "cost",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
 ) -> None:
     """Extract features of a dataset's videos into its feature store (resumable, shardable)."""
@@ -350,10 +402,10 @@ def extract_cmd(
 
 
 @submit_app.command("extract")
+@_scheduler_options(time_min=240)
 def submit_extract_cmd(
     backbone: BackboneOpt,
     shards: Annotated[int, typer.Option("--shards", help="Number of shards (array tasks).")],
-    executor: Annotated[str, typer.Option("--executor", help="slurm (submitit job array), local (submitit processes) or dask.")] = "slurm",
     dataset: DatasetOpt = None,
     manifest: ManifestOpt = None,
     root: RootOpt = None,
@@ -379,38 +431,23 @@ def submit_extract_cmd(
     precision: PrecisionOpt = "fp32",
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
-    folder: Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs.")] = Path("fsv-jobs"),
-    partition: Annotated[Optional[str], typer.Option("--partition", help="SLURM partition / PBS or SGE queue.")] = None,
-    time_min: Annotated[int, typer.Option("--time", help="Time limit per shard, minutes.")] = 240,
-    cpus: Annotated[int, typer.Option("--cpus", help="CPUs per shard.")] = 4,
-    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per shard.")] = 0,
-    mem_gb: Annotated[int, typer.Option("--mem", help="Memory per shard, GB.")] = 16,
-    parallel: Annotated[int, typer.Option("--parallel", help="At most this many array tasks at once (SLURM).")] = 64,
-    dask_cluster: Annotated[str, typer.Option("--dask-cluster", help="dask executor: local (LocalCluster), slurm, pbs or sge (dask-jobqueue).")] = "local",
-    dask_workers: Annotated[int, typer.Option("--dask-workers", help="dask workers (processes or jobs).")] = 2,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the shards and print their summary.")] = True,
+    commit_every: CommitOpt = 10.0,
+    shard_by: ShardByOpt = "cost",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
+    *,
+    executor: str,
+    cluster,
+    wait: bool,
 ) -> None:
     """Submit an extraction as N shards (SLURM job array, local processes or dask); all land in one store."""
-    from fsv.pipeline.cluster import ClusterOptions, submit_extract
-    from fsv.pipeline.extract import ExtractSummary
+    job = _extract_job(**{k: v for k, v in locals().items() if k not in ("shards", "strict", "executor", "cluster", "wait")})
+    from fsv.pipeline.cluster import submit_extract
 
-    job = _extract_job(
-        backbone=backbone, dataset=dataset, manifest=manifest, root=root, store=store, streams=streams, weights=weights, flow_weights=flow_weights,
-        layer=layer, sampling=sampling, segments=segments, tsn_mode=tsn_mode, fps=fps, snippet=snippet, stride=stride, ten_crop=ten_crop, flow=flow,
-        flow_quantize=flow_quantize, device=device, workers=workers, batch_size=batch_size, window=window, decoder=decoder, precision=precision,
-        retry_failed=retry_failed, threads=threads,
-    )
-    cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, cpus_per_task=cpus, gpus_per_node=gpus, mem_gb=mem_gb,
-                             array_parallelism=parallel, dask_cluster=dask_cluster, dask_workers=dask_workers)
-    results = submit_extract(job, shards, executor, cluster, wait=wait)
+    result = submit_extract(job, shards, executor, cluster, wait=wait)
     if not wait:
-        out.print(f"submitted {len(results)} shard(s): {', '.join(map(str, results))}; logs in {folder}")
+        out.print(f"submitted {len(result)} shard(s): {', '.join(map(str, result))}; logs in {cluster.folder}")
         return
-    total = ExtractSummary()
-    for r in results:
-        total = total.merge(r)
-    _print_summary(f"extract {job.config.spec().name} -> {job.store} ({shards} shards on {executor})", total, strict)
+    _print_summary(f"extract {job.config.spec().name} -> {job.store} ({shards} shards on {executor})", result, strict)
 
 
 # ----------------------------------------------------------------------------------- stage two
@@ -529,11 +566,11 @@ def _manifest_dataset(path: Path) -> str:
 
 
 @submit_app.command("train-head")
+@_scheduler_options(time_min=720)
 def submit_train_head_cmd(
     head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n | cdcca | vqknet")],
     out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder; seed k trains into OUT/seed<k>.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
-    executor: Annotated[str, typer.Option("--executor", help="slurm, local or dask.")] = "slurm",
     dataset: DatasetOpt = None,
     store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated.")] = None,
     manifest: ManifestOpt = None,
@@ -543,16 +580,16 @@ def submit_train_head_cmd(
     config: Annotated[Optional[Path], typer.Option("--config")] = None,
     sets: SetOpt = None,
     device: DeviceOpt = "auto",
-    folder: Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs.")] = Path("fsv-jobs"),
-    partition: Annotated[Optional[str], typer.Option("--partition")] = None,
-    time_min: Annotated[int, typer.Option("--time", help="Minutes per seed.")] = 720,
-    gpus: Annotated[int, typer.Option("--gpus")] = 0,
-    dask_workers: Annotated[int, typer.Option("--dask-workers")] = 2,
+    *,
+    executor: str,
+    cluster,
+    wait: bool,
 ) -> None:
     """Train a head with several seeds as a job array; then `fsv eval OUT` reports mean ± std."""
-    from fsv.pipeline.cluster import ClusterOptions
     from fsv.sweep import TrainJob, submit_train
 
+    if seeds < 1:
+        raise FsvInputError(f"--seeds must be >= 1, got {seeds}")
     jobs = []
     for k in range(seeds):
         run = out_dir / f"seed{k}"
@@ -563,8 +600,10 @@ def submit_train_head_cmd(
             cfg = _train_config(head, way, shot, episodes, k, config, sets)
             source = _train_source(head, dataset, store, manifest, run, cfg.view)
         jobs.append(TrainJob(cfg, source, run, device))
-    cluster = ClusterOptions(folder=folder, partition=partition, time_min=time_min, gpus_per_node=gpus, dask_workers=dask_workers)
-    results = submit_train(jobs, executor, cluster)
+    results = submit_train(jobs, executor, cluster, wait=wait)
+    if not wait:
+        out.print(f"submitted {len(results)} seed(s): {', '.join(map(str, results))}; logs in {cluster.folder}; then: fsv eval {out_dir}")
+        return
     for r in results:
         out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_episode}")
 

@@ -51,3 +51,31 @@ def make_progress(*, disable: bool | None = None) -> Progress:
         console=console,
         disable=disable,
     )
+
+
+class StatusLine:
+    """A job's changing status: a rich bar in a terminal; otherwise one line on stderr whenever the
+    text changes, and at least every ``every_s`` seconds while it does not (CI and batch logs)."""
+
+    def __init__(self, description: str, total: int, *, unit: str = "jobs", every_s: float = 60.0, disable: bool | None = None) -> None:
+        self._tty = sys.stderr.isatty() if disable is None else not disable
+        self._progress = make_progress(disable=not self._tty)
+        self._task = self._progress.add_task(description, total=total, unit=unit)
+        self._description, self._every_s = description, every_s
+        self._last_text, self._last_time = "", 0.0
+
+    def __enter__(self) -> "StatusLine":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def update(self, text: str, completed: int) -> None:
+        import time
+
+        self._progress.update(self._task, completed=completed, description=f"{self._description} {text}")
+        now = time.monotonic()
+        if not self._tty and (text != self._last_text or now - self._last_time >= self._every_s):
+            console.print(f"{self._description}: {text}", markup=False, highlight=False)
+            self._last_text, self._last_time = text, now

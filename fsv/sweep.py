@@ -1,14 +1,20 @@
-"""Seed sweeps of a training run as a job array (the executors of :mod:`fsv.pipeline.cluster`)."""
+"""Seed sweeps of a training run as a job array (the executors of :mod:`fsv.jobs`).
+
+Each seed's run is checked where it is submitted (its data can give the run's episodes or
+batches; CUDA only where the jobs get a GPU), so bad input stops before anything is queued; a job
+requeued at its time limit resumes from its ``last.pt``.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fsv.localization.config import LocConfig
-from fsv.pipeline.cluster import ClusterOptions, run_array
-from fsv.train import DataSource, TrainConfig, TrainResult, train
+from fsv.jobs.options import ClusterOptions
+from fsv.jobs.run import Submitter
+from fsv.train import DataSource, TrainConfig, TrainResult, check_data, train
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,21 @@ def run_train_job(job: TrainJob) -> TrainResult:
     return train(job.config, job.source, job.run, device=job.device)
 
 
-def submit_train(jobs: list[TrainJob], executor: str, cluster: ClusterOptions) -> list[TrainResult]:
-    """Train every job on ``executor`` and wait for them (re-submitting resumes unfinished seeds)."""
-    return run_array(run_train_job, jobs, executor, cluster, name="fsv-train")
+def check_job(job: TrainJob) -> None:
+    """Raise :class:`FsvInputError` when the job's data cannot give its run's training data."""
+    manifest, stores = job.source.open()
+    if isinstance(job.config, LocConfig):
+        from fsv.localization.tasks import check_task
+
+        check_task(job.config, manifest, stores)
+    else:
+        check_data(job.config, manifest, stores)
+
+
+def submit_train(jobs: list[TrainJob], executor: str, cluster: ClusterOptions, *, wait: bool = True) -> list[TrainResult] | list[str]:
+    """Train every job on ``executor`` and wait for them (re-submitting resumes unfinished seeds);
+    with ``wait=False`` on submitit, the job ids."""
+    jobs = [replace(j, device=cluster.check_device(executor, j.device)) for j in jobs]
+    if jobs:
+        check_job(jobs[0])  # the seeds share their data
+    return Submitter(executor, cluster, "fsv-train").run(run_train_job, jobs, wait=wait)

@@ -127,6 +127,17 @@ def with_features(stores: list[FeatureStore]) -> set[str]:
     return set.intersection(*(set(s.index) for s in stores))
 
 
+def check_data(cfg: TrainConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
+    """Raise :class:`FsvInputError` before any feature is loaded when the train (or val) split
+    cannot give this run's episodes (too few classes with enough videos with features)."""
+    if "train" not in manifest.splits:
+        raise FsvInputError(f"manifest {manifest.path or manifest.dataset} has no 'train' split (it has {manifest.splits}); few-shot heads need train/val/test")
+    available = with_features(stores)
+    for split in ("train", "val"):
+        if split in manifest.splits:
+            EpisodeSampler(videos_by_class(manifest, split, available), EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, cfg.seed))
+
+
 def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: TrainConfig) -> FeatureBank:
     available = with_features(stores)
     ids = [v for vs in videos_by_class(manifest, split, available).values() for v in vs]
@@ -215,6 +226,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     run.mkdir(parents=True, exist_ok=True)
     write_run_config(run, asdict(cfg), source)
     manifest, stores = source.open()
+    check_data(cfg, manifest, stores)
     torch.manual_seed(cfg.seed)
     bank = split_bank(manifest, stores, "train", cfg)
     head = build_head(cfg, bank).to(dev)

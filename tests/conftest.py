@@ -54,3 +54,36 @@ def make_video():
     """``make_video(path, n_frames=16, fps=25, size=(64, 48), codec="mpeg4")`` writes a small real video."""
     pytest.importorskip("av")
     return write_video
+
+
+SLURM_SH = Path(__file__).resolve().parent / "cluster" / "slurm.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """A real single-node SLURM cluster for the whole run (``tests/cluster/slurm.sh``): used when
+    one answers, else started (installing Debian's packages as root) and stopped at the end.
+    Skipped when it cannot be started here, unless ``FSV_REQUIRE_SLURM=1`` (set by ``.ci/run``)
+    makes that a failure. Returns the ``SLURM_CONF`` path, also exported to the environment."""
+    import os
+    import subprocess
+
+    conf = subprocess.run(["bash", str(SLURM_SH), "env"], capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
+    started = False
+    if subprocess.run(["bash", str(SLURM_SH), "status"], capture_output=True).returncode != 0:
+        up = subprocess.run(["bash", str(SLURM_SH), "up"], capture_output=True, text=True, timeout=900)
+        if up.returncode != 0:
+            message = f"no SLURM cluster could be started: {up.stderr[-3000:]}"
+            if os.environ.get("FSV_REQUIRE_SLURM") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+        started = True
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if started:
+        subprocess.run(["bash", str(SLURM_SH), "down"], capture_output=True, timeout=300)

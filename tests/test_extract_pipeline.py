@@ -183,13 +183,15 @@ def test_shards_windows_and_workers_give_the_single_run_store(tmp_path: Path, cl
 @pytest.mark.slow
 def test_submit_local_and_dask_land_in_one_store_equal_to_a_single_run(tmp_path: Path, clips: tuple[Path, Path]) -> None:
     root, manifest = clips
-    base = ["--backbone", "c3d", "--manifest", str(manifest), "--root", str(root), "--weights", "random", "--threads", "1", "--workers", "0"]
-    single = subprocess.run([*FSV, "extract", *base, "--store", str(tmp_path / "single")], capture_output=True, text=True, timeout=600)
+    base = ["--backbone", "c3d", "--manifest", str(manifest), "--root", str(root), "--weights", "random", "--threads", "1"]
+    single = subprocess.run([*FSV, "extract", *base, "--workers", "0", "--store", str(tmp_path / "single")], capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr
-    for executor in ("local", "dask"):
+    # dask with the default --workers 1: decoding processes started inside (non-daemonic) dask workers
+    for executor, workers in (("local", "0"), ("dask", "1")):
         store = tmp_path / executor
         proc = subprocess.run(
-            [*FSV, "submit", "extract", *base, "--store", str(store), "--shards", "3", "--executor", executor, "--folder", str(tmp_path / "jobs")],
+            [*FSV, "submit", "extract", *base, "--workers", workers, "--store", str(store), "--shards", "3", "--executor", executor,
+             "--folder", str(tmp_path / "jobs")],
             capture_output=True, text=True, timeout=900,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr

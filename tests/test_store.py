@@ -236,3 +236,15 @@ def test_verify_reports_unreadable_journal_lines(store: FeatureStore) -> None:
     journal.write_bytes(b"\n".join(lines))
     report = verify_store(FeatureStore.open(store.path))
     assert any(f"{JOURNAL}:2" in p for p in report.problems)
+
+
+def test_verify_counts_a_video_committed_twice_once_and_names_the_duplicate(store: FeatureStore) -> None:
+    write_range(store, 0, 4)
+    write_range(store, 2, 6, shard="1/2")  # an overlapping second submission commits v2 and v3 again
+    report = verify_store(FeatureStore.open(store.path))
+    assert report.ok and report.checked == 6 and report.commits == 8
+    assert sum("committed 2 times" in n for n in report.notes) == 2
+    assert any("'v2' is committed 2 times" in n for n in report.notes)
+    proc = subprocess.run([sys.executable, "-m", "fsv", "store", "verify", str(store.path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "6 videos checked (2 duplicate commit(s)), all intact" in proc.stdout, proc.stdout + proc.stderr
+    assert "committed 2 times" in proc.stderr

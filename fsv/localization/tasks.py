@@ -202,6 +202,20 @@ class CommonTask:
         return self.cfg.val_episodes if split == "val" else self.cfg.test_episodes
 
 
+def check_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
+    """Raise :class:`FsvInputError` before any feature is loaded when the manifest and stores
+    cannot give this task's training data (split roles, annotated test videos, enough classes)."""
+    if cfg.task == "wtal":
+        WtalTask(cfg, manifest, stores, None)  # reads no features until a bank is asked for
+        return
+    have = with_features(stores)
+    labels = sorted({s.label for r in manifest if r.video_id in have for s in r.segments})
+    if not labels:
+        raise FsvInputError(f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments")
+    if cfg.class_split == "seeded":
+        cm.class_split(labels, cfg.class_split_seed)
+
+
 def make_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None = None) -> WtalTask | CommonTask:
     if cfg.task == "wtal":
         return WtalTask(cfg, manifest, stores, cache)

@@ -6,8 +6,9 @@ Decoding (and optical flow) runs in DataLoader worker processes with prefetching
 committed are skipped; recorded failures are skipped unless ``retry_failed``; a video that cannot be
 decoded (corrupt, truncated, empty, too short) is recorded with its reason and the run goes on.
 
-``shard=(i, n)`` processes the deterministic ``i``-th of ``n`` parts of the manifest (every ``n``-th
-video starting at ``i``, in manifest order), so the shards of a job array together cover it once.
+``shard=(i, n)`` processes the deterministic ``i``-th of ``n`` parts of the manifest, balanced by
+expected cost (``shard_by="cost"``, :mod:`fsv.pipeline.balance`) or every ``n``-th video from the
+``i``-th (``shard_by="stride"``), so the shards of a job array together cover it once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.infer import Batcher, StreamModel
-from fsv.pipeline.manifests import Manifest
+from fsv.pipeline.balance import shard_records
+from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.plan import ExtractConfig
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource, worker_init
 from fsv.pipeline.store import FeatureStore
@@ -70,6 +72,7 @@ class RunOptions:
     channels_last: bool = True
     retry_failed: bool = False
     shard: tuple[int, int] | None = None
+    shard_by: str = "cost"
     progress: bool | None = None
     threads: int | None = None
     commit_interval_s: float = 10.0
@@ -86,12 +89,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard_records(manifest: Manifest, shard: tuple[int, int] | None) -> list:
-    """The manifest's records of ``shard`` (all of them when None)."""
-    if shard is None:
+def job_records(manifest: Manifest, config: ExtractConfig, options: RunOptions, root: Path) -> list[VideoRecord]:
+    """The manifest's records of ``options.shard`` (all of them when None)."""
+    if options.shard is None:
         return list(manifest.records)
-    i, n = shard
-    return list(manifest.records[i::n])
+    return shard_records(list(manifest.records), options.shard, by=options.shard_by, fixed_per_video=config.sampling["kind"] == "tsn", root=root)
 
 
 def default_batch_size(config: ExtractConfig, device: torch.device) -> int:
@@ -110,11 +112,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractConfig, options: RunOptions = RunOptions()) -> ExtractSummary:
-    """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``."""
+def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractConfig, options: RunOptions = RunOptions(),
+            videos: list[str] | None = None) -> ExtractSummary:
+    """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``;
+    ``videos`` names the shard's videos when a submitter planned the shards once for all."""
     spec = config.spec()
     store = FeatureStore.create(store_path, spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
-    records = shard_records(manifest, options.shard)
+    records = job_records(manifest, config, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
     done, failed = set(store.index), set(store.failures)
     todo = [r for r in records if r.video_id not in done and (options.retry_failed or r.video_id not in failed)]
     summary = ExtractSummary(skipped=len(records) - len(todo))

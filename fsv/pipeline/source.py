@@ -70,12 +70,18 @@ class Failure:
 
 
 def worker_init(_: int) -> None:
-    """Each decoding worker uses one thread (parallelism comes from the processes) and, on Linux,
-    dies with the main process: a killed run leaves no orphaned decoders behind."""
+    """Each decoding worker uses one thread (parallelism comes from the processes), ignores the
+    scheduler's checkpoint signals (USR1/USR2: a forked worker inherits the job's handler, which
+    would requeue the job a second time) and, on Linux, dies with the main process: a killed run
+    leaves no orphaned decoders behind."""
+    import signal
+
     torch.set_num_threads(1)
+    for name in ("SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     try:

@@ -13,9 +13,12 @@ from fsv.progress import make_progress
 
 @dataclass
 class VerifyReport:
-    """Problems found (each names the part, video, rows and field), plus counts."""
+    """Problems found (each names the part, video, rows and field), plus counts: ``checked``
+    distinct committed videos, ``commits`` journal entries checked (more when a video was
+    committed twice, e.g. by two overlapping submissions; the latest commit is the one read)."""
 
     checked: int = 0
+    commits: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -52,7 +55,7 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                 progress.advance(task)
                 if e.status != "ok":
                     continue
-                report.checked += 1
+                report.commits += 1
                 rows = f"rows [{e.offset}, {e.offset + e.length})"
                 claimed.append((e.offset, e.offset + e.length, e.video_id))
                 for name in fields:
@@ -82,4 +85,17 @@ def verify_store(store: FeatureStore) -> VerifyReport:
             partials = sorted(p.name for p in (store.path / PARTS_DIR / part).rglob("*.partial"))
             if partials:
                 report.notes.append(f"part {part}: {len(partials)} leftover *.partial file(s) from an interrupted write")
+    commits: dict[str, list[str]] = {}
+    for part, journal in journals.items():
+        for e in journal.entries:
+            if e.status == "ok":
+                commits.setdefault(e.video_id, []).append(part)
+    report.checked = len(commits)
+    twice = {v: parts for v, parts in commits.items() if len(parts) > 1}
+    for v, parts in sorted(twice.items())[:20]:
+        report.notes.append(f"video {v!r} is committed {len(parts)} times (parts {', '.join(parts)}); reads use the latest, part {store.index[v].part}")
+    if len(twice) > 20:
+        report.notes.append(f"... {len(twice) - 20} more videos are committed more than once")
+    if twice:
+        report.notes.append(f"{len(twice)} duplicate commit(s), from overlapping runs or submissions; harmless (the copies are checked too)")
     return report
