@@ -66,7 +66,7 @@ class Resumable:
 
         self._stopping = True
         signal.signal(signal.SIGCHLD, lambda *_: None)  # torch's handler would raise on the decoding workers' death
-        # SLURM sends the signal again as it stops the job for the requeue: one requeue is enough
+        # a repeated signal (SLURM may send it again while it stops the job) must not requeue it twice
         signal.signal(getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")), signal.SIG_IGN)
         log.warning("checkpoint signal: this job is requeued and resumes from what it has committed")
         return DelayedSubmission(self, item)

@@ -62,7 +62,7 @@ class StoreLayout:
         return cls(**{k: d[k] for k in ("chunk_bytes", "shard_bytes", "codec", "clevel", "shuffle") if k in d})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """A committed video: where its rows are and what is known about it.
 
@@ -98,22 +98,17 @@ class Entry:
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str, part: str, line: int) -> "Entry":
-        d = json.loads(text)
+    def from_json(cls, text: str | bytes, part: str, line: int) -> "Entry":
+        return cls.from_dict(json.loads(text), part, line)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], part: str, line: int) -> "Entry":
+        """An entry from a parsed journal line (raises KeyError, TypeError or ValueError on a
+        malformed one)."""
+        crc = d.get("crc32")
         return cls(
-            video_id=d["id"],
-            status=d["status"],
-            part=part,
-            offset=int(d.get("offset", 0)),
-            length=int(d.get("length", 0)),
-            fps=d.get("fps"),
-            num_frames=d.get("num_frames"),
-            duration=d.get("duration"),
-            crc32={k: int(v) for k, v in d.get("crc32", {}).items()},
-            error=d.get("error"),
-            time=float(d.get("t", 0.0)),
-            meta=d.get("meta", {}),
-            line=line,
+            d["id"], d["status"], part, int(d.get("offset", 0)), int(d.get("length", 0)), d.get("fps"), d.get("num_frames"), d.get("duration"),
+            {k: int(v) for k, v in crc.items()} if crc else {}, d.get("error"), float(d.get("t", 0.0)), d.get("meta") or {}, line,
         )
 
 
@@ -135,13 +130,19 @@ def read_journal(path: Path, part: str) -> JournalRead:
     lines = data.split(b"\n")
     torn = lines[-1] != b""
     complete = lines[:-1]
+    try:  # one parse of the whole journal (JSON array of its lines); line by line only when that fails
+        parsed = json.loads(b"[" + b",".join(raw for raw in complete if raw.strip()) + b"]")
+        numbers = [i for i, raw in enumerate(complete, start=1) if raw.strip()]
+        return JournalRead([Entry.from_dict(d, part, i) for d, i in zip(parsed, numbers)], [], torn)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        pass
     entries, bad = [], []
     for i, raw in enumerate(complete, start=1):
         if not raw.strip():
             continue
         try:
             entries.append(Entry.from_json(raw.decode("utf-8"), part, i))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
             bad.append((i, f"{type(e).__name__}: {e}"))
     return JournalRead(entries, bad, torn)
 

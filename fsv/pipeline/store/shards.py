@@ -65,15 +65,17 @@ def run_sliced(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """An encoded inner chunk whose first row is ``chunk_row``; rows ``[a, b)`` go to
-    ``out[a - lo : b - lo]``."""
+    """An encoded inner chunk whose first row is ``chunk_row``, decoded once; for each target
+    ``(a, b, lo, out)`` its rows ``[a, b)`` go to ``out[a - lo : b - lo]``."""
 
     raw: memoryview
     chunk_row: int
-    a: int
-    b: int
-    lo: int
-    out: np.ndarray
+    targets: tuple[tuple[int, int, int, np.ndarray], ...]
+
+
+# Wanted chunks of one shard closer than this are fetched by one pread (the gap is read and dropped);
+# sparse selections read little more than their chunks.
+COALESCE_GAP = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ class ShardedRows:
         chunks decode on the thread pool when ``parallel``."""
         if out is None:
             out = np.empty((hi - lo, *self.row_shape), dtype=self.meta.dtype)
-        tasks = self.plan(lo, hi, out)
+        tasks = self.plan([(lo, hi, out)])
         if parallel and self.meta.compressed:
             run_sliced(self.decode, tasks)
         else:
@@ -171,54 +173,63 @@ class ShardedRows:
                 self.decode(t)
         return out
 
-    def plan(self, lo: int, hi: int, out: np.ndarray) -> list[ChunkTask]:
-        """Fetch the encoded chunks that hold rows ``[lo, hi)`` (one ``pread`` per shard), fill
-        absent chunks in ``out`` and return the decoding still to do (see :meth:`decode`)."""
-        if hi <= lo:
-            return []
+    def plan(self, pieces: Sequence[tuple[int, int, np.ndarray]]) -> list[ChunkTask]:
+        """Fetch the encoded chunks that hold rows ``[lo, hi)`` of every piece ``(lo, hi, out)``
+        (coalesced ``pread`` calls per shard), fill absent chunks and return one decoding task
+        per chunk, however many pieces share it (see :meth:`decode`)."""
         cr, per = self.meta.chunk_rows, self.chunks_per_shard
-        first, last = lo // cr, (hi - 1) // cr
+        wanted: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
+        for lo, hi, out in pieces:
+            for chunk in range(lo // cr, (hi - 1) // cr + 1) if hi > lo else ():
+                r0 = chunk * cr
+                wanted.setdefault(chunk, []).append((max(lo, r0), min(hi, r0 + cr), lo, out))
+        by_shard: dict[int, list[int]] = {}
+        for chunk in sorted(wanted):
+            by_shard.setdefault(chunk // per, []).append(chunk)
         tasks: list[ChunkTask] = []
-        for shard in range(first // per, last // per + 1):
-            c0, c1 = max(first, shard * per), min(last, (shard + 1) * per - 1)
-            tasks += self._fetch(shard, c0, c1, lo, hi, out)
+        for shard, chunks in by_shard.items():
+            tasks += self._fetch(shard, chunks, wanted)
         return tasks
 
     def decode(self, task: ChunkTask) -> None:
-        """Decode one fetched chunk into its rows of the output."""
+        """Decode one fetched chunk into its rows of every output that wants them."""
         data = blosc.decompress(task.raw) if self.meta.compressed else task.raw
         block = np.frombuffer(data, dtype=self.meta.dtype).reshape(-1, *self.row_shape)
-        task.out[task.a - task.lo:task.b - task.lo] = block[task.a - task.chunk_row:task.b - task.chunk_row]
+        for a, b, lo, out in task.targets:
+            out[a - lo:b - lo] = block[a - task.chunk_row:b - task.chunk_row]
 
-    def _fetch(self, shard: int, c0: int, c1: int, lo: int, hi: int, out: np.ndarray) -> list[ChunkTask]:
+    def _fetch(self, shard: int, chunks: list[int], wanted: dict[int, list[tuple[int, int, int, np.ndarray]]]) -> list[ChunkTask]:
         cr = self.meta.chunk_rows
         index = self.shard_index(shard)
-        if index is None:
-            out[max(lo, c0 * cr) - lo:min(hi, (c1 + 1) * cr) - lo] = self.meta.fill_value
-            return []
         base = shard * self.chunks_per_shard
-        entries = index[c0 - base:c1 - base + 1]
-        present = entries[:, 0] != EMPTY
-        buf = b""
-        start = 0
-        if present.any():
-            start = int(entries[present, 0].min())
-            stop = int((entries[present, 0] + entries[present, 1]).max())
-            fd = os.open(self._shard_path(shard), os.O_RDONLY)
-            try:
+        tasks: list[ChunkTask] = []
+        present: list[tuple[int, int, int]] = []  # chunk, offset, nbytes
+        for chunk in chunks:
+            off, nbytes = (EMPTY, 0) if index is None else (index[chunk - base, 0], int(index[chunk - base, 1]))
+            if off == EMPTY:
+                for a, b, lo, out in wanted[chunk]:
+                    out[a - lo:b - lo] = self.meta.fill_value
+            else:
+                present.append((chunk, int(off), nbytes))
+        present.sort(key=lambda c: c[1])
+        groups: list[list[tuple[int, int, int]]] = []
+        for c in present:
+            if groups and c[1] - (groups[-1][-1][1] + groups[-1][-1][2]) <= COALESCE_GAP:
+                groups[-1].append(c)
+            else:
+                groups.append([c])
+        if not groups:
+            return tasks
+        fd = os.open(self._shard_path(shard), os.O_RDONLY)
+        try:
+            for group in groups:
+                start, stop = group[0][1], max(off + n for _, off, n in group)
                 buf = os.pread(fd, stop - start, start)
-            finally:
-                os.close(fd)
-            if len(buf) != stop - start:
-                raise FsvJobError(f"{self._shard_path(shard)}: truncated shard; run `fsv store verify`")
-        view = memoryview(buf)
-        tasks = []
-        for k, chunk in enumerate(range(c0, c1 + 1)):
-            r0 = chunk * cr
-            a, b = max(lo, r0), min(hi, r0 + cr)
-            if not present[k]:
-                out[a - lo:b - lo] = self.meta.fill_value
-                continue
-            off, nbytes = int(entries[k, 0]) - start, int(entries[k, 1])
-            tasks.append(ChunkTask(view[off:off + nbytes], r0, a, b, lo, out))
+                if len(buf) != stop - start:
+                    raise FsvJobError(f"{self._shard_path(shard)}: truncated shard; run `fsv store verify`")
+                view = memoryview(buf)
+                for chunk, off, nbytes in group:
+                    tasks.append(ChunkTask(view[off - start:off - start + nbytes], chunk * cr, tuple(wanted[chunk])))
+        finally:
+            os.close(fd)
         return tasks

@@ -10,6 +10,7 @@ See :mod:`fsv.pipeline.store.layout` for the files and the commit protocol.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -197,8 +198,17 @@ class FeatureStore:
         self._fast = {}
 
     def journals(self) -> dict[str, JournalRead]:
+        """Every part's journal, parsed once. The cyclic garbage collector is paused meanwhile:
+        hundreds of thousands of new entries would make it rescan the heap over and over (half
+        the open time of a 220,847-video store, ``bench/store_scale.py``)."""
         if not self._journals:
-            self._journals = {p: read_journal(self.path / PARTS_DIR / p / JOURNAL, p) for p in self.part_names()}
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                self._journals = {p: read_journal(self.path / PARTS_DIR / p / JOURNAL, p) for p in self.part_names()}
+            finally:
+                if enabled:
+                    gc.enable()
         return self._journals
 
     def _build_index(self) -> None:
@@ -335,8 +345,9 @@ class FeatureStore:
     def _gather(self, entries: list[Entry], offsets: np.ndarray, names: list[str], outputs: dict[str, np.ndarray]) -> None:
         """Copy each entry's rows of arrays ``names`` to ``outputs[name][offsets[i]:...]``.
 
-        Videos adjacent in both the part and the output merge into one run; runs are fetched
-        concurrently, then every chunk is decoded on the thread pool straight into the output.
+        Videos adjacent in both the part and the output merge into one run; each part's runs are
+        fetched together (parts concurrently), and every chunk is decoded once on the thread pool,
+        straight into all the outputs that want rows of it.
         """
         runs: list[tuple[str, int, int, int]] = []  # part, src lo, src hi, dst lo
         for e, dst in zip(entries, offsets):
@@ -346,19 +357,21 @@ class FeatureStore:
                 runs[-1] = (part, lo, e.offset + e.length, d)
             else:
                 runs.append((e.part, e.offset, e.offset + e.length, dst))
+        by_part: dict[str, list[tuple[int, int, int]]] = {}
+        for run in runs:
+            by_part.setdefault(run[0], []).append(run[1:])
         for name in names:
             out = outputs[name]
 
-            def plan(run: tuple[str, int, int, int], name: str = name, out: np.ndarray = out) -> list:
-                part, lo, hi, d = run
+            def plan(part: str, name: str = name, out: np.ndarray = out) -> list:
                 fast = self.rows_reader(part, name)
-                target = out[d:d + hi - lo]
                 if fast is None:
-                    target[...] = self.array(part, name)[lo:hi]
+                    for lo, hi, d in by_part[part]:
+                        out[d:d + hi - lo] = self.array(part, name)[lo:hi]
                     return []
-                return [(fast, t) for t in fast.plan(lo, hi, target)]
+                return [(fast, t) for t in fast.plan([(lo, hi, out[d:d + hi - lo]) for lo, hi, d in by_part[part]])]
 
-            tasks = [t for ts in run_sliced(plan, runs) for t in ts]
+            tasks = [t for ts in run_sliced(plan, list(by_part)) for t in ts]
             run_sliced(lambda ft: ft[0].decode(ft[1]), tasks)
 
     # ------------------------------------------------------------------------------ views
