@@ -26,9 +26,12 @@ fsv.errors.FsvInputError: split 'val' has 2 classes with >= 6 videos; a 5-way ep
 
 
 @pytest.mark.parametrize("executor", ["slurm", "local"])
-def test_submitit_accepts_every_parameter_fsv_passes(executor: str, tmp_path: Path) -> None:
+def test_submitit_accepts_every_parameter_fsv_passes(executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import submitit
+    from submitit.slurm.slurm import SlurmExecutor
 
+    # only the parameters are checked here, so SLURM's srun need not be installed (test_slurm.py submits for real)
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))
     cluster = ClusterOptions(folder=tmp_path, partition="gpu", time_min=90, cpus_per_task=8, gpus_per_node=2, mem_gb=40)
     ex = submitit.AutoExecutor(folder=tmp_path / "%j", cluster=executor, **cluster.submitit_executor_kwargs(executor))
     ex.update_parameters(**cluster.submitit_parameters(executor, "fsv-test"))  # raises on an unknown key (the old slurm_mem_per_node)

@@ -100,9 +100,10 @@ def short(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: str) -> tuple
 
 @pytest.fixture(scope="module")
 def long(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: str) -> tuple[Path, Path, Path]:
-    """Eight clips that take about 40 s on one core, and a single run of them."""
+    """Twelve clips that take about 70 s on one core (longer than a 1-minute time limit), and a
+    single run of them."""
     root = tmp_path_factory.mktemp("long")
-    manifest = clip_set(root, [64 + 8 * i for i in range(8)])
+    manifest = clip_set(root, [64 + 8 * i for i in range(12)])
     single = root / "single.zarr"
     proc = fsv("extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(single), timeout=1200)
     assert proc.returncode == 0, proc.stderr
@@ -137,7 +138,7 @@ def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_v
     assert first.returncode == 1, out + errs
     assert f"job 1/2 (id {array}_0" in errs and "was cancelled" in errs and "CANCELLED" in errs, errs
     done_before = set(FeatureStore.open(store).video_ids())
-    assert 0 < len(done_before) < 8, "the cancel should land mid-run"
+    assert 0 < len(done_before) < 12, "the cancel should land mid-run"
     parts_before = set(FeatureStore.open(store).part_names())
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -262,3 +263,26 @@ def test_dask_jobqueue_on_the_same_slurm_with_decoding_workers(short: tuple[Path
                "--executor", "dask", "--dask-cluster", "slurm", "--dask-workers", "2", *SMALL, "--time", "30", "--folder", str(tmp_path / "jobs"))
     assert proc.returncode == 0, proc.stdout + proc.stderr  # default --workers 1: decoding processes inside dask workers
     assert_same_export(single, store, tmp_path)
+
+
+def test_slurm_job_that_can_never_start_is_cancelled_with_its_reason(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, manifest, _ = short
+    cpus = slurm_out("sinfo", "-h", "-o", "%c").split()[0]
+    blocker = slurm_out("sbatch", "--parsable", f"--cpus-per-task={cpus}", "--mem=1G", "--time=10", "-o", "/dev/null", "--wrap", "sleep 600").strip()
+    jobs = tmp_path / "jobs"
+    cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(tmp_path / "s.zarr"), "--shards", "2",
+           "--executor", "slurm", *SMALL, "--time", "30", "--folder", str(jobs)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "PD" not in slurm_out("squeue", "-h", "-n", "fsv-extract", "-o", "%t"):
+            time.sleep(0.5)
+        # the partition's limit drops below the jobs' --time while they wait: they can never start
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "MaxTime=5"], check=True)
+        out, errs = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "MaxTime=INFINITE"], check=True)
+        subprocess.run(["scancel", blocker], check=True)
+    assert proc.returncode == 2, out + errs
+    assert "PartitionTimeLimit" in errs and "cancelled the 2 unfinished job(s)" in errs, errs
+    assert not slurm_out("squeue", "-h", "-n", "fsv-extract", "-o", "%i").strip()
