@@ -163,7 +163,7 @@ def time_model(config: ExtractConfig, options: RunOptions, chunks: list[Chunk]) 
     """Seconds to run ``chunks`` through crop, normalise and the backbone as ``extract`` batches
     them, after one untimed warm-up batch."""
     device = resolve_device(options.device)
-    batcher = Batcher({"rgb": StreamModel(config, "rgb", device, precision=options.precision, channels_last=options.channels_last)},
+    batcher = Batcher({"rgb": StreamModel(config, "rgb", device, channels_last=options.channels_last)},
                       options.batch_size or default_batch_size(config, device))
     for chunk in chunks:
         batcher.add(chunk)

@@ -7,7 +7,10 @@ mean-pooled (pooled) or 4x4 adaptive-max-pooled (patches).
 
 Measured per format:
 - episode reads: batches of 30 random videos (one 5-way 5-shot episode with queries), videos/s;
-- whole-split load: every video into one array, GB/s of decoded features (best of two passes);
+- whole-split load: every video into one array, GB/s of decoded features (best of two passes; of six
+  for the store, taking turns with the unchecked load),
+  and for the store the same load with its per-video CRC-32 checks over without them (``x
+  unchecked``: 1.00 means the integrity check is free);
 - bytes on disk (allocated blocks, as ``du`` counts) and file count.
 Each is printed as a ratio to the npy-per-video baseline measured in the same run. ``--cold``
 evicts the files from the page cache (``posix_fadvise(DONTNEED)``) before every read pass, so
@@ -25,7 +28,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -180,8 +183,28 @@ class StoreFormat(Format):
     def read_batch(self, ids):
         return self._s().get_many(ids)
 
-    def load_all(self, ids):
-        return self._s().load(ids, with_spans=False).data
+    def load_all(self, ids, check: bool = True):
+        return self._s().load(ids, with_spans=False, check=check).data
+
+
+def best_load_s(loads: Sequence[Callable[[], np.ndarray]], path: Path, cold: bool, passes: int = 2) -> tuple[list[float], int]:
+    """Seconds of the fastest of ``passes`` runs of each load, the loads taking turns within a
+    pass so that a shared machine's slow spells hit them alike (the first pass also pays the VM's
+    first-touch page faults); and the bytes each load returned. Each array is dropped before the
+    next load, so no pass pays for another's memory."""
+    best = [float("inf")] * len(loads)
+    nbytes = set()
+    for _ in range(passes):
+        for k, load in enumerate(loads):
+            t0 = time.perf_counter()
+            loaded = load()
+            best[k] = min(best[k], time.perf_counter() - t0)
+            nbytes.add(loaded.nbytes)
+            del loaded
+            if cold:
+                evict(path)
+    assert len(nbytes) == 1, f"the loads returned different sizes: {sorted(nbytes)}"
+    return best, nbytes.pop()
 
 
 def run(args: argparse.Namespace) -> None:
@@ -212,28 +235,27 @@ def run(args: argparse.Namespace) -> None:
                 episode_vps = calls * EPISODE / elapsed
                 if args.cold:
                     evict(fmt.path)
-                load_s = float("inf")
-                for _ in range(2):  # best of two: the first also pays the VM's first-touch page faults
-                    t0 = time.perf_counter()
-                    loaded = fmt.load_all(ids)
-                    load_s = min(load_s, time.perf_counter() - t0)
-                    if args.cold:
-                        evict(fmt.path)
-                assert loaded.nbytes == raw
+                loads = [lambda: fmt.load_all(ids)]
+                if isinstance(fmt, StoreFormat):  # what the per-video CRC-32 check on every read costs
+                    loads.append(lambda: fmt.load_all(ids, check=False))
+                (load_s, *unchecked), loaded_bytes = best_load_s(loads, fmt.path, args.cold, passes=6 if len(loads) > 1 else 2)
+                unchecked_s = unchecked[0] if unchecked else None
+                assert loaded_bytes == raw
                 if isinstance(fmt, H5Format):
                     fmt.close()
-                rows.append((fmt.name, episode_vps, raw / load_s / 1e9, size, files, write_s))
+                rows.append((fmt.name, episode_vps, raw / load_s / 1e9, size, files, write_s, None if unchecked_s is None else unchecked_s / load_s))
             base = rows[0]
             table = Table(title=f"{kind}: {args.videos} videos x {feats[0].shape} float16 ({raw / 1e6:.0f} MB raw), {'cold' if args.cold else 'warm'} page cache")
-            for col in ("format", "episode reads videos/s", "x npy", "split load GB/s", "x npy", "disk MB", "x npy", "files", "write s"):
+            for col in ("format", "episode reads videos/s", "x npy", "split load GB/s", "x npy", "x unchecked", "disk MB", "x npy", "files", "write s"):
                 table.add_column(col, justify="left" if col == "format" else "right")
-            for name, vps, gbs, size, files, write_s in rows:
+            for name, vps, gbs, size, files, write_s, vs_unchecked in rows:
                 table.add_row(
                     name,
                     f"{vps:,.0f}",
                     f"{vps / base[1]:.2f}",
                     f"{gbs:.2f}",
                     f"{gbs / base[2]:.2f}",
+                    "-" if vs_unchecked is None else f"{vs_unchecked:.2f}",
                     f"{size / 1e6:.1f}",
                     f"{size / base[3]:.2f}",
                     f"{files}",

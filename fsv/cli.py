@@ -34,16 +34,21 @@ err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("fsv")
 
 
-@app.callback()
-def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(f"fsv {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="", help="More logging, repeatable (-v info, -vv debug).", show_default=False)] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)] = False,
+) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # progress lines (stderr not a terminal) are shown without -v
+    logging.getLogger("fsv.progress").setLevel(min(level, logging.INFO))
 
 
 def _load_manifest(spec: str, root: Path | None = None):
@@ -240,7 +245,7 @@ WorkersOpt = Annotated[int, typer.Option("--workers", help="Decoding (and flow) 
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Frames (resnet50) or snippets (i3d, c3d) per forward pass.")]
 WindowOpt = Annotated[int, typer.Option("--window", help="Frames decoded at a time per video (bounds memory on long videos).")]
 DecoderOpt = Annotated[str, typer.Option("--decoder", help="auto (decord, then torchcodec, then PyAV), decord, pyav or torchcodec.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast); recorded in the spec.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
 CommitOpt = Annotated[float, typer.Option("--commit-every", help="Seconds between commits of finished videos: the most a killed or requeued job loses.")]
@@ -322,19 +327,19 @@ def _extract_job(
         if model is None:
             continue
         given = weights if s == "rgb" else (flow_weights or ("random" if weights == "random" else None))
-        refs[s] = resolve_weights(model, given)
+        refs[s] = resolve_weights(model, given, option="--weights" if s == "rgb" else "--flow-weights")
     samp = {"kind": "frames" if sampling == "frames" else None, "num_segments": segments, "mode": tsn_mode, "fps": fps, "snippet": snippet, "stride": stride}
     if sampling not in (None, "frames", "tsn", "snippets"):
         raise FsvInputError(f"--sampling must be tsn, frames or snippets, got {sampling!r}")
     config = make_config(
         backbone, streams=stream_list, weights=refs, sampling={k: v for k, v in samp.items() if v is not None} or None,
-        ten_crop=ten_crop, flow={"method": flow, "quantize": flow_quantize}, layer=layer,
+        ten_crop=ten_crop, flow={"method": flow, "quantize": flow_quantize}, layer=layer, precision=precision,
     )
     if store is None:
         spec = config.spec()
         store = locate(dataset).store_path(spec.name, spec.key)
     options = RunOptions(
-        device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder, precision=precision,
+        device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder,
         retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None, shard_by=shard_by,
         commit_interval_s=commit_every,
     )

@@ -28,3 +28,8 @@ class FsvJobError(FsvError, RuntimeError):
 
 class SpecMismatchError(FsvInputError):
     """Features of one feature spec were offered to a store built for another."""
+
+
+class StoreCorruptError(FsvInputError):
+    """A feature store whose files are missing or do not match their committed checksums: the
+    message names the store, part, video, field and file, and what to do (exit code 2)."""

@@ -1,8 +1,13 @@
-"""Rich progress bars with rate and ETA, shared by every long-running job."""
+"""Progress of every long-running job: rich bars with rate and ETA in a terminal; otherwise
+(cluster job logs, ``nohup``, CI) a log line per task at a steady interval through ``logging``."""
 
 from __future__ import annotations
 
+import datetime
+import logging
+import os
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -14,10 +19,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.progress import ProgressColumn, Task
+from rich.progress import ProgressColumn, Task, TaskID
 from rich.text import Text
 
 console = Console(stderr=True)
+log = logging.getLogger("fsv.progress")
+# Seconds between two log lines of one task when stderr is not a terminal.
+LOG_EVERY_S = float(os.environ.get("FSV_PROGRESS_EVERY_S", "30"))
 
 
 class RateColumn(ProgressColumn):
@@ -31,15 +39,14 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {unit}/s", style="progress.data.speed")
 
 
-def make_progress(*, disable: bool | None = None) -> Progress:
+def make_progress(*, disable: bool | None = None) -> "LoggedProgress":
     """A progress display: description, bar, n/total, %, rate, elapsed and ETA.
 
-    Disabled automatically when stderr is not a terminal (CI logs stay readable); pass ``disable``
-    to force either way.
+    With ``disable=None`` it is a bar when stderr is a terminal, else log lines (see
+    :class:`LoggedProgress`); ``disable=True`` silences it, ``False`` forces the bar.
     """
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    return Progress(
+    tty = sys.stderr.isatty()
+    return LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -49,8 +56,61 @@ def make_progress(*, disable: bool | None = None) -> Progress:
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=disable,
+        disable=not tty if disable is None else disable,
+        log_lines=disable is None and not tty,
     )
+
+
+class LoggedProgress(Progress):
+    """A rich :class:`~rich.progress.Progress` that, with ``log_lines``, logs each task's done /
+    total, rate and ETA on logger ``fsv.progress`` (INFO) every :data:`LOG_EVERY_S` seconds and
+    when it finishes, instead of drawing bars."""
+
+    def __init__(self, *columns: str | ProgressColumn, log_lines: bool = False, **kwargs: object) -> None:
+        super().__init__(*columns, **kwargs)
+        self._log_lines = log_lines
+        self._logged: dict[TaskID, float] = {}
+
+    def add_task(self, description: str, *args: object, **kwargs: object) -> TaskID:
+        task = super().add_task(description, *args, **kwargs)
+        self._logged[task] = time.monotonic()
+        return task
+
+    def update(self, task_id: TaskID, **kwargs: object) -> None:
+        super().update(task_id, **kwargs)
+        self._maybe_log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_log(task_id)
+
+    def stop(self) -> None:
+        if self._log_lines:
+            for task in self.tasks:
+                if task.completed and self._logged.get(task.id, 0.0) >= 0:
+                    self._log(task)
+        super().stop()
+
+    def _maybe_log(self, task_id: TaskID) -> None:
+        if not self._log_lines:
+            return
+        now = time.monotonic()
+        last = self._logged.get(task_id, now)
+        task = self._tasks[task_id]
+        if last >= 0 and (task.finished or now - last >= LOG_EVERY_S):
+            self._log(task)
+
+    def _log(self, task: Task) -> None:
+        unit = task.fields.get("unit", "it")
+        speed = task.finished_speed or task.speed
+        rate = f", {speed:,.1f} {unit}/s" if speed else ""
+        if task.total:
+            eta = "" if task.finished or not speed else f", ETA {datetime.timedelta(seconds=round((task.total - task.completed) / speed))}"
+            log.info("%s: %d/%d %s (%.0f%%)%s%s", task.description.strip(), task.completed, task.total, unit, 100 * task.completed / task.total, rate, eta)
+        else:
+            log.info("%s: %d %s%s", task.description.strip(), task.completed, unit, rate)
+        # a finished task is logged once (marked by a negative time)
+        self._logged[task.id] = -1.0 if task.finished else time.monotonic()
 
 
 class StatusLine:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -254,8 +255,8 @@ def test_ten_crop_channels_last_and_bf16_stay_within_tolerance(shared_data: Path
     cfg = make_config("resnet50", weights={"rgb": RANDOM})
     frames = resize_frames(read_frames(shared_data / "videos" / "demo.mp4", np.arange(0, 280, 70)), cfg.preprocess)
     runs = {}
-    for name, kw in {"ref": {"channels_last": False}, "cl": {}, "bf16": {"precision": "bf16"}}.items():
-        model = StreamModel(cfg, "rgb", torch.device("cpu"), **kw)
+    for name, (c, kw) in {"ref": (cfg, {"channels_last": False}), "cl": (cfg, {}), "bf16": (replace(cfg, precision="bf16"), {})}.items():
+        model = StreamModel(c, "rgb", torch.device("cpu"), **kw)
         x = model.views_of(frames)[0][:, None]  # 4 units of one frame
         runs[name] = model.run(model.normalise(x)).flatten(1)
     np.testing.assert_allclose(runs["cl"], runs["ref"], rtol=1e-3, atol=1e-4 * float(runs["ref"].abs().max()))

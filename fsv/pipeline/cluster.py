@@ -22,6 +22,7 @@ from fsv.jobs.options import ClusterOptions
 from fsv.jobs.run import Submitter
 from fsv.pipeline.balance import plan_shards, record_costs
 from fsv.pipeline.extract import ExtractSummary, RunOptions, extract
+from fsv.pipeline.manifests.check import require_unique_ids
 from fsv.pipeline.plan import ExtractConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: Cluster
     t0 = time.perf_counter()
     job = replace(job, options=replace(job.options, device=cluster.check_device(executor, job.options.device)))
     manifest = load_manifest(job.manifest, job.root)
+    require_unique_ids(manifest)
     submitter = Submitter(executor, cluster, "fsv-extract")  # the request is checked before the store is created
     FeatureStore.create(job.store, job.config.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     records = list(manifest.records)

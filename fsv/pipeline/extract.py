@@ -26,6 +26,7 @@ from fsv.errors import FsvInputError
 from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.balance import shard_records
 from fsv.pipeline.manifests import Manifest, VideoRecord
+from fsv.pipeline.manifests.check import require_unique_ids
 from fsv.pipeline.plan import ExtractConfig
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource, worker_init
 from fsv.pipeline.store import FeatureStore
@@ -58,9 +59,10 @@ class ExtractSummary:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run. None of these change the features beyond the stated tolerances; with the same
-    device, ``precision``, ``batch_size`` and ``threads`` (torch's intra-op threads, default: all
-    cores) they are bit-identical whatever the workers, window, sharding or interruptions."""
+    """How to run. None of these change the features beyond the stated tolerances (precision,
+    which does, is part of the config and its spec); with the same device, ``batch_size`` and
+    ``threads`` (torch's intra-op threads, default: all cores) they are bit-identical whatever the
+    workers, window, sharding or interruptions."""
 
     device: str = "auto"
     workers: int = 1
@@ -68,7 +70,6 @@ class RunOptions:
     batch_size: int | None = None
     window_frames: int = 256
     decoder: str = "auto"
-    precision: str = "fp32"
     channels_last: bool = True
     retry_failed: bool = False
     shard: tuple[int, int] | None = None
@@ -116,6 +117,8 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
             videos: list[str] | None = None) -> ExtractSummary:
     """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``;
     ``videos`` names the shard's videos when a submitter planned the shards once for all."""
+    require_unique_ids(manifest)
+    device = resolve_device(options.device)  # before the store exists: a bad --device leaves nothing behind
     spec = config.spec()
     store = FeatureStore.create(store_path, spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     records = job_records(manifest, config, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
@@ -124,10 +127,9 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     summary = ExtractSummary(skipped=len(records) - len(todo))
     if not todo:
         return summary
-    device = resolve_device(options.device)
     if options.threads:
         torch.set_num_threads(options.threads)
-    models = {s: StreamModel(config, s, device, precision=options.precision, channels_last=options.channels_last) for s in config.streams}
+    models = {s: StreamModel(config, s, device, channels_last=options.channels_last) for s in config.streams}
     batcher = Batcher(models, options.batch_size or default_batch_size(config, device))
     source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], config, decoder=options.decoder, window_frames=options.window_frames)
     workers = min(options.workers, len(todo))
@@ -157,9 +159,15 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
                     meta = {"backend": info["backend"]}
                     if config.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
-                    writer.write(chunk.video_id, data, spans=plan.spans, fps=info["fps"], num_frames=info["num_frames"], duration=info["duration"], meta=meta)
-                    summary.written += 1
-                    summary.steps += len(data)
+                    try:
+                        writer.write(chunk.video_id, data, spans=plan.spans, fps=info["fps"], num_frames=info["num_frames"], duration=info["duration"], meta=meta)
+                    except FsvInputError as e:  # e.g. features beyond the spec's dtype: this video fails, the run goes on
+                        writer.fail(chunk.video_id, str(e), path=paths[chunk.video_id])
+                        summary.failed[chunk.video_id] = str(e)
+                        log.warning("%s", e)
+                    else:
+                        summary.written += 1
+                        summary.steps += len(data)
                     progress.advance(videos)
 
         for item in loader:

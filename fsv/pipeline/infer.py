@@ -28,21 +28,17 @@ from fsv.pipeline.plan import ExtractConfig
 from fsv.pipeline.source import Chunk
 from fsv.pipeline.transforms import crop_views
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 class StreamModel:
     """One stream's backbone with its input pipeline: ``units(frames) -> model input`` and ``run``."""
 
-    def __init__(self, config: ExtractConfig, stream: str, device: torch.device, *, precision: str = "fp32", channels_last: bool = True) -> None:
+    def __init__(self, config: ExtractConfig, stream: str, device: torch.device, *, channels_last: bool = True) -> None:
         self.config = config
         self.stream = stream
         self.device = device
-        if precision not in PRECISIONS:
-            raise FsvInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if precision == "fp16" and device.type != "cuda":
+        if config.precision == "fp16" and device.type != "cuda":
             raise FsvInputError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
-        self.precision = precision
+        self.precision = config.precision
         kwargs = {"layer": config.layer} if config.layer else {}
         model: nn.Module = create_backbone(config.model_name(stream), config.weights[stream], **kwargs)
         self.is3d = config.unit_frames > 1

@@ -70,6 +70,8 @@ DEFAULTS: dict[str, BackboneDefaults] = {
     ),
 }
 C3D_LAYER_DIMS = {"fc6": (4096,), "fc7": (4096,), "pool5": (8192,)}
+# fp32 is the reference; bf16 (CPU or CUDA) and fp16 (CUDA) autocast change the numbers and go into the spec
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class ExtractConfig:
     preprocess: dict[str, Any]
     flow: dict[str, Any] | None = None
     layer: str | None = None
+    precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,8 +117,11 @@ class ExtractConfig:
             samp = f"tsn{s['num_segments']}"
         else:
             samp = "frames"
-        name = "-".join([self.backbone, "+".join(self.streams), samp] + ([self.layer] if self.layer else []))
+        name = "-".join([self.backbone, "+".join(self.streams), samp] + ([self.layer] if self.layer else [])
+                        + ([self.precision] if self.precision != "fp32" else []))
         extra = dict(self.extra)
+        if self.precision != "fp32":  # reduced-precision features differ from fp32 ones (fp32 keys stay as they were)
+            extra["precision"] = self.precision
         if len(self.streams) > 1:
             extra["layout"] = " then ".join(f"{st} ({d.shape[0]})" for st in self.streams)
         if self.layer:
@@ -141,6 +147,7 @@ def make_config(
     ten_crop: bool = False,
     flow: dict[str, Any] | None = None,
     layer: str | None = None,
+    precision: str = "fp32",
 ) -> ExtractConfig:
     """Validate the user's choices against the backbone's protocol and fill in its defaults.
 
@@ -179,10 +186,12 @@ def make_config(
     missing = [s for s in streams if s not in weights]
     if missing:
         raise FsvInputError(f"no weights given for stream(s) {', '.join(missing)}")
+    if precision not in PRECISIONS:
+        raise FsvInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     flow_cfg = None
     if "flow" in streams:
         flow_cfg = {"method": "tvl1", "clip": 20.0, "quantize": False, **(flow or {})}
-    return ExtractConfig(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer)
+    return ExtractConfig(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback: bool = False) -> WeightsRef:
+def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback: bool = False, option: str = "--weights") -> WeightsRef:
     """``weights`` is a path, ``random`` (explicit), or None (search :func:`cache_dirs`, then
-    :func:`packaged_weights`).
+    :func:`packaged_weights`); ``option`` is the command-line option that gives them (named in
+    the messages: ``--weights``, or ``--flow-weights`` for I3D's flow stream).
 
     Without a file and without an explicit ``random`` this is an error naming where fsv looked —
     unless ``allow_random_fallback`` (the demo), which returns random weights, recorded as such.
@@ -73,7 +74,7 @@ def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FsvInputError(f"weights file {path} does not exist")
+            raise FsvInputError(f"{option} {path}: the file does not exist")
         return WeightsRef(path.name, path, sha256_file(path))
     for d in cache_dirs():
         for name in KNOWN_FILES.get(backbone, ()):
@@ -85,7 +86,7 @@ def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback
     if allow_random_fallback:
         return WeightsRef("random", None, None, seed=0)
     looked = ", ".join(str(d) for d in cache_dirs())
-    raise FsvInputError(f"no {backbone} weights found (looked in {looked} for {', '.join(KNOWN_FILES.get(backbone, ()))}); pass --weights PATH, or --weights random")
+    raise FsvInputError(f"no {backbone} weights found (looked in {looked} for {', '.join(KNOWN_FILES.get(backbone, ()))}); pass {option} PATH, or {option} random")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

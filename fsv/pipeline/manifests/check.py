@@ -23,20 +23,34 @@ def check_manifest(manifest: Manifest, root: str | Path | None = None, *, probe:
     (``probe`` also opens each file as a video).
     """
     source = str(manifest.path) if manifest.path else manifest.dataset
-    problems = ProblemList()
+    problems = duplicate_ids(manifest)
     classes = set(manifest.classes)
-    first_line: dict[str, int | None] = {}
     for r in manifest.records:
-        if r.video_id in first_line:
-            problems.add(source, r.line, f"duplicate video_id (first at line {first_line[r.video_id]})", r.video_id)
-        else:
-            first_line[r.video_id] = r.line
         _check_record(r, classes, source, problems)
     if manifest.task == "fewshot":
         _check_disjoint_classes(manifest, source, problems)
     if root is not None:
         _check_files(manifest.records, Path(root), source, problems, probe=probe)
     return problems
+
+
+def duplicate_ids(manifest: Manifest) -> ProblemList:
+    """A problem for every row whose video id an earlier row already has (both lines named)."""
+    source = str(manifest.path) if manifest.path else manifest.dataset
+    problems = ProblemList()
+    first_line: dict[str, int | None] = {}
+    for r in manifest.records:
+        if r.video_id in first_line:
+            problems.add(source, r.line, f"duplicate video_id (first at line {first_line[r.video_id]})", r.video_id)
+        else:
+            first_line[r.video_id] = r.line
+    return problems
+
+
+def require_unique_ids(manifest: Manifest) -> None:
+    """Raise :class:`FsvInputError` naming both lines of every id the manifest has twice: a store
+    keyed by video id would keep one of them silently."""
+    duplicate_ids(manifest).raise_if_any(f"manifest {manifest.path or manifest.dataset} has duplicate video ids (features are keyed by id; fix the manifest)")
 
 
 def _check_record(r: VideoRecord, classes: set[str], source: str, problems: ProblemList) -> None:

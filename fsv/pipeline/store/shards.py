@@ -24,7 +24,8 @@ import numpy as np
 import google_crc32c
 from numcodecs import blosc
 
-from fsv.errors import FsvJobError
+from fsv.errors import StoreCorruptError
+from fsv.pipeline.store.layout import rows_crc32
 
 # fsv parallelises across chunks itself; Blosc's global thread pool would serialise the calls
 # made from the main thread behind one mutex.
@@ -66,11 +67,15 @@ def run_sliced(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 @dataclass(frozen=True)
 class ChunkTask:
     """An encoded inner chunk whose first row is ``chunk_row``, decoded once; for each target
-    ``(a, b, lo, out)`` its rows ``[a, b)`` go to ``out[a - lo : b - lo]``."""
+    ``(a, b, lo, out)`` its rows ``[a, b)`` go to ``out[a - lo : b - lo]``; for each check
+    ``(a, b, crc)`` its rows ``[a, b)`` must have that CRC-32, computed on the decoded chunk while
+    it is in cache (see :meth:`ShardedRows.decode`)."""
 
     raw: memoryview
     chunk_row: int
     targets: tuple[tuple[int, int, int, np.ndarray], ...]
+    path: Path
+    checks: tuple[tuple[int, int, int], ...] = ()
 
 
 # Wanted chunks of one shard closer than this are fetched by one pread (the gap is read and dropped);
@@ -133,12 +138,12 @@ class ShardedRows:
         meta = parse_meta(array_dir)
         return None if meta is None else cls(array_dir, meta)
 
-    def _shard_path(self, shard: int) -> Path:
+    def shard_path(self, shard: int) -> Path:
         return self.dir / "c" / f"{shard}{self.meta.key_suffix}"
 
     def shard_index(self, shard: int) -> np.ndarray | None:
         """``(chunks_per_shard, 2)`` uint64 (offset, nbytes) of a shard's inner chunks; None if absent."""
-        path = self._shard_path(shard)
+        path = self.shard_path(shard)
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -153,9 +158,9 @@ class ShardedRows:
             f.seek(st.st_size - size)
             raw = f.read(size)
         if len(raw) != size:
-            raise FsvJobError(f"{path}: truncated shard (size {st.st_size}); run `fsv store verify`")
+            raise StoreCorruptError(f"{path}: truncated shard file (size {st.st_size}); the store is damaged: run `fsv store verify` on it")
         if google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-            raise FsvJobError(f"{path}: shard index checksum mismatch (corrupt file); run `fsv store verify`")
+            raise StoreCorruptError(f"{path}: the shard index does not match its checksum; the store is damaged: run `fsv store verify` on it")
         index = np.frombuffer(raw[:-4], dtype="<u8").reshape(n, 2)
         self._index[shard] = (stamp, index)
         return index
@@ -165,7 +170,7 @@ class ShardedRows:
         chunks decode on the thread pool when ``parallel``."""
         if out is None:
             out = np.empty((hi - lo, *self.row_shape), dtype=self.meta.dtype)
-        tasks = self.plan([(lo, hi, out)])
+        tasks, _ = self.plan([(lo, hi, out)])
         if parallel and self.meta.compressed:
             run_sliced(self.decode, tasks)
         else:
@@ -173,32 +178,59 @@ class ShardedRows:
                 self.decode(t)
         return out
 
-    def plan(self, pieces: Sequence[tuple[int, int, np.ndarray]]) -> list[ChunkTask]:
+    def plan(
+        self, pieces: Sequence[tuple[int, int, np.ndarray]], checks: Sequence[tuple[int, int, int]] = ()
+    ) -> tuple[list[ChunkTask], list[tuple[int, int, int]]]:
         """Fetch the encoded chunks that hold rows ``[lo, hi)`` of every piece ``(lo, hi, out)``
         (coalesced ``pread`` calls per shard), fill absent chunks and return one decoding task
-        per chunk, however many pieces share it (see :meth:`decode`)."""
+        per chunk, however many pieces share it (see :meth:`decode`).
+
+        Each check ``(a, b, crc)`` whose rows lie in one stored chunk travels with that chunk's
+        task; the others (rows across chunks, or in a chunk never written because it held only
+        the fill value) are returned for the caller to check on the output."""
         cr, per = self.meta.chunk_rows, self.chunks_per_shard
         wanted: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
         for lo, hi, out in pieces:
             for chunk in range(lo // cr, (hi - 1) // cr + 1) if hi > lo else ():
                 r0 = chunk * cr
                 wanted.setdefault(chunk, []).append((max(lo, r0), min(hi, r0 + cr), lo, out))
+        by_chunk: dict[int, list[tuple[int, int, int]]] = {}
+        rest: list[tuple[int, int, int]] = []
+        for c in checks:
+            if c[1] > c[0] and c[0] // cr == (c[1] - 1) // cr and c[0] // cr in wanted:
+                by_chunk.setdefault(c[0] // cr, []).append(c)
+            else:
+                rest.append(c)
         by_shard: dict[int, list[int]] = {}
         for chunk in sorted(wanted):
             by_shard.setdefault(chunk // per, []).append(chunk)
         tasks: list[ChunkTask] = []
         for shard, chunks in by_shard.items():
-            tasks += self._fetch(shard, chunks, wanted)
-        return tasks
+            tasks += self._fetch(shard, chunks, wanted, by_chunk, rest)
+        return tasks, rest
 
-    def decode(self, task: ChunkTask) -> None:
-        """Decode one fetched chunk into its rows of every output that wants them."""
-        data = blosc.decompress(task.raw) if self.meta.compressed else task.raw
-        block = np.frombuffer(data, dtype=self.meta.dtype).reshape(-1, *self.row_shape)
+    def decode(self, task: ChunkTask) -> list[tuple[int, int, int]]:
+        """Decode one fetched chunk into its rows of every output that wants them; returns the
+        task's checks that fail."""
+        try:
+            data = blosc.decompress(task.raw) if self.meta.compressed else task.raw
+            block = np.frombuffer(data, dtype=self.meta.dtype).reshape(-1, *self.row_shape)
+        except (RuntimeError, ValueError) as e:  # blosc on a damaged chunk, or a chunk of the wrong size
+            raise StoreCorruptError(f"{task.path}: the chunk of rows from {task.chunk_row} cannot be decoded ({e}); the store is damaged: "
+                                    "run `fsv store verify` on it") from e
         for a, b, lo, out in task.targets:
             out[a - lo:b - lo] = block[a - task.chunk_row:b - task.chunk_row]
+        r0 = task.chunk_row
+        return [c for c in task.checks if rows_crc32(block[c[0] - r0:c[1] - r0]) != c[2]]
 
-    def _fetch(self, shard: int, chunks: list[int], wanted: dict[int, list[tuple[int, int, int, np.ndarray]]]) -> list[ChunkTask]:
+    def _fetch(
+        self,
+        shard: int,
+        chunks: list[int],
+        wanted: dict[int, list[tuple[int, int, int, np.ndarray]]],
+        checks: dict[int, list[tuple[int, int, int]]],
+        rest: list[tuple[int, int, int]],
+    ) -> list[ChunkTask]:
         cr = self.meta.chunk_rows
         index = self.shard_index(shard)
         base = shard * self.chunks_per_shard
@@ -209,6 +241,7 @@ class ShardedRows:
             if off == EMPTY:
                 for a, b, lo, out in wanted[chunk]:
                     out[a - lo:b - lo] = self.meta.fill_value
+                rest += checks.get(chunk, ())
             else:
                 present.append((chunk, int(off), nbytes))
         present.sort(key=lambda c: c[1])
@@ -220,16 +253,17 @@ class ShardedRows:
                 groups.append([c])
         if not groups:
             return tasks
-        fd = os.open(self._shard_path(shard), os.O_RDONLY)
+        path = self.shard_path(shard)
+        fd = os.open(path, os.O_RDONLY)
         try:
             for group in groups:
                 start, stop = group[0][1], max(off + n for _, off, n in group)
                 buf = os.pread(fd, stop - start, start)
                 if len(buf) != stop - start:
-                    raise FsvJobError(f"{self._shard_path(shard)}: truncated shard; run `fsv store verify`")
+                    raise StoreCorruptError(f"{path}: truncated shard file; the store is damaged: run `fsv store verify` on it")
                 view = memoryview(buf)
                 for chunk, off, nbytes in group:
-                    tasks.append(ChunkTask(view[off - start:off - start + nbytes], chunk * cr, tuple(wanted[chunk])))
+                    tasks.append(ChunkTask(view[off - start:off - start + nbytes], chunk * cr, tuple(wanted[chunk]), path, tuple(checks.get(chunk, ()))))
         finally:
             os.close(fd)
         return tasks

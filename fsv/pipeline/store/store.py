@@ -28,7 +28,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from fsv import __version__
-from fsv.errors import FsvInputError, SpecMismatchError
+from fsv.errors import FsvInputError, SpecMismatchError, StoreCorruptError
 from fsv.pipeline.spec import FeatureSpec
 from fsv.pipeline.store.shards import ShardedRows, run_sliced
 from fsv.pipeline.store.layout import (
@@ -41,6 +41,7 @@ from fsv.pipeline.store.layout import (
     JournalRead,
     StoreLayout,
     read_journal,
+    rows_crc32,
 )
 
 if TYPE_CHECKING:
@@ -277,9 +278,13 @@ class FeatureStore:
         return e
 
     def get(self, video_id: str, field: str | None = None) -> np.ndarray:
-        """One video's features, ``(T, *field shape)``."""
+        """One video's features, ``(T, *field shape)``, checked against its committed CRC-32."""
         e = self.entry(video_id)
-        return self.read_range(e.part, self._field(field), e.offset, e.offset + e.length)
+        name = self._field(field)
+        data = self.read_range(e.part, name, e.offset, e.offset + e.length)
+        if self.damaged_rows([e], [0], data, name):
+            raise StoreCorruptError(self._damage_message([e], name))
+        return data
 
     def spans(self, video_id: str) -> np.ndarray:
         """Time span of each of the video's steps, ``(T, 2)`` seconds."""
@@ -299,12 +304,17 @@ class FeatureStore:
         field: str | None = None,
         mmap_path: str | Path | None = None,
         with_spans: bool = True,
+        check: bool = True,
     ) -> PackedFeatures:
         """Pull many videos (default: all) into one array in a single pass.
 
         Each part's rows are read with as few Zarr calls as possible (whole committed ranges when
         most rows are wanted) and decompressed in parallel. With ``mmap_path`` the result is written
         to a ``.npy`` file and returned memory-mapped, so later runs can ``np.load(mmap_mode="r")`` it.
+        Every video is checked against its committed CRC-32 (``check``; off only to measure what
+        the check costs), so a missing or damaged file raises :class:`StoreCorruptError` instead of
+        returning wrong features; the check runs on each chunk as it is decoded, while it is in
+        cache.
         """
         name = self._field(field)
         ids = list(self.index) if video_ids is None else list(video_ids)
@@ -323,10 +333,43 @@ class FeatureStore:
         spans = np.empty((total, 2), dtype=np.float64) if with_spans else np.empty((0, 2))
         names = [name, SPANS] if with_spans else [name]
         outputs = {name: data, SPANS: spans}
-        self._gather(entries, offsets, names, outputs)
+        damaged = self._gather(entries, offsets, names, outputs, check=name if check else None)
+        if damaged:
+            raise StoreCorruptError(self._damage_message(damaged, name))
         if mmap_path is not None:
             data.flush()
         return PackedFeatures(ids, offsets, lengths, data, spans)
+
+    def damaged_rows(self, entries: Sequence[Entry], offsets: Sequence[int], data: np.ndarray, name: str) -> list[Entry]:
+        """The entries whose rows of field ``name`` in ``data`` (``data[offsets[i] : offsets[i] +
+        length]``) lack the CRC-32 committed in their journal; computed on the shard pool's
+        threads (the CRC releases the GIL)."""
+
+        def damaged(i: int) -> bool:
+            e, o = entries[i], int(offsets[i])
+            want = e.crc32.get(name)
+            return want is not None and rows_crc32(data[o:o + e.length]) != want
+
+        return [entries[i] for i, hit in enumerate(run_sliced(damaged, range(len(entries)))) if hit]
+
+    def _damage_message(self, damaged: list[Entry], name: str) -> str:
+        e = damaged[0]
+        files = self.row_files(e.part, name, e.offset, e.offset + e.length)
+        missing = [f for f in files if not f.exists()]
+        what = (f"its file(s) {', '.join(str(f) for f in missing)} are missing" if missing
+                else f"its rows in {', '.join(str(f) for f in files)} do not match the committed checksum")
+        more = f" (and {len(damaged) - 1} more video(s))" if len(damaged) > 1 else ""
+        return (f"store {self.path}, part {e.part}, video {e.video_id!r}, field {name!r}: {what}{more}; the store is damaged. "
+                f"Run `fsv store verify {self.path}` for every damaged video, then re-extract or re-import them")
+
+    def row_files(self, part: str, name: str, lo: int, hi: int) -> list[Path]:
+        """The shard files that hold rows ``[lo, hi)`` of a part's array ``name``."""
+        fast = self.rows_reader(part, name)
+        folder = self.path / PARTS_DIR / part / name
+        if fast is None:
+            return [folder]
+        rows = fast.meta.shard_rows
+        return [fast.shard_path(k) for k in range(lo // rows, (max(hi, lo + 1) - 1) // rows + 1)]
 
     def rows_reader(self, part: str, name: str) -> ShardedRows | None:
         """The fast reader of a part's array (None when its layout needs zarr-python)."""
@@ -342,12 +385,16 @@ class FeatureStore:
             return fast.read(lo, hi, parallel=parallel)
         return np.asarray(self.array(part, name)[lo:hi])
 
-    def _gather(self, entries: list[Entry], offsets: np.ndarray, names: list[str], outputs: dict[str, np.ndarray]) -> None:
-        """Copy each entry's rows of arrays ``names`` to ``outputs[name][offsets[i]:...]``.
+    def _gather(
+        self, entries: list[Entry], offsets: np.ndarray, names: list[str], outputs: dict[str, np.ndarray], check: str | None = None
+    ) -> list[Entry]:
+        """Copy each entry's rows of arrays ``names`` to ``outputs[name][offsets[i]:...]``; with
+        ``check``, return the entries whose rows of that field fail their committed CRC-32.
 
         Videos adjacent in both the part and the output merge into one run; each part's runs are
         fetched together (parts concurrently), and every chunk is decoded once on the thread pool,
-        straight into all the outputs that want rows of it.
+        straight into all the outputs that want rows of it. A video's CRC is computed on the
+        decoded chunk when the chunk holds all its rows, otherwise on the output afterwards.
         """
         runs: list[tuple[str, int, int, int]] = []  # part, src lo, src hi, dst lo
         for e, dst in zip(entries, offsets):
@@ -360,19 +407,38 @@ class FeatureStore:
         by_part: dict[str, list[tuple[int, int, int]]] = {}
         for run in runs:
             by_part.setdefault(run[0], []).append(run[1:])
+        at: dict[tuple[str, int], int] = {}  # (part, first row) -> index of the entry to check
+        checks: dict[str, list[tuple[int, int, int]]] = {}
+        if check is not None:
+            for i, e in enumerate(entries):
+                want = e.crc32.get(check)
+                if want is not None:
+                    at[(e.part, e.offset)] = i
+                    checks.setdefault(e.part, []).append((e.offset, e.offset + e.length, want))
+        failed: list[int] = []
         for name in names:
             out = outputs[name]
+            own = name == check
 
-            def plan(part: str, name: str = name, out: np.ndarray = out) -> list:
+            def plan(part: str, name: str = name, out: np.ndarray = out, own: bool = own) -> tuple[list, list[tuple[int, int, int]]]:
+                wanted = checks.get(part, []) if own else []
                 fast = self.rows_reader(part, name)
                 if fast is None:
                     for lo, hi, d in by_part[part]:
                         out[d:d + hi - lo] = self.array(part, name)[lo:hi]
-                    return []
-                return [(fast, t) for t in fast.plan([(lo, hi, out[d:d + hi - lo]) for lo, hi, d in by_part[part]])]
+                    return [], [(part, *c) for c in wanted]
+                tasks, rest = fast.plan([(lo, hi, out[d:d + hi - lo]) for lo, hi, d in by_part[part]], wanted)
+                return [(fast, part, t) for t in tasks], [(part, *c) for c in rest]
 
-            tasks = [t for ts in run_sliced(plan, list(by_part)) for t in ts]
-            run_sliced(lambda ft: ft[0].decode(ft[1]), tasks)
+            planned = run_sliced(plan, list(by_part))
+            tasks = [t for ts, _ in planned for t in ts]
+            fails = run_sliced(lambda ft: [(ft[1], *c) for c in ft[0].decode(ft[2])], tasks)
+            if own:
+                failed += [at[(part, a)] for fs in fails for part, a, _, _ in fs]
+                rest = [at[(part, a)] for _, r in planned for part, a, _, _ in r]
+                late = self.damaged_rows([entries[i] for i in rest], [offsets[i] for i in rest], out, name)
+                failed += [at[(e.part, e.offset)] for e in late]
+        return [entries[i] for i in sorted(set(failed))]
 
     # ------------------------------------------------------------------------------ views
     def to_dask(self, field: str | None = None) -> tuple["dask.array.Array", list[str], np.ndarray, np.ndarray]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 from fsv.errors import FsvError
-from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS
+from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS, rows_crc32
 from fsv.pipeline.store.store import FeatureStore
 from fsv.progress import make_progress
 
@@ -70,14 +69,13 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                         report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: unreadable ({err})")
                         continue
                     want = e.crc32.get(name)
-                    got = zlib.crc32(data.tobytes())
+                    got = rows_crc32(data)
                     if want is None:
                         report.problems.append(f"part {part}, video {e.video_id!r}: no checksum for field {name!r} in the journal")
                     elif got != want:
-                        report.problems.append(
-                            f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: checksum mismatch "
-                            f"(stored {want:#010x}, data {got:#010x}); the data is corrupt, re-extract this video"
-                        )
+                        missing = [str(f) for f in store.row_files(part, name, e.offset, e.offset + e.length) if not f.exists()]
+                        why = f"file(s) {', '.join(missing)} missing" if missing else f"checksum mismatch (stored {want:#010x}, data {got:#010x})"
+                        report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged, re-extract this video")
             claimed.sort()
             for (a0, a1, va), (b0, b1, vb) in zip(claimed, claimed[1:]):
                 if b0 < a1:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from fsv.errors import FsvInputError, SpecMismatchError
-from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS, Entry, append_lines
+from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS, Entry, append_lines, rows_crc32
 
 if TYPE_CHECKING:
     from fsv.pipeline.store.store import FeatureStore
@@ -108,7 +107,7 @@ class PartWriter:
             fps=fps,
             num_frames=num_frames,
             duration=duration,
-            crc32={k: zlib.crc32(v.tobytes()) for k, v in fields.items() if k != SPANS},
+            crc32={k: rows_crc32(v) for k, v in fields.items() if k != SPANS},
             time=time.time(),
             meta=meta or {},
         )
@@ -187,7 +186,18 @@ class PartWriter:
                 raise SpecMismatchError(
                     f"{video_id}: field {name!r} has shape {value.shape}, spec {self.spec.name!r} expects ({n}, {', '.join(map(str, fspec.shape))})"
                 )
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise FsvInputError(f"{video_id}: field {name!r} contains NaN or infinite values")
-            out[name] = np.ascontiguousarray(value, dtype=fspec.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, with the video and field
+                stored = np.ascontiguousarray(value, dtype=fspec.dtype)
+            if stored.dtype.kind == "f" and not np.isfinite(stored).all():  # what is stored, after the cast
+                raise FsvInputError(f"{video_id}: field {name!r} {_non_finite_reason(value, stored)}; nothing of this video was written")
+            out[name] = stored
         return out
+
+
+def _non_finite_reason(value: np.ndarray, stored: np.ndarray) -> str:
+    """Why ``stored`` (``value`` cast to the spec's dtype) holds NaN or infinite values."""
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        return "contains NaN or infinite values"
+    limit = float(np.finfo(stored.dtype).max)
+    return (f"has values up to {float(np.abs(value).max()):.6g}, beyond {stored.dtype}'s largest finite value {limit:.6g}, which would be "
+            f"stored as infinity; use a spec with a wider dtype (e.g. float32) or scale the features")

@@ -1,0 +1,232 @@
+"""The fault matrix: one test per bad input or fault, named for the case, each asserting the exit
+code, the one-line message naming what is wrong, and that nothing written is damaged. Never a
+wrong number with exit code 0. (Cluster faults: ``tests/test_slurm.py``; store crash safety:
+``tests/test_store.py``.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsv.pipeline.manifests import Manifest, VideoRecord
+from fsv.pipeline.store import FeatureStore
+
+FSV = [sys.executable, "-m", "fsv"]
+
+
+def fsv(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*FSV, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int) -> str:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    # progress lines (stderr is not a terminal) may come before it; the message is the end of stderr
+    starts = [i for i, line in enumerate(proc.stderr.splitlines()) if line.startswith("error: ")]
+    assert len(starts) == 1, proc.stderr
+    return "\n".join(proc.stderr.splitlines()[starts[0]:])
+
+
+@pytest.fixture
+def clips(tmp_path: Path, make_video) -> tuple[Path, list[str]]:
+    for i in range(3):
+        make_video(tmp_path / f"v{i}.mp4", n_frames=20, fps=25, seed=i)
+    return tmp_path, [f"v{i}.mp4" for i in range(3)]
+
+
+def test_duplicate_video_ids_are_refused_by_extract_naming_both_lines(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    manifest = tmp_path / "dup.csv"
+    Manifest("m", [VideoRecord("a", files[0], "x", "test"), VideoRecord("b", files[1], "x", "test"), VideoRecord("a", files[2], "x", "test")],
+             ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    for cmd in (["extract"], ["submit", "extract", "--shards", "2", "--executor", "local", "--folder", str(tmp_path / "jobs")]):
+        err = one_line_error(fsv(*cmd, "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(root), "--store", str(store)), 2)
+        assert "duplicate video_id" in err and f"{manifest}:5: [a]" in err and "first at line 3" in err, err
+        assert not store.exists()  # refused before anything is written
+
+
+def test_float16_overflow_is_refused_on_import_naming_video_and_field(tmp_path: Path) -> None:
+    src = tmp_path / "feats"
+    src.mkdir()
+    np.save(src / "ok.npy", np.ones((3, 4096), np.float32))
+    big = np.ones((3, 4096), np.float32)
+    big[1, 7] = 1e5  # finite in float32, infinite in float16
+    np.save(src / "huge.npy", big)
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("ok", "ok.mp4", "x", "test"), VideoRecord("huge", "huge.mp4", "x", "test")], ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    err = one_line_error(fsv("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "c3d-sports1m-fc6-16"), 2)
+    assert "huge" in err and "'features'" in err and "100000" in err and "float16" in err, err
+    s = FeatureStore.open(store)
+    assert "huge" not in s  # nothing infinite is stored
+    for v in s.video_ids():
+        assert np.isfinite(s.get(v)).all()
+
+
+def test_float16_overflow_in_extraction_fails_that_video_and_the_run_goes_on(tmp_path: Path) -> None:
+    from fsv.pipeline.spec import FeatureSpec, FieldSpec
+
+    spec = FeatureSpec("t", "t", {"name": "random", "seed": 0}, {"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16}, {"features": FieldSpec((4,), "float16")})
+    store = FeatureStore.create(tmp_path / "s.zarr", spec)
+    with store.writer() as w, pytest.raises(Exception, match=r"v1: field 'features' has values up to 70000.*float16"):
+        w.write("v0", np.ones((2, 4), np.float32), spans=np.array([[0, 1], [1, 2]]))
+        w.write("v1", np.full((2, 4), 7e4, np.float32), spans=np.array([[0, 1], [1, 2]]))
+    assert FeatureStore.open(store.path).video_ids() == ["v0"]
+
+
+def test_cuda_requested_without_cuda_is_refused_before_a_store_exists(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    root, files = clips
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("a", files[0], "x", "test")], ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    err = one_line_error(fsv("extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(root), "--store", str(store),
+                             "--device", "cuda"), 2)
+    assert "CUDA is not available" in err and "--device cpu" in err
+    assert not store.exists()
+
+
+def test_missing_flow_weights_name_the_flow_option(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("a", files[0], "x", "test")], ["x"], "classification").write(manifest)
+    err = one_line_error(fsv("extract", "--backbone", "i3d", "--streams", "flow", "--flow-weights", str(tmp_path / "nope.pt"), "--manifest", str(manifest),
+                             "--root", str(root), "--store", str(tmp_path / "s.zarr")), 2)
+    assert "--flow-weights" in err and "nope.pt" in err
+
+
+def test_version_alone_prints_the_version() -> None:
+    from fsv import __version__
+
+    proc = fsv("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"fsv {__version__}", proc.stdout + proc.stderr
+
+
+def test_verbose_is_shown_as_a_repeatable_flag() -> None:
+    line = next(ln for ln in fsv("--help").stdout.splitlines() if "--verbose" in ln)
+    assert "<int>" not in line and "INTEGER" not in line
+
+
+def test_precision_is_part_of_the_spec_so_bf16_and_fp32_never_share_a_store(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    from fsv.pipeline.plan import make_config
+    from fsv.pipeline.weights import WeightsRef
+
+    random = {"rgb": WeightsRef("random", None, None, seed=0)}
+    fp32, bf16 = make_config("c3d", weights=random).spec(), make_config("c3d", weights=random, precision="bf16").spec()
+    assert fp32.key != bf16.key and bf16.extra["precision"] == "bf16" and bf16.name.endswith("-bf16") and "precision" not in fp32.extra
+    root, files = clips
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("a", files[0], "x", "test")], ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    base = ["extract", "--backbone", "c3d", "--weights", "random", "--threads", "1", "--manifest", str(manifest), "--root", str(root), "--store", str(store)]
+    assert fsv(*base).returncode == 0
+    err = one_line_error(fsv(*base, "--precision", "bf16"), 2)
+    assert "refusing features of spec" in err and "precision" in err, err
+    assert FeatureStore.open(store).video_ids() == ["a"]
+
+
+# ------------------------------------------------------------------------ damaged stores
+def shard_files(store: Path) -> list[Path]:
+    return sorted(p for p in (store / "parts").glob("*/features/c/**/*") if p.is_file())
+
+
+def test_missing_shard_file_stops_every_read_naming_store_part_video_and_file(tmp_path: Path) -> None:
+    from fsv.errors import StoreCorruptError
+    from fsv.pipeline.spec import FeatureSpec, FieldSpec
+    from fsv.pipeline.store import StoreLayout
+
+    spec = FeatureSpec("t", "t", {"name": "random", "seed": 0}, {"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16}, {"features": FieldSpec((64,), "float16")})
+    store = FeatureStore.create(tmp_path / "s.zarr", spec, layout=StoreLayout(chunk_bytes=1024, shard_bytes=8192))
+    rng = np.random.default_rng(0)
+    with store.writer() as w:
+        for i in range(30):
+            w.write(f"v{i}", rng.standard_normal((10, 64)).astype(np.float16), spans=np.stack([np.arange(10.0), np.arange(1.0, 11)], 1))
+    files = shard_files(store.path)
+    assert len(files) > 2
+    gone = files[1]
+    gone.unlink()
+    s = FeatureStore.open(store.path)
+    hit = next(v for v in s.video_ids() if gone in s.row_files(s.index[v].part, "features", s.index[v].offset, s.index[v].offset + s.index[v].length))
+    with pytest.raises(StoreCorruptError, match=rf"part {s.index[hit].part}, video '{hit}', field 'features': its file\(s\) .*{gone.name} are missing"):
+        s.get(hit)
+    with pytest.raises(StoreCorruptError, match="missing"):
+        s.load()
+    with pytest.raises(StoreCorruptError, match="missing"):
+        s.get_many([hit])
+    intact = [v for v in s.video_ids() if not any(not f.exists() for f in s.row_files(s.index[v].part, "features", s.index[v].offset, s.index[v].offset + s.index[v].length))]
+    assert intact and len(s.load(intact)) == len(intact)  # the rest of the store still reads
+    err = one_line_error(fsv("store", "export", str(store.path), "--h5", str(tmp_path / "out.h5")), 2)
+    assert "missing" in err and str(store.path) in err and hit in err
+    verify = fsv("store", "verify", str(store.path))
+    assert verify.returncode == 1 and "missing" in verify.stderr and hit in verify.stderr, verify.stderr
+
+
+def flip_a_decodable_bit(store: Path, victim: str, field: str) -> bool:
+    """Flip one bit inside the compressed payload of ``victim``'s first chunk, at a place where the
+    codec still decodes (lz4 literals carry no checksum): the rows change, the stream does not."""
+    from fsv.errors import StoreCorruptError
+
+    s = FeatureStore.open(store)
+    e = s.index[victim]
+    data = s.get(victim)
+    fast = s.rows_reader(e.part, field)
+    shard = e.offset // fast.meta.shard_rows
+    chunk = e.offset // fast.meta.chunk_rows - shard * fast.chunks_per_shard
+    start, nbytes = (int(x) for x in fast.shard_index(shard)[chunk])
+    path = fast.shard_path(shard)
+    original = path.read_bytes()
+    for pos in range(start + 64, start + nbytes - 16, 7):
+        damaged = bytearray(original)
+        damaged[pos] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        try:
+            if not np.array_equal(FeatureStore.open(store).read_range(e.part, field, e.offset, e.offset + e.length), data):
+                return True
+        except StoreCorruptError:
+            continue  # this flip broke the codec; try a byte that still decodes
+    path.write_bytes(original)
+    return False
+
+
+def test_flipped_byte_that_still_decompresses_stops_reads_training_and_eval(tmp_path: Path) -> None:
+    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.errors import StoreCorruptError
+
+    write_synthetic(tmp_path, SyntheticConfig(dim=16, videos_per_class=8))
+    store = tmp_path / "store.zarr"
+    run = tmp_path / "run"
+    args = ["--store", str(store), "--manifest", str(tmp_path / "manifest.jsonl"), "--shot", "1", "--device", "cpu"]
+    assert fsv("train-head", "protonet", "--out", str(run), *args).returncode == 0
+    manifest = Manifest.read(tmp_path / "manifest.jsonl")
+    test_video = next(r.video_id for r in manifest.select("test"))
+    train_video = next(r.video_id for r in manifest.select("train"))
+    if not (flip_a_decodable_bit(store, test_video, "grid") and flip_a_decodable_bit(store, train_video, "grid")):
+        pytest.skip("no single-bit flip kept the chunk decodable here")
+    with pytest.raises(StoreCorruptError, match=rf"video '{test_video}', field 'grid': its rows in .* do not match the committed checksum"):
+        FeatureStore.open(store).get(test_video)
+    err = one_line_error(fsv("eval", str(run), "--episodes", "10", "--device", "cpu"), 2)
+    assert "do not match the committed checksum" in err and str(store) in err and test_video in err
+    err = one_line_error(fsv("train-head", "protonet", "--out", str(tmp_path / "run2"), *args), 2)
+    assert "damaged" in err and train_video in err
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord(f"v{i}", f, "x", "test") for i, f in enumerate(files)], ["x"], "classification").write(manifest)
+    env = {**os.environ, "FSV_PROGRESS_EVERY_S": "0"}
+    proc = subprocess.run([*FSV, "extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(root),
+                           "--store", str(tmp_path / "s.zarr")], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "fsv.progress" in line and "videos" in line]
+    assert any("1/3 videos (33%)" in line for line in lines), proc.stderr
+    assert "3/3 videos (100%)" in lines[-1] and "videos/s" in lines[-1], proc.stderr
