@@ -249,6 +249,7 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
 CommitOpt = Annotated[float, typer.Option("--commit-every", help="Seconds between commits of finished videos: the most a killed or requeued job loses.")]
+AllowChangeOpt = Annotated[bool, typer.Option("--allow-manifest-change", help="Extract into a store made under another manifest: committed videos are kept as they are, and the change is recorded in the new part.")]
 ShardByOpt = Annotated[str, typer.Option("--shard-by", help="How videos are split over shards: cost (balanced by expected frames, default) or stride (every N-th).")]
 
 
@@ -300,7 +301,7 @@ def _scheduler_options(*, time_min: int):
 def _extract_job(
     *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
     fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, threads=None, shard=None,
-    shard_by="cost", commit_every=10.0,
+    shard_by="cost", commit_every=10.0, allow_manifest_change=False,
 ):
     """The extraction job the options describe (weights resolved and hashed, store located)."""
     from fsv.config import locate
@@ -341,7 +342,7 @@ def _extract_job(
     options = RunOptions(
         device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder,
         retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None, shard_by=shard_by,
-        commit_interval_s=commit_every,
+        commit_interval_s=commit_every, allow_manifest_change=allow_manifest_change,
     )
     return ExtractJob(source, Path(root), Path(store), config, options)
 
@@ -392,6 +393,7 @@ def extract_cmd(
     precision: PrecisionOpt = "fp32",
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
+    allow_manifest_change: AllowChangeOpt = False,
     commit_every: CommitOpt = 10.0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
     shard_by: ShardByOpt = "cost",
@@ -436,6 +438,7 @@ def submit_extract_cmd(
     precision: PrecisionOpt = "fp32",
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
+    allow_manifest_change: AllowChangeOpt = False,
     commit_every: CommitOpt = 10.0,
     shard_by: ShardByOpt = "cost",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,

@@ -230,3 +230,42 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(clips: tuple[Path, lis
     lines = [line for line in proc.stderr.splitlines() if "fsv.progress" in line and "videos" in line]
     assert any("1/3 videos (33%)" in line for line in lines), proc.stderr
     assert "3/3 videos (100%)" in lines[-1] and "videos/s" in lines[-1], proc.stderr
+
+
+def test_manifest_that_names_another_file_for_a_committed_video_is_refused_unless_allowed(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    store = tmp_path / "s.zarr"
+
+    def extract(records: list[VideoRecord], name: str, *extra: str) -> subprocess.CompletedProcess:
+        Manifest("m", records, ["x"], "classification").write(tmp_path / name)
+        return fsv("extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(tmp_path / name), "--root", str(root), "--store", str(store), *extra)
+
+    first = [VideoRecord("v0", files[0], "x", "test")]
+    assert extract(first, "a.csv").returncode == 0
+    grown = [*first, VideoRecord("v1", files[1], "x", "test")]  # only adds a video: accepted as it is
+    assert extract(grown, "b.csv").returncode == 0
+    before = FeatureStore.open(store).get("v0")
+    moved = [VideoRecord("v0", files[2], "x", "test"), VideoRecord("v1", files[1], "x", "test"), VideoRecord("v2", files[2], "x", "test")]
+    err = one_line_error(extract(moved, "c.csv"), 2)
+    assert f"v0 ({files[0]} -> {files[2]})" in err and "--allow-manifest-change" in err, err
+    assert extract(moved, "c.csv", "--allow-manifest-change").returncode == 0
+    s = FeatureStore.open(store)
+    assert np.array_equal(s.get("v0"), before)  # committed videos are kept as they are
+    last = s.part_meta(s.entry("v2").part)  # the part that extended the store records the change
+    assert len(last["manifest_changed_from"]) == 2 and last["manifest_sha256"] == Manifest.read(tmp_path / "c.csv").sha256
+
+
+def test_manifest_not_in_utf8_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "latin1.csv"
+    manifest.write_bytes("video_id,path,label,split\na,a.mp4,x,test\nb,caf\xe9.mp4,x,test\n".encode("latin-1"))
+    for cmd in (["manifest", "check", str(manifest)], ["extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest),
+                                                       "--root", str(tmp_path), "--store", str(tmp_path / "s.zarr")]):
+        err = one_line_error(fsv(*cmd), 2)
+        assert f"{manifest}:3: not UTF-8 (byte 0xe9 at column 6)" in err, err
+
+
+def test_manifest_in_utf16_with_its_bom_reads_like_utf8(tmp_path: Path) -> None:
+    text = "video_id,path,label,split\na,a.mp4,x,test\nb,b.mp4,y,test\n"
+    (tmp_path / "u8.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "u16.csv").write_text(text, encoding="utf-16")
+    assert Manifest.read(tmp_path / "u16.csv").records == Manifest.read(tmp_path / "u8.csv").records

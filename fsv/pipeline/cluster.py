@@ -68,7 +68,8 @@ def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: Cluster
     manifest = load_manifest(job.manifest, job.root)
     require_unique_ids(manifest)
     submitter = Submitter(executor, cluster, "fsv-extract")  # the request is checked before the store is created
-    FeatureStore.create(job.store, job.config.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
+    store = FeatureStore.create(job.store, job.config.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
+    store.require_manifest(manifest, allow_change=job.options.allow_manifest_change)  # before anything is submitted
     records = list(manifest.records)
     costs = record_costs(records, fixed_per_video=job.config.sampling["kind"] == "tsn", root=job.root) if job.options.shard_by == "cost" else np.zeros(len(records))
     plan = plan_shards(costs, shards, job.options.shard_by)

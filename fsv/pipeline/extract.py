@@ -77,6 +77,7 @@ class RunOptions:
     progress: bool | None = None
     threads: int | None = None
     commit_interval_s: float = 10.0
+    allow_manifest_change: bool = False
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -121,6 +122,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     device = resolve_device(options.device)  # before the store exists: a bad --device leaves nothing behind
     spec = config.spec()
     store = FeatureStore.create(store_path, spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
+    changed_from = store.require_manifest(manifest, allow_change=options.allow_manifest_change)
     records = job_records(manifest, config, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
     done, failed = set(store.index), set(store.failures)
     todo = [r for r in records if r.video_id not in done and (options.retry_failed or r.video_id not in failed)]
@@ -144,7 +146,8 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     parts: dict[str, list[np.ndarray]] = {}
     attempts: dict[str, int] = {}
     t0 = time.perf_counter()
-    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256, commit_interval_s=options.commit_interval_s) as writer:
+    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256, commit_interval_s=options.commit_interval_s,
+                                                                                                                           manifest_changed_from=changed_from) as writer:
         videos = progress.add_task(f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos")
         frames = progress.add_task("  decoded frames", total=None, unit="frames")
 
@@ -156,7 +159,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
                 if chunk.last:
                     plan, info = chunk.plan, chunk.info
                     data = np.concatenate(parts.pop(chunk.video_id))
-                    meta = {"backend": info["backend"]}
+                    meta = {"backend": info["backend"], "path": paths[chunk.video_id]}
                     if config.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
                     try:

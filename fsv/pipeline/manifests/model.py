@@ -198,8 +198,7 @@ class Manifest:
         if not path.is_file():
             raise FsvInputError(f"manifest {path} does not exist; build one with `fsv manifest build`")
         own = problems if problems is not None else ProblemList()
-        text = path.read_text(encoding="utf-8-sig")
-        lines = text.splitlines()
+        lines = _decode(path).splitlines()
         header: dict[str, Any] = {}
         first = 0
         if lines and lines[0].startswith(HEADER_TAG):
@@ -226,6 +225,26 @@ class Manifest:
         if problems is None:
             own.raise_if_any(f"manifest {path}")
         return manifest
+
+
+def _decode(path: Path) -> str:
+    """A manifest's text: UTF-8 (with or without a BOM), or UTF-16 with its BOM (as spreadsheets
+    save "Unicode text"); other bytes are refused naming the line and column."""
+    raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise FsvInputError(f"manifest {path}: starts as UTF-16 but byte {e.start} is not UTF-16 ({e.reason}); save it as UTF-8") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise FsvInputError(
+            f"manifest {path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {column}); save the file as UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
 
 
 def _csv_rows(lines: list[str], first: int, source: str, problems: ProblemList) -> list[tuple[int, dict[str, str]]]:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import dask.array
     import xarray
 
+    from fsv.pipeline.manifests import Manifest
     from fsv.pipeline.store.writer import PartWriter
 
 log = logging.getLogger(__name__)
@@ -162,13 +163,61 @@ class FeatureStore:
             )
 
     # ------------------------------------------------------------------------------- writing
-    def writer(self, *, shard: str | None = None, manifest_sha256: str | None = None, commit_interval_s: float = 10.0) -> "PartWriter":
-        """A writer of a new part of this store (one per process or job)."""
+    def writer(
+        self,
+        *,
+        shard: str | None = None,
+        manifest_sha256: str | None = None,
+        commit_interval_s: float = 10.0,
+        manifest_changed_from: list[str] | None = None,
+    ) -> "PartWriter":
+        """A writer of a new part of this store (one per process or job); ``manifest_changed_from``
+        records the store's earlier manifest hashes when the user allowed another manifest."""
         from fsv.pipeline.store.writer import PartWriter
 
-        return PartWriter(self, shard=shard, manifest_sha256=manifest_sha256, commit_interval_s=commit_interval_s)
+        return PartWriter(self, shard=shard, manifest_sha256=manifest_sha256, commit_interval_s=commit_interval_s,
+                          manifest_changed_from=manifest_changed_from)
 
-    def new_part(self, shard: str | None, manifest_sha256: str | None) -> tuple[str, zarr.Group]:
+    def manifest_hashes(self) -> list[str]:
+        """SHA-256 of every manifest the store was created or extended under (creation first)."""
+        hashes = [self.attrs.get("manifest_sha256")] + [self.part_meta(p).get("manifest_sha256") for p in self.part_names()]
+        return [h for h in dict.fromkeys(hashes) if h]
+
+    def require_manifest(self, manifest: "Manifest", *, allow_change: bool = False) -> list[str] | None:
+        """Check that this store may be extended under ``manifest``; returns the store's earlier
+        manifest hashes to record in the new part when the manifest differs (None when it does not).
+
+        A manifest that only adds or drops videos is accepted. One that names another file for a
+        committed video is refused unless ``allow_change`` (committed videos are kept as they are,
+        never re-extracted), as is one whose committed videos predate recorded paths."""
+        known = self.manifest_hashes()
+        if not known or manifest.sha256 in known:
+            return None
+        by_id = manifest.by_id()
+        committed = [e for e in self.index.values() if e.video_id in by_id]
+        moved = [f"{e.video_id} ({e.meta['path']} -> {by_id[e.video_id].path})" for e in committed
+                 if "path" in e.meta and e.meta["path"] != by_id[e.video_id].path]
+        unknown = sum("path" not in e.meta for e in committed)
+        if not moved and not unknown:
+            log.info("store %s: manifest %s adds or drops videos only; extending the store", self.path, manifest.path)
+            return known
+        if allow_change:
+            log.warning("store %s: extending it under manifest %s (sha256 %s...), not the one it was made under (%s...); "
+                        "committed videos are kept as they are", self.path, manifest.path, manifest.sha256[:12], ", ".join(h[:12] for h in known))
+            return known
+        what = (f"{len(moved)} committed video(s) now name another file, e.g. {', '.join(moved[:3])}" if moved
+                else f"{unknown} committed video(s) were written without their file recorded, so fsv cannot tell whether they changed")
+        raise FsvInputError(
+            f"store {self.path} was made under another manifest (sha256 {', '.join(h[:12] for h in known)}...) than {manifest.path} "
+            f"(sha256 {manifest.sha256[:12]}...): {what}. Committed videos are skipped, not re-extracted. Use the store's manifest, "
+            "a new --store, or --allow-manifest-change to keep the committed videos and extract only the missing ones (recorded in the store)"
+        )
+
+    def part_meta(self, part: str) -> dict[str, Any]:
+        """A part's attributes (shard, host, pid, started, manifest_sha256, fsv_version...)."""
+        return json.loads((self.path / PARTS_DIR / part / "zarr.json").read_text()).get("attributes", {})
+
+    def new_part(self, shard: str | None, manifest_sha256: str | None, manifest_changed_from: list[str] | None = None) -> tuple[str, zarr.Group]:
         """Create an empty part group with a unique name; returns (name, group)."""
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         label = (shard or "all").replace("/", "of")
@@ -181,6 +230,8 @@ class FeatureStore:
             "manifest_sha256": manifest_sha256,
             "fsv_version": __version__,
         }
+        if manifest_changed_from:
+            attrs["manifest_changed_from"] = manifest_changed_from
         group = zarr.open_group(LocalStore(self.path / PARTS_DIR / name), mode="w-", attributes=attrs)
         return name, group
 
@@ -488,7 +539,7 @@ class FeatureStore:
         steps = sum(e.length for e in self.index.values())
         part_hashes = set()
         for p in self.part_names():
-            meta = json.loads((self.path / PARTS_DIR / p / "zarr.json").read_text()).get("attributes", {})
+            meta = self.part_meta(p)
             if meta.get("manifest_sha256"):
                 part_hashes.add(meta["manifest_sha256"])
         return {

@@ -40,11 +40,19 @@ class PartWriter:
     least that often, and whenever a full shard of rows is buffered.
     """
 
-    def __init__(self, store: "FeatureStore", *, shard: str | None = None, manifest_sha256: str | None = None, commit_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        store: "FeatureStore",
+        *,
+        shard: str | None = None,
+        manifest_sha256: str | None = None,
+        commit_interval_s: float = 10.0,
+        manifest_changed_from: list[str] | None = None,
+    ) -> None:
         self.store = store
         self.spec = store.spec
         self.commit_interval_s = commit_interval_s
-        self.part, self._group = store.new_part(shard, manifest_sha256)
+        self.part, self._group = store.new_part(shard, manifest_sha256, manifest_changed_from)
         self._journal = store.path / PARTS_DIR / self.part / JOURNAL
         layout = store.layout
         row_bytes = sum(f.row_bytes for f in self.spec.fields.values())
