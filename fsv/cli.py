@@ -788,15 +788,17 @@ def demo_cmd(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every known dataset with its resolved root, manifest and store folder."""
-    from fsv.config import config_path, locate
+    from fsv.config import config_path, configured_names, locate
     from fsv.pipeline.manifests import dataset_names
 
     table = Table(title=f"datasets (config: {config_path()})")
     for col in ("name", "root", "manifest", "stores"):
         table.add_column(col)
-    for name in dataset_names():
+    builtin = dataset_names()
+    for name in builtin + [n for n in configured_names() if n not in builtin]:
         loc = locate(name)
-        table.add_row(name, str(loc.root or "-"), str(loc.manifest or "(built from shipped files)"), str(loc.stores))
+        default = "(built from shipped files)" if name in builtin else "-"
+        table.add_row(name, str(loc.root or "-"), str(loc.manifest or default), str(loc.stores))
     out.print(table)
 
 
@@ -807,8 +809,13 @@ def datasets_set(
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file.")] = None,
     stores: Annotated[Optional[Path], typer.Option("--stores", help="Folder for this dataset's feature stores.")] = None,
 ) -> None:
-    """Record where a dataset lives, so commands accept ``--dataset NAME`` alone."""
-    from fsv.config import set_dataset
+    """Record where a dataset lives, so commands accept ``--dataset NAME`` alone (a name of your
+    own needs ``--manifest``)."""
+    from fsv.config import locate, set_dataset
+    from fsv.pipeline.manifests import canonical_name, dataset_names
+
+    if canonical_name(name) not in dataset_names() and manifest is None and locate(name).manifest is None:
+        raise FsvInputError(f"{name!r} is not a built-in dataset ({', '.join(dataset_names())}): give its --manifest FILE too")
 
     path = set_dataset(name, root=str(root) if root else None, manifest=str(manifest) if manifest else None, stores=str(stores) if stores else None)
     out.print(f"updated {path}")

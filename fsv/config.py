@@ -78,6 +78,11 @@ def locate(name: str) -> DatasetLocation:
     )
 
 
+def configured_names() -> list[str]:
+    """Datasets named in the config file (built-in and custom ones)."""
+    return sorted(load_config().get("datasets", {}))
+
+
 def set_dataset(name: str, **values: str | None) -> Path:
     """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the config file (rewritten whole)."""
     cfg = load_config()

@@ -269,3 +269,23 @@ def test_manifest_in_utf16_with_its_bom_reads_like_utf8(tmp_path: Path) -> None:
     (tmp_path / "u8.csv").write_text(text, encoding="utf-8")
     (tmp_path / "u16.csv").write_text(text, encoding="utf-16")
     assert Manifest.read(tmp_path / "u16.csv").records == Manifest.read(tmp_path / "u8.csv").records
+
+
+def test_a_custom_dataset_name_works_wherever_built_in_names_do(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    manifest = tmp_path / "mine.csv"
+    Manifest("mine", [VideoRecord(f"v{i}", f, "x", "test") for i, f in enumerate(files)], ["x"], "classification").write(manifest)
+    env = {**os.environ, "FSV_CONFIG": str(tmp_path / "config.toml"), "FSV_STORES": str(tmp_path / "stores"), "COLUMNS": "400"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*FSV, *args], capture_output=True, text=True, timeout=600, env=env)
+
+    assert run("datasets", "set", "mine", "--root", str(root), "--manifest", str(manifest)).returncode == 0
+    listing = run("datasets", "list")
+    assert listing.returncode == 0 and any(line.split("│")[1].strip() == "mine" and str(manifest) in line for line in listing.stdout.splitlines() if "│" in line), listing.stdout
+    done = run("extract", "--dataset", "mine", "--backbone", "c3d", "--weights", "random")
+    assert done.returncode == 0, done.stderr
+    stores = list((tmp_path / "stores" / "mine").glob("*.zarr"))
+    assert len(stores) == 1 and len(FeatureStore.open(stores[0]).index) == 3
+    err = one_line_error(run("datasets", "set", "yours", "--root", str(root)), 2)
+    assert "not a built-in dataset" in err and "--manifest" in err, err
