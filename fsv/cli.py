@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fsv import __version__
-from fsv.errors import FsvError, FsvInputError
+from fsv.errors import FsvError, FsvInputError, storage_error
 
 app = typer.Typer(help="fsv: few-shot and weakly-supervised video action understanding.", no_args_is_help=True, pretty_exceptions_enable=False)
 manifest_app = typer.Typer(help="Build, check and show dataset manifests.", no_args_is_help=True)
@@ -93,14 +93,17 @@ def manifest_check(
     probe: Annotated[bool, typer.Option("--probe", help="Also open every file as a video.")] = False,
 ) -> None:
     """Report every problem of a manifest with its line; exit 2 when there is any."""
-    from fsv.pipeline.manifests import ProblemList, check_manifest
+    from fsv.pipeline.manifests import Manifest, ProblemList, check_manifest
 
-    m = _load_manifest(manifest, root)
-    if root is None and not Path(manifest).is_file():
-        from fsv.config import locate
+    problems = ProblemList()  # rows that do not parse are reported with the problems of the rows that do
+    if Path(manifest).is_file():
+        m = Manifest.read(manifest, problems)
+    else:
+        m = _load_manifest(manifest, root)
+        if root is None:
+            from fsv.config import locate
 
-        root = locate(m.dataset).root
-    problems = ProblemList()
+            root = locate(m.dataset).root
     problems.extend(check_manifest(m, root, probe=probe))
     if problems:
         err.print(problems.format(), markup=False, highlight=False)
@@ -249,6 +252,7 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
 CommitOpt = Annotated[float, typer.Option("--commit-every", help="Seconds between commits of finished videos: the most a killed or requeued job loses.")]
+RedoCorruptOpt = Annotated[bool, typer.Option("--redo-corrupt", help="Repair: extract again the videos `fsv store verify` finds damaged, into a new part that supersedes them.")]
 AllowChangeOpt = Annotated[bool, typer.Option("--allow-manifest-change", help="Extract into a store made under another manifest: committed videos are kept as they are, and the change is recorded in the new part.")]
 ShardByOpt = Annotated[str, typer.Option("--shard-by", help="How videos are split over shards: cost (balanced by expected frames, default) or stride (every N-th).")]
 
@@ -301,7 +305,7 @@ def _scheduler_options(*, time_min: int):
 def _extract_job(
     *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
     fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, threads=None, shard=None,
-    shard_by="cost", commit_every=10.0, allow_manifest_change=False,
+    shard_by="cost", commit_every=10.0, allow_manifest_change=False, redo_corrupt=False,
 ):
     """The extraction job the options describe (weights resolved and hashed, store located)."""
     from fsv.config import locate
@@ -342,7 +346,7 @@ def _extract_job(
     options = RunOptions(
         device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder,
         retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None, shard_by=shard_by,
-        commit_interval_s=commit_every, allow_manifest_change=allow_manifest_change,
+        commit_interval_s=commit_every, allow_manifest_change=allow_manifest_change, redo_corrupt=redo_corrupt,
     )
     return ExtractJob(source, Path(root), Path(store), config, options)
 
@@ -394,6 +398,7 @@ def extract_cmd(
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
     allow_manifest_change: AllowChangeOpt = False,
+    redo_corrupt: RedoCorruptOpt = False,
     commit_every: CommitOpt = 10.0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
     shard_by: ShardByOpt = "cost",
@@ -439,6 +444,7 @@ def submit_extract_cmd(
     threads: ThreadsOpt = None,
     retry_failed: RetryOpt = False,
     allow_manifest_change: AllowChangeOpt = False,
+    redo_corrupt: RedoCorruptOpt = False,
     commit_every: CommitOpt = 10.0,
     shard_by: ShardByOpt = "cost",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
@@ -467,7 +473,7 @@ def _train_source(head: str, dataset: str | None, store: str | None, manifest: P
     """The manifest (copied into the run folder) and stores a training run reads."""
     from fsv.config import locate
     from fsv.pipeline.store import FeatureStore
-    from fsv.train import DataSource
+    from fsv.train import RUN_MANIFEST, DataSource
 
     if store is not None:
         paths = tuple(Path(p) for p in store.split(",") if p)
@@ -488,12 +494,12 @@ def _train_source(head: str, dataset: str | None, store: str | None, manifest: P
         paths = (fits[0],)
     else:
         raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
-    m = _load_manifest(str(manifest) if manifest is not None else dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    copy = out / "manifest.jsonl"
-    if not copy.is_file():
-        m.write(copy)
-    return DataSource(copy, paths)
+    if manifest is not None:
+        return DataSource(manifest, paths)
+    copy = out / RUN_MANIFEST
+    if copy.is_file():  # the run has started: it reads its own copy
+        return DataSource(copy, paths)
+    return DataSource(copy, paths, built=_load_manifest(dataset))
 
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
@@ -555,7 +561,7 @@ def train_head_cmd(
         from fsv.localization.trainer import train_localization
 
         source = _train_source(head, dataset, store, manifest, out_dir, "snippets")
-        cfg = _train_config(head, way, shot, episodes, seed, config, sets, _manifest_dataset(source.manifest))
+        cfg = _train_config(head, way, shot, episodes, seed, config, sets, _manifest_dataset(source))
         r = train_localization(cfg, source, out_dir, device=device)
         out.print(f"{head}: {r.episodes} steps in {r.seconds:.0f} s; best validation mAP {r.best_val:.4f} at step {r.best_episode}; run {out_dir}")
         return
@@ -567,10 +573,9 @@ def train_head_cmd(
     out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
 
 
-def _manifest_dataset(path: Path) -> str:
-    from fsv.pipeline.manifests import Manifest
-
-    return Manifest.read(path).dataset
+def _manifest_dataset(source) -> str:
+    """The dataset a run's manifest names (its presets are chosen by it)."""
+    return source.open()[0].dataset
 
 
 @submit_app.command("train-head")
@@ -603,7 +608,7 @@ def submit_train_head_cmd(
         run = out_dir / f"seed{k}"
         if _head_task(head) != "recognition":
             source = _train_source(head, dataset, store, manifest, run, "snippets")
-            cfg = _train_config(head, way, shot, episodes, k, config, sets, _manifest_dataset(source.manifest))
+            cfg = _train_config(head, way, shot, episodes, k, config, sets, _manifest_dataset(source))
         else:
             cfg = _train_config(head, way, shot, episodes, k, config, sets)
             source = _train_source(head, dataset, store, manifest, run, cfg.view)
@@ -825,7 +830,12 @@ def main() -> None:
     """Console entry point: Typer handles usage errors (exit 2); fsv errors become a one-line
     message and their exit code."""
     try:
-        app()
+        try:
+            app()
+        except OSError as e:
+            if e.filename is None:
+                raise
+            raise storage_error(e, "fsv") from None  # a file fsv could not read or write: one line naming it
     except FsvError as e:
         err.print("error:", style="bold red", end=" ")
         err.print(str(e), markup=False, highlight=False)

@@ -7,6 +7,8 @@ the user must fix; its message names the offending file or line and what to do. 
 
 from __future__ import annotations
 
+import errno
+
 
 class FsvError(Exception):
     """Base class of fsv's errors; ``exit_code`` is what the CLI returns."""
@@ -33,3 +35,17 @@ class SpecMismatchError(FsvInputError):
 class StoreCorruptError(FsvInputError):
     """A feature store whose files are missing or do not match their committed checksums: the
     message names the store, part, video, field and file, and what to do (exit code 2)."""
+
+
+def storage_error(e: OSError, doing: str) -> FsvError:
+    """One line for an operating-system error while ``doing`` something (``"writing store X"``):
+    a full disk or quota is a failed job (free space, then run the same command again: it goes on
+    from the last commit); a path the user may not write or read is an input error."""
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FsvJobError(f"{doing}: no space left on the device{where}. What was committed before is intact; "
+                           "free space and run the same command again: it goes on from the last commit")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "the file system is read-only" if e.errno == errno.EROFS else "permission denied"
+        return FsvInputError(f"{doing}: {why}{where}; choose a path you can write (or ask its owner)")
+    return FsvJobError(f"{doing}: {e.strerror or e}{where}")

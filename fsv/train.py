@@ -16,7 +16,9 @@ import csv
 import json
 import logging
 import os
+import pickle
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -102,15 +104,37 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# A run folder's own copy of its manifest: resumed and evaluated runs read these splits.
+RUN_MANIFEST = "manifest.jsonl"
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """Where a run's features and splits come from."""
+    """Where a run's features and splits come from: a manifest file, or (``built``) a dataset's
+    manifest built in memory that :meth:`pin` writes to ``manifest`` once the run starts."""
 
     manifest: Path
     stores: tuple[Path, ...]
+    built: Manifest | None = None
 
     def open(self) -> tuple[Manifest, list[FeatureStore]]:
-        return Manifest.read(self.manifest), [FeatureStore.open(p) for p in self.stores]
+        manifest = self.built if self.built is not None else Manifest.read(self.manifest)
+        return manifest, [FeatureStore.open(p) for p in self.stores]
+
+    def in_run(self, run: Path) -> "DataSource":
+        """This source as run folder ``run`` sees it: the run's own copy of the manifest
+        (``run/manifest.jsonl``) once the run has started, so a resumed run reads the splits it
+        began with."""
+        copy = run / RUN_MANIFEST
+        return replace(self, manifest=copy, built=None) if copy.is_file() else self
+
+    def pin(self, run: Path, manifest: Manifest) -> "DataSource":
+        """Write ``manifest`` into ``run`` (unless it holds its copy already) and return the
+        source that reads the copy."""
+        copy = run / RUN_MANIFEST
+        if not copy.is_file():
+            manifest.write(copy)
+        return replace(self, manifest=copy, built=None)
 
 
 def feature_dim(bank: FeatureBank) -> int:
@@ -152,7 +176,7 @@ def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> N
     path = run / "config.json"
     record = {"config": config, "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
     if path.is_file():
-        previous = json.loads(path.read_text())
+        previous = read_run_record(run)
         if previous["config"] != record["config"]:
             diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
             raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
@@ -223,10 +247,12 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     from fsv.pipeline.extract import resolve_device
 
     dev = resolve_device(device)
-    run.mkdir(parents=True, exist_ok=True)
-    write_run_config(run, asdict(cfg), source)
+    source = source.in_run(run)
     manifest, stores = source.open()
-    check_data(cfg, manifest, stores)
+    check_data(cfg, manifest, stores)  # before the run folder is written: a run that cannot start leaves nothing
+    run.mkdir(parents=True, exist_ok=True)
+    source = source.pin(run, manifest)
+    write_run_config(run, asdict(cfg), source)
     torch.manual_seed(cfg.seed)
     bank = split_bank(manifest, stores, "train", cfg)
     head = build_head(cfg, bank).to(dev)
@@ -239,7 +265,7 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     losses_since_val: list[float] = []
     last = run / "last.pt"
     if last.is_file():
-        ck = torch.load(last, map_location=dev, weights_only=True)
+        ck = load_checkpoint(last, dev)
         head.load_state_dict(ck["model"])
         if opt is not None:
             opt.load_state_dict(ck["optimizer"])
@@ -307,12 +333,34 @@ def _append_metrics(path: Path, row: dict[str, Any], step_key: str = "episodes")
         w.writerow(row)
 
 
-def load_run(run: Path) -> tuple[TrainConfig, DataSource]:
-    """A run folder's configuration and data source."""
+def read_run_record(run: Path) -> dict[str, Any]:
+    """``run/config.json`` (``{"config": ..., "data": {"manifest", "stores"}}``); a missing or
+    damaged file is an input error naming it."""
     path = run / "config.json"
     if not path.is_file():
         raise FsvInputError(f"{run} is not a training run (no config.json); train one with fsv train-head")
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["config"]["head"], record["data"]["manifest"], record["data"]["stores"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise FsvInputError(f"{path}: not a readable run configuration ({type(e).__name__}: {e}); the run folder is damaged: "
+                            "restore the file, or train again with a new --out folder") from None
+    return record
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint written by the trainers (tensors and plain values only: ``weights_only``); a
+    truncated or damaged file is an input error naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        what = "delete it to resume from the start" if path.name == "last.pt" else "train again (the same `fsv train-head` command resumes and rewrites it)"
+        raise FsvInputError(f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}") from None
+
+
+def load_run(run: Path) -> tuple[TrainConfig, DataSource]:
+    """A run folder's configuration and data source."""
+    record = read_run_record(run)
     c = record["config"]
     cfg = replace(TrainConfig(head=c["head"]), **{k: v for k, v in c.items() if k != "head"})
     return cfg, DataSource(Path(record["data"]["manifest"]), tuple(Path(s) for s in record["data"]["stores"]))
@@ -346,7 +394,7 @@ def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, dev
     best = run / "best.pt"
     if not best.is_file():
         raise FsvInputError(f"{run} has no best.pt yet: training has not reached its first validation")
-    head.load_state_dict(torch.load(best, map_location=dev, weights_only=True)["model"])
+    head.load_state_dict(load_checkpoint(best, dev)["model"])
     count = episodes or cfg.test_episodes
     available = with_features(stores)
     path, eps = fixed_episodes(manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available)

@@ -166,6 +166,7 @@ def test_missing_shard_file_stops_every_read_naming_store_part_video_and_file(tm
     assert intact and len(s.load(intact)) == len(intact)  # the rest of the store still reads
     err = one_line_error(fsv("store", "export", str(store.path), "--h5", str(tmp_path / "out.h5")), 2)
     assert "missing" in err and str(store.path) in err and hit in err
+    assert not list(tmp_path.glob("out.h5*"))  # a failed export leaves no file, .partial included
     verify = fsv("store", "verify", str(store.path))
     assert verify.returncode == 1 and "missing" in verify.stderr and hit in verify.stderr, verify.stderr
 
@@ -289,3 +290,144 @@ def test_a_custom_dataset_name_works_wherever_built_in_names_do(clips: tuple[Pat
     assert len(stores) == 1 and len(FeatureStore.open(stores[0]).index) == 3
     err = one_line_error(run("datasets", "set", "yours", "--root", str(root)), 2)
     assert "not a built-in dataset" in err and "--manifest" in err, err
+
+
+def test_train_head_that_cannot_start_leaves_no_run_folder_and_the_corrected_retry_runs(tmp_path: Path) -> None:
+    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+
+    data = tmp_path / "synthetic"
+    write_synthetic(data, SyntheticConfig(classes=(4, 3, 3), videos_per_class=4))
+    run = tmp_path / "run"
+    base = ["train-head", "protonet", "--store", str(data / "store.zarr"), "--manifest", str(data / "manifest.jsonl"), "--out", str(run),
+            "--device", "cpu", "--set", "query=1", "--set", "train_episodes=2", "--set", "val_every=2", "--set", "val_episodes=2", "--set", "test_episodes=2"]
+    err = one_line_error(fsv(*base, "--way", "5", "--shot", "1"), 2)
+    assert "a 5-way episode needs 5" in err and "(1 shot + 1 query)" in err, err
+    assert not run.exists()  # nothing written by a run that could not start
+    done = fsv(*base, "--way", "3", "--shot", "1")
+    assert done.returncode == 0, done.stderr
+    assert (run / "config.json").is_file() and (run / "best.pt").is_file()
+
+
+def test_redo_corrupt_extracts_again_exactly_the_damaged_videos_and_verify_is_clean_after(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, files = clips
+    store = tmp_path / "s.zarr"
+
+    def extract(n: int, *extra: str) -> subprocess.CompletedProcess:
+        Manifest("m", [VideoRecord(f"v{i}", f, "x", "test") for i, f in enumerate(files[:n])], ["x"], "classification").write(tmp_path / "m.csv")
+        return fsv("extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(tmp_path / "m.csv"), "--root", str(root),
+                   "--store", str(store), "--device", "cpu", *extra)
+
+    assert extract(2).returncode == 0 and extract(3).returncode == 0  # v0, v1 in one part; v2 in another
+    s = FeatureStore.open(store)
+    before = {v: s.get(v) for v in s.video_ids()}
+    first, second = s.index["v0"].part, s.index["v2"].part
+    for name in s.spec.fields:
+        for f in [p for p in (store / "parts" / first / name / "c").rglob("*") if p.is_file()]:
+            f.unlink()
+    verify = fsv("store", "verify", str(store))
+    assert verify.returncode == 1 and "--redo-corrupt" in verify.stderr, verify.stderr
+    repair = extract(3, "--redo-corrupt")
+    assert repair.returncode == 0, repair.stderr
+    s = FeatureStore.open(store)
+    assert s.index["v2"].part == second  # the intact video is not touched
+    assert s.index["v0"].part == s.index["v1"].part not in (first, second)  # the damaged ones live in the repair part
+    verify = fsv("store", "verify", str(store))
+    assert verify.returncode == 0 and "all intact" in verify.stdout and "superseded" in verify.stderr, verify.stdout + verify.stderr
+    for v, x in before.items():
+        assert np.array_equal(s.get(v), x)  # the repaired features are the ones extracted first
+
+
+def test_manifest_check_reports_every_problem_at_once(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "video_id,path,label,split,fps,num_frames,duration,segments,ambiguous\n"
+        'a,a.mp4,x,test,25,100,4.0,"[[0, 1, ""x""]",\n'  # 2: unparsable segments
+        "b,b.mp4,x,test,25,100,4.0,not json,\n"  # 3: unparsable segments
+        "c,c.mp4,,test,25,100,4.0,,\n"  # 4: empty label
+        "d,d.mp4,x,test,-5,100,4.0,,\n"  # 5: negative fps
+        'e,e.mp4,x,test,25,100,4.0,"[[3, 9, ""x""]]",\n'  # 6: segment beyond the duration
+        "e,f.mp4,x,test,25,100,4.0,,\n"  # 7: duplicate id
+    )
+    proc = fsv("manifest", "check", str(manifest))
+    assert proc.returncode == 2
+    for line in range(2, 8):
+        assert f"{manifest}:{line}:" in proc.stderr, (line, proc.stderr)
+    assert "6 problem(s)" in proc.stderr, proc.stderr
+
+
+def test_manifest_check_probe_catches_a_truncated_file_that_extraction_rejects(tmp_path: Path, make_video) -> None:
+    make_video(tmp_path / "ok.avi", n_frames=60, fps=25, seed=1)
+    whole = (tmp_path / "ok.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[:len(whole) * 6 // 10])  # its header still declares 60 frames
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("ok", "ok.avi", "x", "test"), VideoRecord("cut", "cut.avi", "x", "test")], ["x"], "classification").write(manifest)
+    proc = fsv("manifest", "check", str(manifest), "--root", str(tmp_path), "--probe")
+    assert proc.returncode == 2 and "[cut]" in proc.stderr and "truncated" in proc.stderr and "[ok]" not in proc.stderr, proc.stderr
+    extract = fsv("extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(tmp_path), "--store", str(tmp_path / "s.zarr"))
+    assert extract.returncode == 0 and "failed cut" in extract.stderr and "truncated" in extract.stderr, extract.stderr  # the same verdict
+
+
+def test_damaged_run_files_and_export_targets_get_one_line_naming_the_path(tmp_path: Path) -> None:
+    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+
+    write_synthetic(tmp_path, SyntheticConfig(dim=16, classes=(4, 3, 3), videos_per_class=4))
+    run = tmp_path / "run"
+    args = ["--store", str(tmp_path / "store.zarr"), "--manifest", str(tmp_path / "manifest.jsonl"), "--way", "3", "--shot", "1", "--device", "cpu",
+            "--set", "query=1", "--set", "train_episodes=2", "--set", "val_every=2", "--set", "val_episodes=2", "--set", "test_episodes=2"]
+    assert fsv("train-head", "protonet", "--out", str(run), *args).returncode == 0
+    best = run / "best.pt"
+    whole = best.read_bytes()
+    best.write_bytes(whole[:len(whole) // 2])
+    err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
+    assert f"{best}: cannot be read as a checkpoint" in err, err
+    best.write_bytes(whole)
+    (run / "config.json").write_text('{"config": {"head": "protonet",')
+    err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
+    assert f"{run / 'config.json'}: not a readable run configuration" in err, err
+    err = one_line_error(fsv("store", "export", str(tmp_path / "store.zarr"), "--h5", str(tmp_path / "no" / "such" / "out.h5")), 2)
+    assert f"folder {tmp_path / 'no' / 'such'} does not exist" in err, err
+
+
+def test_video_ids_that_clash_as_hdf5_names_are_refused_before_writing(tmp_path: Path) -> None:
+    src = tmp_path / "feats"
+    (src / "misc").mkdir(parents=True)
+    np.save(src / "misc.npy", np.ones((2, 4096), np.float32))
+    np.save(src / "misc" / "test.npy", np.ones((2, 4096), np.float32))
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("misc", "misc.mp4", "x", "test"), VideoRecord("misc/test", "misc/test.mp4", "x", "test")], ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    imported = fsv("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "c3d-sports1m-fc6-16")
+    assert imported.returncode == 0, imported.stderr
+    err = one_line_error(fsv("store", "export", str(store), "--h5", str(tmp_path / "out.h5")), 2)
+    assert "'misc' and 'misc/test'" in err, err
+    assert not list(tmp_path.glob("out.h5*"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 96 KiB file system (tmpfs): a store on it fills the disk. Needs root (mount)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_during_extract_is_one_message_and_committed_videos_stay_intact(small_disk: Path, tmp_path: Path, make_video) -> None:
+    for i in range(6):
+        make_video(tmp_path / f"v{i}.mp4", n_frames=64, fps=25, seed=i)
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "x", "test") for i in range(6)], ["x"], "classification").write(manifest)
+    store = small_disk / "s.zarr"
+    args = ["extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(tmp_path), "--store", str(store), "--commit-every", "0"]
+    err = one_line_error(fsv(*args), 1)
+    assert "no space left on the device" in err and str(store) in err, err
+    verify = fsv("store", "verify", str(store))
+    assert verify.returncode == 0 and "all intact" in verify.stdout, verify.stdout + verify.stderr
+    committed = len(FeatureStore.open(store).index)
+    assert 0 < committed < 6
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)  # a read-only store
+    err = one_line_error(fsv(*args), 2)
+    assert "read-only" in err and str(store) in err, err
+    assert len(FeatureStore.open(store).index) == committed

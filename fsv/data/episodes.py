@@ -76,9 +76,11 @@ class EpisodeSampler:
         self.names = sorted(self.classes)
         self.config = config
         if len(self.names) < config.way:
+            sizes = sorted((len(v) for v in classes.values()), reverse=True)
             raise FsvInputError(
-                f"split {config.split!r} has {len(self.names)} classes with >= {need} videos; a {config.way}-way {config.shot}-shot "
-                f"episode with {config.query} queries per class needs {config.way}"
+                f"split {config.split!r} has {len(self.names)} class(es) with at least {need} videos ({config.shot} shot + {config.query} query); "
+                f"a {config.way}-way episode needs {config.way} (its {len(classes)} class(es) have {', '.join(map(str, sizes[:8]))}"
+                f"{'...' if len(sizes) > 8 else ''} videos with features). Lower --way, --shot or the queries per class (--set query=N), or extract more videos"
             )
 
     def episode(self, index: int) -> Episode:

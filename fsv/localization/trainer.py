@@ -9,7 +9,6 @@ a killed run resumed from ``last.pt`` ends where an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, replace
@@ -23,7 +22,7 @@ from fsv.errors import FsvInputError
 from fsv.heads.base import HEADS
 from fsv.localization.baseline import random_proposals
 from fsv.localization.config import LocConfig, dataset_family, protocol_for, summarize
-from fsv.localization.tasks import CommonTask, Scored, WtalTask, make_task
+from fsv.localization.tasks import CommonTask, Scored, WtalTask, check_task, make_task
 from fsv.metrics import detection_map
 from fsv.progress import make_progress
 from fsv.train import (
@@ -34,7 +33,9 @@ from fsv.train import (
     _rng_state,
     _save,
     _set_rng_state,
+    load_checkpoint,
     lr_at,
+    read_run_record,
     write_run_config,
 )
 
@@ -67,9 +68,12 @@ def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device:
     from fsv.pipeline.extract import resolve_device
 
     dev = resolve_device(device)
-    run.mkdir(parents=True, exist_ok=True)
-    write_run_config(run, asdict(cfg), source)
+    source = source.in_run(run)
     manifest, stores = source.open()
+    check_task(cfg, manifest, stores)  # before the run folder is written: a run that cannot start leaves nothing
+    run.mkdir(parents=True, exist_ok=True)
+    source = source.pin(run, manifest)
+    write_run_config(run, asdict(cfg), source)
     task = make_task(cfg, manifest, stores, run / "cache")
     torch.manual_seed(cfg.seed)
     head = task.build_head().to(dev)
@@ -79,7 +83,7 @@ def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device:
     losses: list[dict[str, float]] = []
     last = run / "last.pt"
     if last.is_file():
-        ck = torch.load(last, map_location=dev, weights_only=True)
+        ck = load_checkpoint(last, dev)
         head.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, best, best_step = ck["steps"], ck["best_val"], ck["best_step"]
@@ -119,10 +123,7 @@ def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device:
 
 def load_loc_run(run: Path) -> tuple[LocConfig, DataSource] | None:
     """A localization run's configuration and data (None for a recognition run)."""
-    path = run / "config.json"
-    if not path.is_file():
-        raise FsvInputError(f"{run} is not a training run (no config.json); train one with fsv train-head")
-    record = json.loads(path.read_text())
+    record = read_run_record(run)
     c = record["config"]
     if c.get("task") not in ("wtal", "common"):
         return None
@@ -137,7 +138,7 @@ def _load_best(run: Path, cfg: LocConfig, source: DataSource, dev: torch.device)
     best = run / "best.pt"
     if not best.is_file():
         raise FsvInputError(f"{run} has no best.pt yet: training has not reached its first validation")
-    head.load_state_dict(torch.load(best, map_location=dev, weights_only=True)["model"])
+    head.load_state_dict(load_checkpoint(best, dev)["model"])
     return task, head, manifest.dataset
 
 

@@ -78,6 +78,7 @@ class RunOptions:
     threads: int | None = None
     commit_interval_s: float = 10.0
     allow_manifest_change: bool = False
+    redo_corrupt: bool = False
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -114,6 +115,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def damaged_videos(store: FeatureStore, manifest: Manifest) -> set[str]:
+    """The manifest's videos whose committed features ``fsv store verify`` finds damaged (logged)."""
+    from fsv.pipeline.store.verify import verify_store
+
+    report = verify_store(store)
+    ids = {r.video_id for r in manifest.records}
+    outside = sorted(report.damaged - ids)
+    if outside:
+        log.warning("%d damaged video(s) are not in manifest %s and stay damaged, e.g. %s", len(outside), manifest.path, ", ".join(outside[:3]))
+    log.info("store %s: %d damaged video(s) to extract again", store.path, len(report.damaged & ids))
+    return report.damaged & ids
+
+
 def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractConfig, options: RunOptions = RunOptions(),
             videos: list[str] | None = None) -> ExtractSummary:
     """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``;
@@ -125,6 +139,8 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
     changed_from = store.require_manifest(manifest, allow_change=options.allow_manifest_change)
     records = job_records(manifest, config, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
     done, failed = set(store.index), set(store.failures)
+    if options.redo_corrupt:  # a repair: damaged videos are extracted again into the new part, which supersedes them
+        done -= damaged_videos(store, manifest)
     todo = [r for r in records if r.video_id not in done and (options.retry_failed or r.video_id not in failed)]
     summary = ExtractSummary(skipped=len(records) - len(todo))
     if not todo:

@@ -119,11 +119,13 @@ def _check_files(records: list[VideoRecord], root: Path, source: str, problems: 
             return f"file {path} is empty (0 bytes)"
         if not os.access(path, os.R_OK):
             return f"file {path} is not readable (permissions)"
-        if probe:
+        if probe:  # the checks extraction makes before decoding: metadata, then every packet against the header's count
+            from fsv.pipeline.decode.backends import packet_timestamps
             from fsv.pipeline.decode.probe import probe_video
 
             try:
                 probe_video(path)
+                packet_timestamps(path)
             except FsvInputError as e:
                 return str(e)
         return None

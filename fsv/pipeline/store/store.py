@@ -28,7 +28,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from fsv import __version__
-from fsv.errors import FsvInputError, SpecMismatchError, StoreCorruptError
+from fsv.errors import FsvInputError, SpecMismatchError, StoreCorruptError, storage_error
 from fsv.pipeline.spec import FeatureSpec
 from fsv.pipeline.store.shards import ShardedRows, run_sliced
 from fsv.pipeline.store.layout import (
@@ -124,10 +124,14 @@ class FeatureStore:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "layout": layout.to_dict(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
-        root = zarr.open_group(LocalStore(tmp), mode="w-", attributes={ATTRS_KEY: attrs})
-        root.create_group(PARTS_DIR)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            root = zarr.open_group(LocalStore(tmp), mode="w-", attributes={ATTRS_KEY: attrs})
+            root.create_group(PARTS_DIR)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise storage_error(e, f"creating store {path}") from None
         try:
             os.rename(tmp, path)
         except OSError:
@@ -219,7 +223,8 @@ class FeatureStore:
 
     def new_part(self, shard: str | None, manifest_sha256: str | None, manifest_changed_from: list[str] | None = None) -> tuple[str, zarr.Group]:
         """Create an empty part group with a unique name; returns (name, group)."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        now = time.time()  # microseconds in the stamp: a repair part sorts after the part it supersedes
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
         label = (shard or "all").replace("/", "of")
         name = f"{label}-{stamp}-{uuid.uuid4().hex[:8]}"
         attrs = {
@@ -232,7 +237,10 @@ class FeatureStore:
         }
         if manifest_changed_from:
             attrs["manifest_changed_from"] = manifest_changed_from
-        group = zarr.open_group(LocalStore(self.path / PARTS_DIR / name), mode="w-", attributes=attrs)
+        try:
+            group = zarr.open_group(LocalStore(self.path / PARTS_DIR / name), mode="w-", attributes=attrs)
+        except OSError as e:
+            raise storage_error(e, f"writing store {self.path}") from None
         return name, group
 
     # ------------------------------------------------------------------------------- index
@@ -411,7 +419,8 @@ class FeatureStore:
                 else f"its rows in {', '.join(str(f) for f in files)} do not match the committed checksum")
         more = f" (and {len(damaged) - 1} more video(s))" if len(damaged) > 1 else ""
         return (f"store {self.path}, part {e.part}, video {e.video_id!r}, field {name!r}: {what}{more}; the store is damaged. "
-                f"Run `fsv store verify {self.path}` for every damaged video, then re-extract or re-import them")
+                f"Run `fsv store verify {self.path}` for every damaged video, then repair them: the same `fsv extract` (or `fsv store import`) "
+                "command with --redo-corrupt")
 
     def row_files(self, part: str, name: str, lo: int, hi: int) -> list[Path]:
         """The shard files that hold rows ``[lo, hi)`` of a part's array ``name``."""

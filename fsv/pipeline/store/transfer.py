@@ -154,9 +154,34 @@ def export_h5(store: FeatureStore, path: str | Path) -> int:
     for multi-field specs), with ``span_s``, ``fps``, ``duration`` as attributes and the spec as
     file attributes. Written to a temporary name and renamed, so a failed export leaves nothing."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FsvInputError(f"cannot export to {path}: folder {path.parent} does not exist; create it first")
     tmp = path.with_name(path.name + ".partial")
     fields = list(store.spec.fields)
     ids = store.video_ids()
+    require_h5_names(ids)
+    try:
+        _write_h5(store, tmp, ids, fields)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed export leaves nothing
+        raise
+    tmp.replace(path)
+    return len(ids)
+
+
+def require_h5_names(ids: list[str]) -> None:
+    """Refuse video ids that cannot all be HDF5 names: HDF5 reads ``/`` as a group separator, so
+    ``misc`` and ``misc/test`` would be the same node (and ``a//b`` or ``/a`` are not names)."""
+    taken = set(ids)
+    bad = [v for v in ids if not v or v.startswith("/") or "//" in v or v.endswith("/")]
+    clash = [(v, p) for v in ids for p in ("/".join(v.split("/")[:k]) for k in range(1, v.count("/") + 1)) if p in taken]
+    if bad or clash:
+        examples = [repr(v) for v in bad[:3]] + [f"{p!r} and {v!r}" for v, p in clash[:3]]
+        raise FsvInputError(f"{len(bad) + len(clash)} video id(s) cannot be HDF5 names (`/` separates groups), e.g. {', '.join(examples)}; "
+                            "export to a folder of .npy files instead, or rename the videos in the manifest")
+
+
+def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str]) -> None:
     with make_progress() as progress, h5py.File(tmp, "w") as f:
         f.attrs["fsv_spec"] = store.spec.canonical_json()
         f.attrs["fsv_spec_key"] = store.spec.key
@@ -180,5 +205,3 @@ def export_h5(store: FeatureStore, path: str | Path) -> int:
                     if getattr(e, k) is not None:
                         node.attrs[k] = getattr(e, k)
             progress.advance(task, len(batch))
-    tmp.replace(path)
-    return len(ids)

@@ -14,12 +14,14 @@ from fsv.progress import make_progress
 class VerifyReport:
     """Problems found (each names the part, video, rows and field), plus counts: ``checked``
     distinct committed videos, ``commits`` journal entries checked (more when a video was
-    committed twice, e.g. by two overlapping submissions; the latest commit is the one read)."""
+    committed twice, e.g. by two overlapping submissions; the latest commit is the one read).
+    A damaged commit that a later intact one supersedes (a repair) is a note, not a problem."""
 
     checked: int = 0
     commits: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    damaged: set[str] = field(default_factory=set)  # videos whose read (latest) commit is damaged
 
     @property
     def ok(self) -> bool:
@@ -61,11 +63,13 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                     if name not in sizes:
                         continue
                     if e.offset < 0 or e.length <= 0 or e.offset + e.length > sizes[name]:
+                        report.damaged.add(e.video_id)
                         report.problems.append(f"part {part}, video {e.video_id!r}: {rows} outside array {name!r} of {sizes[name]} rows")
                         continue
                     try:
                         data = store.read_range(part, name, e.offset, e.offset + e.length)
                     except (FsvError, OSError, ValueError, RuntimeError) as err:
+                        report.damaged.add(e.video_id)
                         report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: unreadable ({err})")
                         continue
                     want = e.crc32.get(name)
@@ -75,7 +79,13 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                     elif got != want:
                         missing = [str(f) for f in store.row_files(part, name, e.offset, e.offset + e.length) if not f.exists()]
                         why = f"file(s) {', '.join(missing)} missing" if missing else f"checksum mismatch (stored {want:#010x}, data {got:#010x})"
-                        report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged, re-extract this video")
+                        if store.index.get(e.video_id) is not e:  # a later commit is the one read
+                            report.notes.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; "
+                                                f"superseded by its commit in part {store.index[e.video_id].part}")
+                        else:
+                            report.damaged.add(e.video_id)
+                            report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged: "
+                                                   "repair it with the same `fsv extract` (or `fsv store import`) command and --redo-corrupt")
             claimed.sort()
             for (a0, a1, va), (b0, b1, vb) in zip(claimed, claimed[1:]):
                 if b0 < a1:

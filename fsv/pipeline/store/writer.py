@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from fsv.errors import FsvInputError, SpecMismatchError
+from fsv.errors import FsvInputError, SpecMismatchError, storage_error
 from fsv.pipeline.store.layout import JOURNAL, PARTS_DIR, SPANS, Entry, append_lines, rows_crc32
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class PartWriter:
         self.written = 0
         self.failed = 0
         self._closed = False
+        self._broken = False
 
     def __enter__(self) -> "PartWriter":
         return self
@@ -131,7 +132,20 @@ class PartWriter:
         self._maybe_commit()
 
     def commit(self) -> None:
-        """Write buffered rows, then append their journal lines (the commit point)."""
+        """Write buffered rows, then append their journal lines (the commit point). An OS error
+        (a full disk) loses only the buffered videos: the part stays as its last commit left it,
+        and the writer refuses further work."""
+        if self._broken:
+            return
+        try:
+            self._commit()
+        except OSError as e:
+            self._broken = True
+            lost = len(self._pending)
+            self._pending, self._pending_failures = [], []
+            raise storage_error(e, f"writing store {self.store.path}, part {self.part} ({lost} video(s) not committed)") from None
+
+    def _commit(self) -> None:
         if self._pending:
             n = self._pending_rows
             start = self._rows
