@@ -27,7 +27,9 @@ Peak memory: extraction of a generated ``--rss-minutes`` long video (320x240, 25
 ultrafast, cached in ``--cache``) in a fresh spawned process per video, one decoding worker. Printed:
 peak RSS of the extracting process and of its worker (``getrusage``), and the polled peak of their
 summed proportional set size (PSS, which counts pages shared after fork once). Target: under 3 GB
-and about the same for every length. Full 25 fps I3D over 60 minutes takes hours on a CPU, so the
+and about the same for every length; and for resolution: a 128-frame 3840x2160 clip through C3D
+(every decoded batch is bounded in bytes, not frames) with ``--decoder auto`` (which leaves such
+videos to PyAV), decord and PyAV. Full 25 fps I3D over 60 minutes takes hours on a CPU, so the
 default samples at ``--rss-fps 1`` (3,600 frames, 225 snippets from 90,000 decoded frames); on a
 GPU run ``--rss-fps 25``.
 
@@ -79,13 +81,14 @@ TARGET_RATIO = 0.85
 TARGET_RSS = 3e9
 
 
-def write_video(path: Path, *, seconds: float, fps: int, codec: str, seed: int, noise: bool = True, preset: str | None = None) -> None:
-    """A ``SIZE`` clip of a textured square moving over a noisy background (plus fresh per-frame
+def write_video(path: Path, *, seconds: float, fps: int, codec: str, seed: int, noise: bool = True, preset: str | None = None,
+                size: tuple[int, int] = SIZE) -> None:
+    """A ``size`` (default ``SIZE``) clip of a textured square moving over a noisy background (plus fresh per-frame
     noise when ``noise``), written to a temporary name and renamed, so a cached file is complete."""
     import av
 
     rng = np.random.default_rng(seed)
-    w, h = SIZE
+    w, h = size
     background = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
     square = rng.integers(100, 256, (32, 32, 3), dtype=np.uint8)
     vx, vy = int(rng.integers(1, 5)), int(rng.integers(1, 5))
@@ -251,11 +254,11 @@ class RssResult:
     total_pss: int = 0
 
 
-def rss_child(root: str, store: str, backbone: str, sampling: dict[str, Any], device: str, threads: int, conn: Connection) -> None:
+def rss_child(root: str, store: str, backbone: str, sampling: dict[str, Any], device: str, threads: int, decoder: str, conn: Connection) -> None:
     """Extract every video under ``root`` (run in a fresh process); sends an :class:`RssResult`."""
     torch.set_num_threads(threads)
     manifest = build_manifest("folder", root=Path(root))
-    summary = extract(manifest, Path(root), Path(store), config_for(backbone, sampling), RunOptions(device=device, workers=1, prefetch=2, progress=False))
+    summary = extract(manifest, Path(root), Path(store), config_for(backbone, sampling), RunOptions(device=device, workers=1, prefetch=2, progress=False, decoder=decoder))
     kib = 1024  # ru_maxrss is in KiB on Linux
     conn.send(RssResult(summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib))
     conn.close()
@@ -272,12 +275,12 @@ def tree_pss(proc: psutil.Process) -> int:
     return total
 
 
-def measure_rss(root: Path, store: Path, backbone: str, sampling: dict[str, Any], device: str, threads: int) -> RssResult:
+def measure_rss(root: Path, store: Path, backbone: str, sampling: dict[str, Any], device: str, threads: int, *, decoder: str = "auto") -> RssResult:
     """Run :func:`rss_child` in a spawned process, polling its tree's PSS every 0.2 s."""
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     shutil.rmtree(store, ignore_errors=True)
-    proc = ctx.Process(target=rss_child, args=(str(root), str(store), backbone, sampling, device, threads, send))
+    proc = ctx.Process(target=rss_child, args=(str(root), str(store), backbone, sampling, device, threads, decoder, send))
     proc.start()
     send.close()
     watched = psutil.Process(proc.pid)
@@ -310,6 +313,16 @@ def peak_memory(args: argparse.Namespace, console: Console, work: Path) -> None:
         r = measure_rss(root, work / f"long-{minutes:g}min.zarr", args.rss_backbone, sampling, args.device, args.threads)
         worst = max(r.main_rss + r.worker_rss, r.total_pss)
         table.add_row(f"{minutes:g} min", f"{r.summary.frames:,}", f"{r.summary.steps:,}", f"{r.summary.seconds:.0f}",
+                      f"{r.main_rss / 1e9:.2f}", f"{r.worker_rss / 1e9:.2f}", f"{r.total_pss / 1e9:.2f}", "yes" if worst < TARGET_RSS else "NO")
+    # resolution, not length: a 4K clip (24.9 MB a frame) with C3D's 16-frame snippets at every frame
+    root = args.cache / "uhd"
+    video = root / "uhd" / "uhd_3840x2160.mp4"
+    if not video.is_file():
+        write_video(video, seconds=128 / 25, fps=25, codec="libx264", seed=0, noise=False, preset="ultrafast", size=(3840, 2160))
+    for decoder in ("auto", "decord", "pyav"):  # auto sends frames above 1080p past decord (its buffers)
+        r = measure_rss(root, work / f"uhd-{decoder}.zarr", "c3d", {}, args.device, args.threads, decoder=decoder)
+        worst = max(r.main_rss + r.worker_rss, r.total_pss)
+        table.add_row(f"4K 128 frames, c3d, {decoder}", f"{r.summary.frames:,}", f"{r.summary.steps:,}", f"{r.summary.seconds:.0f}",
                       f"{r.main_rss / 1e9:.2f}", f"{r.worker_rss / 1e9:.2f}", f"{r.total_pss / 1e9:.2f}", "yes" if worst < TARGET_RSS else "NO")
     console.print(table)
 

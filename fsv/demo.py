@@ -34,6 +34,7 @@ from fsv.pipeline.weights import resolve_weights
 from fsv.train import DataSource, EvalResult, TrainConfig, evaluate, train
 
 log = logging.getLogger(__name__)
+stages = logging.getLogger("fsv.progress")  # what the demo is doing, shown without -v
 
 # class -> the colours the moving square takes, one after the other (equal shares of the clip). Train,
 # val and test classes are disjoint (few-shot); each split holds classes that differ only in the
@@ -113,8 +114,14 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
         raise FsvInputError(f"--per-class {per_class}: the demo's {DEMO_SETTINGS['way']}-way {DEMO_SETTINGS['shot']}-shot episodes need at least {need} videos per class")
     t0 = time.perf_counter()
     root = out / "videos"
+
+    def stage(k: int, text: str) -> None:
+        stages.info("demo %d/5 (%.0f s): %s", k, time.perf_counter() - t0, text)
+
     if not root.is_dir():
+        stage(1, f"writing {sum(len(c) for c in CLASSES.values()) * per_class} clips to {root}")
         make_videos(root, per_class)
+    stage(2, f"building, probing and checking the manifest {out / 'manifest.csv'}")
     manifest = build_manifest("folder", root=root)
     manifest, problems = probe_manifest(manifest, root)
     manifest.write(out / "manifest.csv")
@@ -123,13 +130,16 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
     ref = resolve_weights("resnet50", weights, allow_random_fallback=True)
     if ref.path is None:
         log.warning("no ResNet-50 weights in the cache: the demo uses random weights (recorded in the store's spec)")
+    stage(3, f"extracting ResNet-50 layer4 grids of {len(manifest)} videos into {out / 'store.zarr'} (the longest stage on a CPU), then verifying them")
     summary = extract(manifest, root, out / "store.zarr", make_config("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
     store = FeatureStore.open(out / "store.zarr")
     report = verify_store(store)
     source = DataSource(out / "manifest.csv", (out / "store.zarr",))
     results = []
-    for head in ("protonet", "trx"):
+    for k, head in enumerate(("protonet", "trx")):
         run = out / "runs" / head
+        stage(4 + k, f"{'scoring' if head == 'protonet' else 'training and scoring'} {head} in {run}")
         train(TrainConfig.for_head(head, {**DEMO_SETTINGS, **DEMO_HEAD_ARGS.get(head, {})}), source, run)
         results.append(evaluate(run))
+    stages.info("demo done in %.0f s", time.perf_counter() - t0)
     return DemoResult(manifest, store, summary, report, results, time.perf_counter() - t0)

@@ -431,3 +431,48 @@ def test_disk_full_during_extract_is_one_message_and_committed_videos_stay_intac
     err = one_line_error(fsv(*args), 2)
     assert "read-only" in err and str(store) in err, err
     assert len(FeatureStore.open(store).index) == committed
+
+
+def write_rotated(path: Path, degrees: int, frames: int = 20) -> None:
+    """A 64x48 clip with a white block in the top-left corner and a display rotation of ``degrees``."""
+    import av
+
+    rng = np.random.default_rng(degrees)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(degrees)
+        for _ in range(frames):
+            img = rng.integers(0, 100, (48, 64, 3), dtype=np.uint8)
+            img[:8, :16] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+@pytest.mark.parametrize("degrees", [90, 180])
+def test_rotated_video_gives_the_same_frames_and_features_on_every_decoder(tmp_path: Path, degrees: int) -> None:
+    from fsv.errors import FsvInputError
+    from fsv.pipeline.decode.backends import open_video
+
+    write_rotated(tmp_path / "phone.mp4", degrees)
+    frame = next(open_video(tmp_path / "phone.mp4", "auto").iter_frames(np.array([0])))[0]
+    white = np.argwhere(frame.min(axis=2) > 200).mean(axis=0)
+    # as players show it: rotated counter-clockwise, the top-left block goes to the bottom-left (90) or bottom-right (180)
+    assert frame.shape == ((64, 48, 3) if degrees == 90 else (48, 64, 3))
+    assert (white > [40, -1]).all() and (white[1] < 10 if degrees == 90 else white[1] > 40), white
+    with pytest.raises(FsvInputError, match="display rotation"):
+        open_video(tmp_path / "phone.mp4", "decord")
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord("phone", "phone.mp4", "x", "test")], ["x"], "classification").write(manifest)
+    feats = {}
+    for decoder in ("auto", "pyav"):
+        store = tmp_path / f"{decoder}.zarr"
+        done = fsv("extract", "--backbone", "c3d", "--weights", "random", "--manifest", str(manifest), "--root", str(tmp_path), "--store", str(store),
+                   "--decoder", decoder, "--device", "cpu")
+        assert done.returncode == 0, done.stderr
+        s = FeatureStore.open(store)
+        assert s.index["phone"].meta["rotation"] == degrees  # recorded per video
+        feats[decoder] = s.get("phone")
+    assert np.array_equal(feats["auto"], feats["pyav"])

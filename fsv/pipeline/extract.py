@@ -175,7 +175,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
                 if chunk.last:
                     plan, info = chunk.plan, chunk.info
                     data = np.concatenate(parts.pop(chunk.video_id))
-                    meta = {"backend": info["backend"], "path": paths[chunk.video_id]}
+                    meta = {"backend": info["backend"], "path": paths[chunk.video_id], "rotation": info["rotation"]}
                     if config.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
                     try:

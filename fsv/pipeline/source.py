@@ -158,5 +158,6 @@ class VideoSource(IterableDataset):
             chunk = Chunk(job.video_id, attempt, w, last, inputs, plan.starts[a:b] - lo, len(idx))
             if last:
                 chunk.plan = plan
-                chunk.info = {"fps": reader.fps, "num_frames": reader.num_frames, "duration": plan.duration, "backend": reader.backend}
+                chunk.info = {"fps": reader.fps, "num_frames": reader.num_frames, "duration": plan.duration, "backend": reader.backend,
+                              "rotation": reader.rotation}
             yield chunk

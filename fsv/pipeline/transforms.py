@@ -44,7 +44,15 @@ def resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarr
         torch.set_num_threads(threads)
 
 
+# float32 bytes of the frames resized at once: frames are independent, so a 4K batch is resized a
+# frame or two at a time instead of taking gigabytes as floats.
+RESIZE_BYTES = 64 * 2**20
+
+
 def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
+    step = max(1, RESIZE_BYTES // max(1, frames[0].nbytes * 4)) if len(frames) else 1
+    if len(frames) > step:
+        return np.concatenate([_resize_frames(frames[i:i + step], preprocess) for i in range(0, len(frames), step)])
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     if "resize" in preprocess:

@@ -7,17 +7,23 @@ batches (so a 60-minute video never sits in memory whole).
 
 ``auto`` tries decord (bundles FFmpeg, fast random access), then torchcodec where it is installed,
 then PyAV; a video whose timestamps show a variable frame rate, or that decord cannot open, goes to
-the next backend, as does one for which decord reports no usable timestamps (AVI) and one longer
-than :data:`LONG_VIDEO_S` (decord's memory grows on those). A video on
+the next backend, as does one for which decord reports no usable timestamps (AVI), one longer
+than :data:`LONG_VIDEO_S` and one with frames above 1080p (decord's memory grows on those). A video on
 which a backend fails while decoding is started again with the next one
 (:class:`fsv.pipeline.source.VideoSource`).
+
+Frames come out as players show them: a container's display rotation (phone footage) is applied
+(:func:`display_rotation`, read with PyAV). decord applies it inconsistently (at 180° it rotates,
+at 90° it fails on non-square frames), so decord and torchcodec refuse rotated videos and ``auto``
+hands them to PyAV, which rotates each frame by its own display matrix: every backend gives the
+same frames for the same video.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +40,28 @@ VFR_TOLERANCE = 0.25  # relative spread of frame intervals above which a video c
 # with the windows of a long video (2.2-5.7 GB on a 60-minute clip, bench/extract.py) where PyAV's
 # sequential decoding stayed near 0.6 GB; dense decoding is fast in both (about 3,000-6,000 frames/s).
 LONG_VIDEO_S = 600.0
+# Frames above 1080p go past decord under auto: its own buffers hold about a hundred frames (2.9 GB
+# of RSS at 4K whatever fsv's batches), PyAV's a few (bench/extract.py).
+DECORD_MAX_FRAME_BYTES = 1920 * 1080 * 3
+# Decoded RGB bytes one batch of frames may hold: 32 frames of 720p, 3 of 4K (24.9 MB each). A
+# count of frames alone would let a 4K video take gigabytes.
+BATCH_BYTES = 96 * 2**20
+
+
+def frames_per_batch(frame_bytes: int, most: int) -> int:
+    """Frames of ``frame_bytes`` each in one decoded batch: at most ``most``, within :data:`BATCH_BYTES`."""
+    return max(1, min(most, BATCH_BYTES // max(1, frame_bytes)))
+
+
+def _batches(idx: np.ndarray, most: int, decode: "Callable[[list[int]], np.ndarray]") -> Iterator[np.ndarray]:
+    """``decode`` over ``idx`` in batches bounded by :func:`frames_per_batch` (the first, of one
+    frame, tells the frame size)."""
+    lo, step = 0, 1
+    while lo < len(idx):
+        frames = decode(idx[lo:lo + step].tolist())
+        yield frames
+        lo += step
+        step = frames_per_batch(frames[0].nbytes, most)
 
 
 class VideoReader(Protocol):
@@ -44,9 +72,11 @@ class VideoReader(Protocol):
     num_frames: int
     fps: float
     timestamps: np.ndarray
+    rotation: int  # display rotation applied to the frames, degrees counter-clockwise
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
-        """Frames ``indices`` (non-decreasing, repeats allowed) as ``(b, H, W, 3)`` uint8 RGB batches."""
+        """Frames ``indices`` (non-decreasing, repeats allowed) as ``(b, H, W, 3)`` uint8 RGB batches
+        of at most ``batch`` frames and about :data:`BATCH_BYTES`."""
         ...
 
     def close(self) -> None: ...
@@ -108,19 +138,56 @@ class DecordReader:
             raise FsvInputError(f"{path}: decord cannot open it ({str(e).splitlines()[0][:160]})") from e
         self.reliable = timestamps_usable(raw)
         self.timestamps = clean_timestamps(raw, self.fps)
+        self.rotation, self.frame_bytes = _refuse_rotated(path, "decord")
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
         import decord
 
         idx = _check_indices(indices, self.num_frames, self.path)
-        for lo in range(0, len(idx), batch):
+
+        def decode(frames: list[int]) -> np.ndarray:
             try:
-                yield self._vr.get_batch(idx[lo:lo + batch].tolist()).asnumpy()
+                return self._vr.get_batch(frames).asnumpy()
             except (decord.DECORDError, RuntimeError) as e:
-                raise FsvInputError(f"{self.path}: decord failed at frame {int(idx[lo])} ({str(e).splitlines()[0][:160]})") from e
+                raise FsvInputError(f"{self.path}: decord failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})") from e
+
+        yield from _batches(idx, batch, decode)
 
     def close(self) -> None:
         self._vr = None
+
+
+def first_frame(path: Path) -> tuple[int, int]:
+    """``(rotation, bytes)`` of ``path``'s first frame, read with PyAV: the counter-clockwise
+    rotation (0, 90, 180 or 270 degrees) that its display matrix asks players to apply, and its
+    size as RGB; ``(0, 0)`` without a decodable frame."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return 0, 0
+            frame = next(c.decode(c.streams.video[0]), None)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise FsvInputError(f"{path}: cannot be read as a video ({type(e).__name__}: {e})") from e
+    if frame is None:
+        return 0, 0
+    return int(round(frame.rotation / 90)) % 4 * 90, frame.width * frame.height * 3
+
+
+def display_rotation(path: Path) -> int:
+    """The display rotation of ``path`` (see :func:`first_frame`)."""
+    return first_frame(path)[0]
+
+
+def _refuse_rotated(path: Path, backend: str) -> tuple[int, int]:
+    """:func:`first_frame` of an unrotated video, or :class:`FsvInputError` for a rotated one on a
+    backend that does not rotate as players do."""
+    rotation, nbytes = first_frame(path)
+    if rotation:
+        raise FsvInputError(f"{path}: has a {rotation}° display rotation, which {backend} does not apply as players do; "
+                            "decode it with --decoder pyav (auto does)")
+    return 0, nbytes
 
 
 def packet_timestamps(path: Path) -> tuple[np.ndarray, float]:
@@ -164,6 +231,7 @@ class PyAVReader:
         raw, self.fps = packet_timestamps(path)
         self.num_frames = len(raw)
         self.timestamps = clean_timestamps(raw, self.fps)
+        self.rotation = display_rotation(path)
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
         import av
@@ -180,10 +248,12 @@ class PyAVReader:
                 for frame in c.decode(s):
                     if pos == idx[k]:
                         img = frame.to_ndarray(format="rgb24")
+                        if self.rotation:  # as players show it (frame.rotation is counter-clockwise, as np.rot90)
+                            img = np.ascontiguousarray(np.rot90(img, self.rotation // 90))
                         while k < len(idx) and idx[k] == pos:
                             out.append(img)
                             k += 1
-                            if len(out) == batch:
+                            if len(out) >= frames_per_batch(img.nbytes, batch):
                                 yield np.stack(out)
                                 out = []
                     if pos >= last:
@@ -219,15 +289,19 @@ class TorchCodecReader:
         raw, fps = packet_timestamps(path)
         self.fps = float(md.average_fps or fps)
         self.timestamps = clean_timestamps(raw[: self.num_frames] if len(raw) >= self.num_frames else np.full(self.num_frames, np.nan), self.fps)
+        self.rotation = _refuse_rotated(path, "torchcodec")[0]
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
         idx = _check_indices(indices, self.num_frames, self.path)
-        for lo in range(0, len(idx), batch):
+
+        def decode(frames: list[int]) -> np.ndarray:
             try:
-                frames = self._dec.get_frames_at(idx[lo:lo + batch].tolist()).data
+                data = self._dec.get_frames_at(frames).data
             except (RuntimeError, IndexError) as e:
-                raise FsvInputError(f"{self.path}: torchcodec failed at frame {int(idx[lo])} ({str(e).splitlines()[0][:160]})") from e
-            yield frames.permute(0, 2, 3, 1).contiguous().numpy()
+                raise FsvInputError(f"{self.path}: torchcodec failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})") from e
+            return data.permute(0, 2, 3, 1).contiguous().numpy()
+
+        yield from _batches(idx, batch, decode)
 
     def close(self) -> None:
         self._dec = None
@@ -278,8 +352,9 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
             errors.append(f"{path}: {name} finds no frames")
             continue
         long_video = name == "decord" and len(reader.timestamps) and reader.timestamps[-1] > LONG_VIDEO_S
-        if backend == "auto" and name != names[-1] and (long_video or is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
-            log.info("%s: long, variable-rate or without timestamps for %s; trying %s", path, name, names[names.index(name) + 1])
+        large_frames = name == "decord" and getattr(reader, "frame_bytes", 0) > DECORD_MAX_FRAME_BYTES
+        if backend == "auto" and name != names[-1] and (long_video or large_frames or is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
+            log.info("%s: long, above 1080p, variable-rate or without timestamps for %s; trying %s", path, name, names[names.index(name) + 1])
             reader.close()
             continue
         return reader
