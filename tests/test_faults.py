@@ -476,3 +476,35 @@ def test_rotated_video_gives_the_same_frames_and_features_on_every_decoder(tmp_p
         assert s.index["phone"].meta["rotation"] == degrees  # recorded per video
         feats[decoder] = s.get("phone")
     assert np.array_equal(feats["auto"], feats["pyav"])
+
+
+def test_memory_follows_resolution_batches_are_bounded_in_bytes(tmp_path: Path, make_video, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsv.pipeline.decode import backends
+
+    assert backends.frames_per_batch(3840 * 2160 * 3, 32) == 4 and backends.frames_per_batch(320 * 240 * 3, 32) == 32
+    make_video(tmp_path / "v.mp4", n_frames=20, fps=25, size=(64, 48))
+    monkeypatch.setattr(backends, "BATCH_BYTES", 64 * 48 * 3 * 4)  # four frames of this clip
+    for name in ("decord", "pyav"):
+        sizes = [len(b) for b in backends.open_video(tmp_path / "v.mp4", name).iter_frames(np.arange(20))]
+        assert sum(sizes) == 20 and max(sizes) <= 4, (name, sizes)
+    monkeypatch.setattr(backends, "DECORD_MAX_FRAME_BYTES", 64 * 48 * 3 - 1)  # as if above 1080p
+    assert backends.open_video(tmp_path / "v.mp4", "auto").backend == "pyav"
+
+
+def test_imported_features_are_repaired_by_importing_them_again(tmp_path: Path) -> None:
+    src = tmp_path / "feats"
+    src.mkdir()
+    for i in range(2):
+        np.save(src / f"v{i}.npy", np.full((3, 4096), i + 1, np.float32))
+    manifest = tmp_path / "m.csv"
+    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "x", "test") for i in range(2)], ["x"], "classification").write(manifest)
+    store = tmp_path / "s.zarr"
+    args = ["store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "c3d-sports1m-fc6-16"]
+    assert fsv(*args).returncode == 0
+    for f in shard_files(store):
+        f.unlink()
+    assert "--overwrite" in fsv("store", "verify", str(store)).stderr
+    assert fsv(*args, "--overwrite").returncode == 0
+    verify = fsv("store", "verify", str(store))
+    assert verify.returncode == 0 and "all intact" in verify.stdout, verify.stdout + verify.stderr
+    assert np.array_equal(FeatureStore.open(store).get("v1"), np.full((3, 4096), 2, np.float16))

@@ -43,7 +43,7 @@ LONG_VIDEO_S = 600.0
 # Frames above 1080p go past decord under auto: its own buffers hold about a hundred frames (2.9 GB
 # of RSS at 4K whatever fsv's batches), PyAV's a few (bench/extract.py).
 DECORD_MAX_FRAME_BYTES = 1920 * 1080 * 3
-# Decoded RGB bytes one batch of frames may hold: 32 frames of 720p, 3 of 4K (24.9 MB each). A
+# Decoded RGB bytes one batch of frames may hold: 32 frames of 720p, 4 of 4K (24.9 MB each). A
 # count of frames alone would let a 4K video take gigabytes.
 BATCH_BYTES = 96 * 2**20
 

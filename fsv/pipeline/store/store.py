@@ -419,8 +419,8 @@ class FeatureStore:
                 else f"its rows in {', '.join(str(f) for f in files)} do not match the committed checksum")
         more = f" (and {len(damaged) - 1} more video(s))" if len(damaged) > 1 else ""
         return (f"store {self.path}, part {e.part}, video {e.video_id!r}, field {name!r}: {what}{more}; the store is damaged. "
-                f"Run `fsv store verify {self.path}` for every damaged video, then repair them: the same `fsv extract` (or `fsv store import`) "
-                "command with --redo-corrupt")
+                f"Run `fsv store verify {self.path}` for every damaged video, then repair them: the same `fsv extract` command "
+                "with --redo-corrupt (imported features: `fsv store import ... --overwrite`)")
 
     def row_files(self, part: str, name: str, lo: int, hi: int) -> list[Path]:
         """The shard files that hold rows ``[lo, hi)`` of a part's array ``name``."""

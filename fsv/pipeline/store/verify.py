@@ -85,7 +85,7 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                         else:
                             report.damaged.add(e.video_id)
                             report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged: "
-                                                   "repair it with the same `fsv extract` (or `fsv store import`) command and --redo-corrupt")
+                                                   "repair it with the same `fsv extract` command and --redo-corrupt (imported features: `fsv store import ... --overwrite`)")
             claimed.sort()
             for (a0, a1, va), (b0, b1, vb) in zip(claimed, claimed[1:]):
                 if b0 < a1:
