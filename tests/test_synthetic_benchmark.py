@@ -54,6 +54,7 @@ def test_protonet_stays_near_chance(protonet_accuracy: float) -> None:
     assert abs(protonet_accuracy - CHANCE) < 0.1, protonet_accuracy
 
 
+@pytest.mark.timeout(1800)  # training and eval each have their own 900 s limit (a busy 2-core machine took over 600 s for TA2N)
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_temporal_heads_clearly_beat_protonet(bench: tuple[Path, dict[str, str]], protonet_accuracy: float, head: str) -> None:
     accuracy = run_head(bench, head, HEADS[head])

@@ -139,6 +139,7 @@ class DecordReader:
         self.reliable = timestamps_usable(raw)
         self.timestamps = clean_timestamps(raw, self.fps)
         self.rotation, self.frame_bytes = _refuse_rotated(path, "decord")
+        packet_timestamps(path)  # the truncation check every backend makes: decord may return made-up frames past a file's end
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
         import decord
