@@ -5,6 +5,7 @@ wrong number with exit code 0. (Cluster faults: ``tests/test_slurm.py``; store c
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -478,7 +479,8 @@ def test_rotated_video_gives_the_same_frames_and_features_on_every_decoder(tmp_p
     assert np.array_equal(feats["auto"], feats["pyav"])
 
 
-def test_memory_follows_resolution_batches_are_bounded_in_bytes(tmp_path: Path, make_video, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_follows_resolution_batches_are_bounded_in_bytes(tmp_path: Path, make_video, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     from fsv.pipeline.decode import backends
 
     assert backends.frames_per_batch(3840 * 2160 * 3, 32) == 4 and backends.frames_per_batch(320 * 240 * 3, 32) == 32
@@ -489,6 +491,9 @@ def test_memory_follows_resolution_batches_are_bounded_in_bytes(tmp_path: Path, 
         assert sum(sizes) == 20 and max(sizes) <= 4, (name, sizes)
     monkeypatch.setattr(backends, "DECORD_MAX_FRAME_BYTES", 64 * 48 * 3 - 1)  # as if above 1080p
     assert backends.open_video(tmp_path / "v.mp4", "auto").backend == "pyav"
+    with caplog.at_level(logging.WARNING, logger=backends.__name__):  # asked for by name, decord is used and the cost named
+        assert backends.open_video(tmp_path / "v.mp4", "decord").backend == "decord"
+    assert "--decoder auto or pyav" in caplog.text
 
 
 def test_imported_features_are_repaired_by_importing_them_again(tmp_path: Path) -> None:

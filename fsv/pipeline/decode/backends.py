@@ -358,6 +358,8 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
             log.info("%s: long, above 1080p, variable-rate or without timestamps for %s; trying %s", path, name, names[names.index(name) + 1])
             reader.close()
             continue
+        if large_frames and backend == "decord":
+            log.warning("%s: frames above 1080p: decord's own buffers take about 3 GB at 4K; --decoder auto or pyav stays near 1.5 GB", path)
         return reader
     if not names:
         raise FsvInputError(f"{path}: no decoding backend left to try")
