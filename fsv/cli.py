@@ -469,8 +469,25 @@ def submit_extract_cmd(
 LOC_STORE_PREFIX = {"vqknet": "i3d-rgb+flow", "cdcca": "c3d"}
 
 
-def _train_source(head: str, dataset: str | None, store: str | None, manifest: Path | None, out: Path, view: str):
-    """The manifest (copied into the run folder) and stores a training run reads."""
+def _run_manifest(dataset: str | None, manifest: Path | None, out: Path):
+    """The manifest a run reads: its own copy once it has started, else ``manifest``, else the
+    dataset's (its ``dataset`` chooses the head card's dataset preset)."""
+    from fsv.pipeline.manifests import Manifest
+    from fsv.train import RUN_MANIFEST
+
+    copy = out / RUN_MANIFEST
+    if copy.is_file():
+        return Manifest.read(copy)
+    if manifest is not None:
+        return Manifest.read(manifest)
+    if dataset is not None:
+        return _load_manifest(dataset)
+    raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
+
+
+def _train_source(head: str, dataset: str | None, store: str | None, manifest: Path | None, out: Path, view: str, built):
+    """The manifest (copied into the run folder) and stores a training run reads; ``built`` is the
+    dataset's manifest (:func:`_run_manifest`)."""
     from fsv.config import locate
     from fsv.pipeline.store import FeatureStore
     from fsv.train import RUN_MANIFEST, DataSource
@@ -499,43 +516,29 @@ def _train_source(head: str, dataset: str | None, store: str | None, manifest: P
     copy = out / RUN_MANIFEST
     if copy.is_file():  # the run has started: it reads its own copy
         return DataSource(copy, paths)
-    return DataSource(copy, paths, built=_load_manifest(dataset))
+    return DataSource(copy, paths, built=built)
 
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
 
 
-def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets, dataset_name: str = ""):
-    from fsv.train import TrainConfig, parse_overrides
+def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets, dataset_name: str | None):
+    """The run configuration and its resolution (:mod:`fsv.presets`)."""
+    from fsv.heads.base import head_card
+    from fsv.presets import run_config, user_layers
 
-    overrides = {}
-    if config is not None:
-        if not config.is_file():
-            raise FsvInputError(f"config file {config} does not exist")
-        try:
-            overrides.update(json.loads(config.read_text()))
-        except json.JSONDecodeError as e:
-            raise FsvInputError(f"{config}:{e.lineno}: invalid JSON ({e.msg})") from e
-    overrides.update(parse_overrides(sets or []))
-    for key, value in (("way", way), ("shot", shot), ("train_episodes", episodes), ("seed", seed)):
-        if value is not None:
-            overrides[key] = value
-    if _head_task(head) != "recognition":
-        from fsv.localization.trainer import config_for
-
-        if way is not None:
-            raise FsvInputError(f"--way does not apply to {head} (a localization head)")
-        return config_for(head, dataset_name, overrides)
-    return TrainConfig.for_head(head, overrides)
+    if way is not None and head_card(head).task != "recognition":
+        raise FsvInputError(f"--way does not apply to {head} (a localization head)")
+    options = {"way": ("--way", way), "shot": ("--shot", shot), "train_episodes": ("--episodes", episodes), "seed": ("--seed", seed)}
+    return run_config(head, dataset_name, user_layers(config, sets, options))
 
 
-def _head_task(head: str) -> str:
-    import fsv.heads  # noqa: F401  (registers the heads)
-    from fsv.heads.base import HEADS
-
-    if head not in HEADS:
-        raise FsvInputError(f"unknown head {head!r}; choose one of {', '.join(sorted(HEADS))}")
-    return HEADS[head].task
+def _planned_run(head, dataset, store, manifest, run: Path, way, shot, episodes, seed, config, sets):
+    """``(config, resolution, source)`` of one training run."""
+    m = _run_manifest(dataset, manifest, run)
+    cfg, resolved = _train_config(head, way, shot, episodes, seed, config, sets, m.dataset)
+    source = _train_source(head, dataset, store, manifest, run, getattr(cfg, "view", "snippets"), m)
+    return cfg, resolved, source
 
 
 @app.command("train-head")
@@ -552,30 +555,33 @@ def train_head_cmd(
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of preset overrides.")] = None,
     sets: SetOpt = None,
     device: DeviceOpt = "auto",
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved configuration as JSON, with where each value came from, and exit.")] = False,
 ) -> None:
     """Train a head on cached features (the paper's preset; resumable; val-only model selection).
 
-    Recognition heads (protonet, trx, strm, ta2n) train on episodes and select on validation
-    accuracy; localization heads (cdcca, vqknet) select on validation mAP."""
-    if _head_task(head) != "recognition":
-        from fsv.localization.trainer import train_localization
+    Presets resolve as: the head's paper preset, its preset for the manifest's dataset, --config,
+    then --set and the named options. Recognition heads (protonet, trx, strm, ta2n) train on
+    episodes and select on validation accuracy; localization heads (cdcca, vqknet) select on
+    validation mAP."""
+    if print_config:
+        from fsv.presets import explain
 
-        source = _train_source(head, dataset, store, manifest, out_dir, "snippets")
-        cfg = _train_config(head, way, shot, episodes, seed, config, sets, _manifest_dataset(source))
-        r = train_localization(cfg, source, out_dir, device=device)
-        out.print(f"{head}: {r.episodes} steps in {r.seconds:.0f} s; best validation mAP {r.best_val:.4f} at step {r.best_episode}; run {out_dir}")
+        m = _run_manifest(dataset, manifest, out_dir)
+        cfg, resolved = _train_config(head, way, shot, episodes, seed, config, sets, m.dataset)
+        out.print_json(json.dumps(explain(cfg, resolved, m.dataset)))
         return
-    from fsv.train import train
+    cfg, _, source = _planned_run(head, dataset, store, manifest, out_dir, way, shot, episodes, seed, config, sets)
+    from fsv.train import TrainConfig, train
 
-    cfg = _train_config(head, way, shot, episodes, seed, config, sets)
-    source = _train_source(head, dataset, store, manifest, out_dir, cfg.view)
-    r = train(cfg, source, out_dir, device=device)
-    out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
+    if isinstance(cfg, TrainConfig):
 
+        r = train(cfg, source, out_dir, device=device)
+        out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
+        return
+    from fsv.localization.trainer import train_localization
 
-def _manifest_dataset(source) -> str:
-    """The dataset a run's manifest names (its presets are chosen by it)."""
-    return source.open()[0].dataset
+    r = train_localization(cfg, source, out_dir, device=device)
+    out.print(f"{head}: {r.episodes} steps in {r.seconds:.0f} s; best validation mAP {r.best_val:.4f} at step {r.best_episode}; run {out_dir}")
 
 
 @submit_app.command("train-head")
@@ -606,12 +612,7 @@ def submit_train_head_cmd(
     jobs = []
     for k in range(seeds):
         run = out_dir / f"seed{k}"
-        if _head_task(head) != "recognition":
-            source = _train_source(head, dataset, store, manifest, run, "snippets")
-            cfg = _train_config(head, way, shot, episodes, k, config, sets, _manifest_dataset(source))
-        else:
-            cfg = _train_config(head, way, shot, episodes, k, config, sets)
-            source = _train_source(head, dataset, store, manifest, run, cfg.view)
+        cfg, _, source = _planned_run(head, dataset, store, manifest, run, way, shot, episodes, k, config, sets)
         jobs.append(TrainJob(cfg, source, run, device))
     results = submit_train(jobs, executor, cluster, wait=wait)
     if not wait:

@@ -34,10 +34,11 @@ from fsv.data.episodes import (
 )
 from fsv.data.features import FeatureBank, episode_tensors
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS, FewShotHead, create_head
+from fsv.heads.base import FewShotHead, create_head
 from fsv.metrics import accuracy_ci
 from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.store import FeatureStore
+from fsv.presets import Layer, Resolved, card_layers, resolve
 from fsv.progress import make_progress
 
 log = logging.getLogger(__name__)
@@ -69,39 +70,19 @@ class TrainConfig:
     head_args: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_head(cls, head: str, overrides: dict[str, Any] | None = None) -> "TrainConfig":
-        """The head's preset (see its module docstring for sources) with ``overrides`` applied."""
-        import fsv.heads  # noqa: F401  (registers the heads)
+    def for_head(cls, head: str, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> "TrainConfig":
+        """The head's preset (see its module docstring for sources) and its preset for ``dataset``,
+        with ``overrides`` applied (:mod:`fsv.presets`)."""
+        return cls.resolve(head, dataset, [Layer("overrides", overrides or {})])[0]
 
-        if head not in HEADS:
-            raise FsvInputError(f"unknown head {head!r}; choose one of {', '.join(sorted(HEADS))}")
-        names = {f.name for f in fields(cls)}
-        preset = dict(HEADS[head].preset)
-        head_args = {k: preset.pop(k) for k in list(preset) if k not in names}
-        cfg = cls(head=head, **preset)
-        cfg.head_args = {**head_args, **cfg.head_args}
-        for key, value in (overrides or {}).items():
-            if key in names and key != "head":
-                setattr(cfg, key, value)
-            elif key.startswith("head_args."):
-                cfg.head_args[key.split(".", 1)[1]] = value
-            else:
-                raise FsvInputError(f"unknown setting {key!r}; known: {', '.join(sorted(names - {'head'}))}, head_args.NAME")
-        return cfg
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["lr=0.01", "lr_milestones=[1000,2000]"]`` -> values parsed as JSON when they are JSON."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise FsvInputError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    @classmethod
+    def resolve(cls, head: str, dataset: str | None, given: list[Layer]) -> tuple["TrainConfig", Resolved]:
+        """The configuration from the head card's layers for ``dataset`` and the user's ``given``
+        layers, with the resolution (where each value came from)."""
+        layers, key = card_layers(head, dataset)
+        resolved = resolve({f.name for f in fields(cls)} - {"head", "head_args"}, layers + given)
+        resolved.dataset_preset = key
+        return cls(head=head, **resolved.fields, head_args=resolved.head_args), resolved
 
 
 # A run folder's own copy of its manifest: resumed and evaluated runs read these splits.

@@ -54,14 +54,17 @@ class FewShotHead(nn.Module):
 
 @dataclass(frozen=True)
 class HeadEntry:
-    """A registered head: its builder, the paper's training preset, a one-line description and its
-    task: ``recognition`` (few-shot classification), ``common`` (few-shot common action
-    localization) or ``wtal`` (weakly-supervised temporal action localization)."""
+    """A registered head's card: its builder, the paper's training preset, its presets per dataset
+    (keyed by dataset name or family, :func:`fsv.presets.dataset_family`; applied on top of
+    ``preset``), a one-line description and its task: ``recognition`` (few-shot classification),
+    ``common`` (few-shot common action localization) or ``wtal`` (weakly-supervised temporal
+    action localization)."""
 
     build: Callable[..., nn.Module]
     preset: dict[str, Any]
     description: str
     task: str = "recognition"
+    dataset_presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 HEADS: dict[str, HeadEntry] = {}
@@ -70,22 +73,28 @@ HEADS: dict[str, HeadEntry] = {}
 TASKS = ("recognition", "common", "wtal")
 
 
-def register_head(name: str, preset: dict[str, Any], description: str, task: str = "recognition") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator adding a head to :data:`HEADS` under ``name``."""
+def register_head(name: str, preset: dict[str, Any], description: str, task: str = "recognition",
+                  dataset_presets: dict[str, dict[str, Any]] | None = None) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator adding a head's card to :data:`HEADS` under ``name``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        HEADS[name] = HeadEntry(build, dict(preset), description, task)
+        HEADS[name] = HeadEntry(build, dict(preset), description, task, {k: dict(v) for k, v in (dataset_presets or {}).items()})
         return build
 
     return wrap
 
 
-def create_head(name: str, **kwargs: Any) -> FewShotHead:
-    """Head ``name`` built with ``kwargs`` (e.g. ``feature_dim=2048``, ``seq_len=8``)."""
+def head_card(name: str) -> HeadEntry:
+    """The card of head ``name``; an unknown name is an input error listing the heads."""
     import fsv.heads  # noqa: F401  (registers the heads)
 
     if name not in HEADS:
         raise FsvInputError(f"unknown head {name!r}; choose one of {', '.join(sorted(HEADS))}")
-    return HEADS[name].build(**kwargs)
+    return HEADS[name]
+
+
+def create_head(name: str, **kwargs: Any) -> FewShotHead:
+    """Head ``name`` built with ``kwargs`` (e.g. ``feature_dim=2048``, ``seq_len=8``)."""
+    return head_card(name).build(**kwargs)

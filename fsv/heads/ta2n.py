@@ -320,6 +320,7 @@ class SpatialCoordination(nn.Module):
     "ta2n",
     preset=DATASET_PRESETS["ucf101"],
     description="TA2N (AAAI 2022): temporal affine warp (TTM) + temporal/spatial action coordination (ACM), frame-wise cosine",
+    dataset_presets=DATASET_PRESETS,
 )
 class TA2N(FewShotHead):
     """TA2N head on ResNet-50 layer4 grids (view ``grid``).

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fsv.errors import FsvInputError
+from fsv.presets import Layer, Resolved, card_layers, dataset_family, resolve
 
 # Preset keys the heads use for the number of optimiser steps.
 STEP_ALIASES = {"train_iterations": "train_steps", "train_episodes": "train_steps"}
@@ -13,9 +14,9 @@ STEP_ALIASES = {"train_iterations": "train_steps", "train_episodes": "train_step
 
 @dataclass
 class LocConfig:
-    """Every value of a localization run. The head's paper preset fills the defaults (its
-    ``DATASET_PRESETS`` entry for the manifest's dataset on top), ``--set`` overrides them; keys
-    the trainer does not know go to the head's constructor (``head_args``).
+    """Every value of a localization run. The head card's paper preset fills the defaults (its
+    preset for the manifest's dataset on top), ``--config`` and ``--set`` override them; keys the
+    trainer does not know go to the head's constructor (``head_args``; :mod:`fsv.presets`).
 
     Shared: ``seed``, optimiser (``optimizer``, ``lr``, ``momentum``, ``weight_decay``,
     ``lr_milestones``, ``lr_gamma``), ``train_steps`` (optimiser steps: batches for ``wtal``,
@@ -69,40 +70,16 @@ class LocConfig:
         return {f.name for f in fields(cls)}
 
     @classmethod
-    def build(cls, head: str, task: str, preset: dict[str, Any], dataset_preset: dict[str, Any], overrides: dict[str, Any]) -> "LocConfig":
-        """Preset, then the dataset's preset, then ``overrides`` (``head_args.NAME`` or a field)."""
-        names = cls.names() - {"head", "task", "head_args"}
-        cfg = cls(head=head, task=task)
-        for source in (preset, dataset_preset):
-            for key, value in source.items():
-                key = STEP_ALIASES.get(key, key)
-                if key in names:
-                    setattr(cfg, key, value)
-                else:
-                    cfg.head_args[key] = value
-        for key, value in overrides.items():
-            key = STEP_ALIASES.get(key, key)
-            if key in names:
-                setattr(cfg, key, value)
-            elif key.startswith("head_args."):
-                cfg.head_args[key.split(".", 1)[1]] = value
-            elif key in cfg.head_args:
-                cfg.head_args[key] = value
-            else:
-                raise FsvInputError(f"unknown setting {key!r}; known: {', '.join(sorted(names))}, head_args.NAME")
+    def resolve(cls, head: str, task: str, dataset: str | None, given: list[Layer]) -> tuple["LocConfig", Resolved]:
+        """The configuration from the head card's layers for ``dataset`` and the user's ``given``
+        layers (:mod:`fsv.presets`), with the resolution (where each value came from)."""
+        layers, key = card_layers(head, dataset)
+        resolved = resolve(cls.names() - {"head", "task", "head_args"}, layers + given, STEP_ALIASES)
+        resolved.dataset_preset = key
+        cfg = cls(head=head, task=task, **resolved.fields, head_args=resolved.head_args)
         if cfg.mode not in ("single", "multi"):
             raise FsvInputError(f"mode must be single or multi, got {cfg.mode!r}")
-        return cfg
-
-
-def dataset_family(dataset: str) -> str:
-    """``thumos14``, ``activitynet`` or the dataset name itself (for presets and protocols)."""
-    d = dataset.lower().replace("-", "").replace("_", "")
-    if d.startswith("thumos"):
-        return "thumos14"
-    if d.startswith("activitynet") or d.startswith("anet"):
-        return "activitynet"
-    return dataset
+        return cfg, resolved
 
 
 @dataclass(frozen=True)

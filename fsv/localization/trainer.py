@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS
+from fsv.heads.base import head_card
 from fsv.localization.baseline import random_proposals
-from fsv.localization.config import LocConfig, dataset_family, protocol_for, summarize
+from fsv.localization.config import LocConfig, protocol_for, summarize
 from fsv.localization.tasks import CommonTask, Scored, WtalTask, check_task, make_task
 from fsv.metrics import detection_map
+from fsv.presets import Layer
 from fsv.progress import make_progress
 from fsv.train import (
     DataSource,
@@ -43,16 +44,8 @@ log = logging.getLogger(__name__)
 
 
 def config_for(head: str, dataset: str, overrides: dict[str, Any] | None = None) -> LocConfig:
-    """The head's paper preset for ``dataset`` (its ``DATASET_PRESETS`` entry) with ``overrides``."""
-    import importlib
-
-    import fsv.heads  # noqa: F401  (registers the heads)
-
-    entry = HEADS[head]
-    module = importlib.import_module(entry.build.__module__)
-    presets = getattr(module, "DATASET_PRESETS", {})
-    dataset_preset = presets.get(dataset, presets.get(dataset_family(dataset), {}))
-    return LocConfig.build(head, entry.task, entry.preset, dataset_preset, overrides or {})
+    """The head's paper preset and its preset for ``dataset``, with ``overrides`` (:mod:`fsv.presets`)."""
+    return LocConfig.resolve(head, head_card(head).task, dataset, [Layer("overrides", overrides or {})])[0]
 
 
 def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
