@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 
 from fsv.localization.tasks import CommonTask
-from fsv.localization.trainer import _load_best, load_loc_run, score
+from fsv.localization.config import LocConfig
+from fsv.localization.trainer import _load_best, score
+from fsv.runs import load_run
 
 
 def main() -> None:
@@ -23,10 +25,9 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    loaded = load_loc_run(args.run)
-    if loaded is None or loaded[0].task != "common":
+    cfg, source = load_run(args.run)
+    if not isinstance(cfg, LocConfig) or cfg.task != "common":
         raise SystemExit(f"{args.run} is not a cdcca run")
-    cfg, source = loaded
     dev = torch.device(args.device)
     task, head, dataset = _load_best(args.run, cfg, source, dev)
     assert isinstance(task, CommonTask)

@@ -465,80 +465,13 @@ def submit_extract_cmd(
 
 
 # ----------------------------------------------------------------------------------- stage two
-# Store a localization head reads by default from a dataset's store folder (its paper's features).
-LOC_STORE_PREFIX = {"vqknet": "i3d-rgb+flow", "cdcca": "c3d"}
-
-
-def _run_manifest(dataset: str | None, manifest: Path | None, out: Path):
-    """The manifest a run reads: its own copy once it has started, else ``manifest``, else the
-    dataset's (its ``dataset`` chooses the head card's dataset preset)."""
-    from fsv.pipeline.manifests import Manifest
-    from fsv.train import RUN_MANIFEST
-
-    copy = out / RUN_MANIFEST
-    if copy.is_file():
-        return Manifest.read(copy)
-    if manifest is not None:
-        return Manifest.read(manifest)
-    if dataset is not None:
-        return _load_manifest(dataset)
-    raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
-
-
-def _train_source(head: str, dataset: str | None, store: str | None, manifest: Path | None, out: Path, view: str, built):
-    """The manifest (copied into the run folder) and stores a training run reads; ``built`` is the
-    dataset's manifest (:func:`_run_manifest`)."""
-    from fsv.config import locate
-    from fsv.pipeline.store import FeatureStore
-    from fsv.train import RUN_MANIFEST, DataSource
-
-    if store is not None:
-        paths = tuple(Path(p) for p in store.split(",") if p)
-        if manifest is None and dataset is None:
-            raise FsvInputError("--store needs --manifest FILE (or --dataset NAME)")
-    elif dataset is not None:
-        folder = locate(dataset).stores / dataset
-        candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
-        if view == "snippets":
-            fits = [p for p in candidates if len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 1]
-            preferred = [p for p in fits if p.name.startswith(LOC_STORE_PREFIX.get(head, "\0"))]
-            fits = preferred if len(preferred) == 1 else fits
-        else:
-            fits = [p for p in candidates if view == "pooled" or len(next(iter(FeatureStore.open(p).spec.fields.values())).shape) == 3]
-        if len(fits) != 1:
-            found = ", ".join(p.name for p in fits) or "none"
-            raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")
-        paths = (fits[0],)
-    else:
-        raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
-    if manifest is not None:
-        return DataSource(manifest, paths)
-    copy = out / RUN_MANIFEST
-    if copy.is_file():  # the run has started: it reads its own copy
-        return DataSource(copy, paths)
-    return DataSource(copy, paths, built=built)
-
-
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
 
 
-def _train_config(head: str, way, shot, episodes, seed, config: Path | None, sets, dataset_name: str | None):
-    """The run configuration and its resolution (:mod:`fsv.presets`)."""
-    from fsv.heads.base import head_card
-    from fsv.presets import run_config, user_layers
+def _run_request(head: str, dataset, store, manifest, run: Path):
+    from fsv.run_setup import RunRequest
 
-    if way is not None and head_card(head).task != "recognition":
-        raise FsvInputError(f"--way does not apply to {head} (a localization head)")
-    options = {"way": ("--way", way), "shot": ("--shot", shot), "train_episodes": ("--episodes", episodes), "seed": ("--seed", seed)}
-    return run_config(head, dataset_name, user_layers(config, sets, options))
-
-
-def _planned_run(head, dataset, store, manifest, run: Path, way, shot, episodes, seed, config, sets):
-    """``(config, resolution, source)`` of one training run."""
-    m = _run_manifest(dataset, manifest, run)
-    cfg, resolved = _train_config(head, way, shot, episodes, seed, config, sets, m.dataset)
-    source = _train_source(head, dataset, store, manifest, run, getattr(cfg, "view", "snippets"), m)
-    return cfg, resolved, source
+    return RunRequest(head, run, dataset, manifest, tuple(Path(p) for p in (store or "").split(",") if p))
 
 
 @app.command("train-head")
@@ -563,25 +496,15 @@ def train_head_cmd(
     then --set and the named options. Recognition heads (protonet, trx, strm, ta2n) train on
     episodes and select on validation accuracy; localization heads (cdcca, vqknet) select on
     validation mAP."""
+    from fsv.presets import explain
+    from fsv.run_setup import option_layers, plan_run
+
+    given = option_layers(head, config, sets, way=way, shot=shot, episodes=episodes, seed=seed)
+    cfg, resolved, source = plan_run(_run_request(head, dataset, store, manifest, out_dir), given, data=not print_config)
     if print_config:
-        from fsv.presets import explain
-
-        m = _run_manifest(dataset, manifest, out_dir)
-        cfg, resolved = _train_config(head, way, shot, episodes, seed, config, sets, m.dataset)
-        out.print_json(json.dumps(explain(cfg, resolved, m.dataset)))
+        out.print_json(json.dumps(explain(cfg, resolved)))
         return
-    cfg, _, source = _planned_run(head, dataset, store, manifest, out_dir, way, shot, episodes, seed, config, sets)
-    from fsv.train import TrainConfig, train
-
-    if isinstance(cfg, TrainConfig):
-
-        r = train(cfg, source, out_dir, device=device)
-        out.print(f"{head}: {r.episodes} episodes in {r.seconds:.0f} s; best validation accuracy {r.best_val:.4f} at episode {r.best_episode}; run {out_dir}")
-        return
-    from fsv.localization.trainer import train_localization
-
-    r = train_localization(cfg, source, out_dir, device=device)
-    out.print(f"{head}: {r.episodes} steps in {r.seconds:.0f} s; best validation mAP {r.best_val:.4f} at step {r.best_episode}; run {out_dir}")
+    out.print(cfg.run_training(source, out_dir, device=device).summary(head))
 
 
 @submit_app.command("train-head")
@@ -605,6 +528,7 @@ def submit_train_head_cmd(
     wait: bool,
 ) -> None:
     """Train a head with several seeds as a job array; then `fsv eval OUT` reports mean ± std."""
+    from fsv.run_setup import option_layers, plan_run
     from fsv.sweep import TrainJob, submit_train
 
     if seeds < 1:
@@ -612,7 +536,8 @@ def submit_train_head_cmd(
     jobs = []
     for k in range(seeds):
         run = out_dir / f"seed{k}"
-        cfg, _, source = _planned_run(head, dataset, store, manifest, run, way, shot, episodes, k, config, sets)
+        given = option_layers(head, config, sets, way=way, shot=shot, episodes=episodes, seed=k)
+        cfg, _, source = plan_run(_run_request(head, dataset, store, manifest, run), given)
         jobs.append(TrainJob(cfg, source, run, device))
     results = submit_train(jobs, executor, cluster, wait=wait)
     if not wait:
@@ -625,28 +550,10 @@ def submit_train_head_cmd(
 BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
 
 
-def _is_localization_run(run: Path) -> bool:
-    from fsv.localization.trainer import load_loc_run
-
-    return load_loc_run(run) is not None
-
-
-def _eval_localization(run: Path, seeds: list[Path], split: str, benchmark: str | None, as_json: bool, device: str) -> None:
-    from fsv.localization.trainer import evaluate_localization
-    from fsv.metrics import mean_std
-
-    results = [evaluate_localization(r, split=split, benchmark=benchmark, device=device) for r in (seeds or [run])]
-    payload = dict(results[0])
-    if seeds:
-        mean, std = mean_std([r["average_map"] for r in results])
-        payload.update({"average_map": mean, "std": std, "seeds": len(results), "runs": results,
-                        "map": {k: mean_std([r["map"][k] for r in results])[0] for k in payload["map"]},
-                        "averages": {k: mean_std([r["averages"][k] for r in results])[0] for k in payload["averages"]}})
-    if as_json:
-        typer.echo(json.dumps(payload))
-        return
+def _print_map_table(run: Path, payload: dict) -> None:
+    seeds = payload.get("seeds")
     what = f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance" if payload["task"] == "common" else f"{payload['videos']} videos"
-    table = Table(title=f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {len(results)} seeds" if seeds else ""))
+    table = Table(title=f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {seeds} seeds" if seeds else ""))
     columns = [(payload["head"], payload)]
     if "without_query_supports" in payload:
         columns.append((f"without query-video supports ({payload['without_query_supports']['episodes']})", payload["without_query_supports"]))
@@ -705,31 +612,21 @@ def eval_cmd(
 ) -> None:
     """Score a run on its test split: recognition runs give mean accuracy ± 95% CI over the fixed test
     episodes, localization runs their mAP table (seed sweeps: mean ± std over seeds)."""
-    from fsv.metrics import mean_std
-    from fsv.train import evaluate
+    from fsv.evaluation import evaluate_folder
 
-    seeds = sorted(p for p in run.glob("seed*") if (p / "config.json").is_file()) if not (run / "config.json").is_file() else []
-    if _is_localization_run(seeds[0] if seeds else run):
-        _eval_localization(run, seeds, split, benchmark, as_json, device)
-        return
-    if benchmark is not None:
-        raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca)")
-    results = [evaluate(r, split=split, episodes=episodes, device=device) for r in (seeds or [run])]
-    first = results[0]
-    if seeds:
-        mean, std = mean_std([r.accuracy for r in results])
-        payload = {**first.to_dict(), "accuracy": mean, "std": std, "seeds": len(results), "runs": [r.to_dict() for r in results], "ci95": None}
-    else:
-        payload = first.to_dict()
+    payload = evaluate_folder(run, split=split, episodes=episodes, benchmark=benchmark, device=device)
     if as_json:
         typer.echo(json.dumps(payload))
-        return
-    table = Table(title=f"fsv eval {run} ({split})")
-    for col in ("head", "dataset", "way", "shot", "episodes", "accuracy"):
-        table.add_column(col)
-    acc = f"{payload['accuracy'] * 100:.2f} ± {payload['std'] * 100:.2f} (std over {len(results)} seeds)" if seeds else f"{first.accuracy * 100:.2f} ± {first.ci95 * 100:.2f} (95% CI)"
-    table.add_row(first.head, first.dataset, str(first.way), str(first.shot), str(first.episodes), acc)
-    out.print(table)
+    elif "map" in payload:
+        _print_map_table(run, payload)
+    else:
+        table = Table(title=f"fsv eval {run} ({split})")
+        for col in ("head", "dataset", "way", "shot", "episodes", "accuracy"):
+            table.add_column(col)
+        seeds = payload.get("seeds")
+        spread = f"{payload['std'] * 100:.2f} (std over {seeds} seeds)" if seeds else f"{payload['ci95'] * 100:.2f} (95% CI)"
+        table.add_row(payload["head"], payload["dataset"], str(payload["way"]), str(payload["shot"]), str(payload["episodes"]), f"{payload['accuracy'] * 100:.2f} ± {spread}")
+        out.print(table)
 
 
 @score_app.command("detections")

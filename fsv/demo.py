@@ -31,7 +31,8 @@ from fsv.pipeline.plan import make_config
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
 from fsv.pipeline.weights import resolve_weights
-from fsv.train import DataSource, EvalResult, TrainConfig, evaluate, train
+from fsv.runs import DataSource
+from fsv.train import EvalResult, TrainConfig, evaluate, train
 
 log = logging.getLogger(__name__)
 stages = logging.getLogger("fsv.progress")  # what the demo is doing, shown without -v

@@ -53,13 +53,14 @@ class Layer:
 @dataclass
 class Resolved:
     """Resolved settings: ``fields`` of the configuration class, ``head_args`` for the head's
-    constructor, ``sources`` (``"lr"`` or ``"head_args.NAME"`` -> the layer that set it) and the
-    dataset preset applied (its key, or None)."""
+    constructor, ``sources`` (``"lr"`` or ``"head_args.NAME"`` -> the layer that set it), the
+    run's dataset and the dataset preset applied (its key, or None)."""
 
     fields: dict[str, Any] = field(default_factory=dict)
     head_args: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     dataset_preset: str | None = None
+    dataset: str | None = None
 
 
 def card_layers(head: str, dataset: str | None) -> tuple[list[Layer], str | None]:
@@ -133,28 +134,32 @@ def resolve(names: set[str], layers: list[Layer], aliases: dict[str, str] | None
     return out
 
 
-def run_config(head: str, dataset: str | None, given: list[Layer]) -> tuple[Any, Resolved]:
-    """The run configuration of ``head`` (a :class:`fsv.train.TrainConfig` for recognition heads,
-    a :class:`fsv.localization.config.LocConfig` for localization heads) on ``dataset`` with the
-    user's ``given`` layers, and its resolution."""
+def config_class(head: str) -> type:
+    """The run configuration class of ``head``: :class:`fsv.train.TrainConfig` for recognition
+    heads, :class:`fsv.localization.config.LocConfig` for localization heads."""
     from fsv.heads.base import head_card
 
-    task = head_card(head).task
-    if task == "recognition":
+    if head_card(head).task == "recognition":
         from fsv.train import TrainConfig
 
-        return TrainConfig.resolve(head, dataset, given)
+        return TrainConfig
     from fsv.localization.config import LocConfig
 
-    return LocConfig.resolve(head, task, dataset, given)
+    return LocConfig
 
 
-def explain(cfg: Any, resolved: Resolved, dataset: str | None) -> dict[str, Any]:
+def run_config(head: str, dataset: str | None, given: list[Layer]) -> tuple[Any, Resolved]:
+    """The run configuration of ``head`` (:func:`config_class`) on ``dataset`` with the user's
+    ``given`` layers, and its resolution."""
+    return config_class(head).resolve(head, dataset, given)
+
+
+def explain(cfg: Any, resolved: Resolved) -> dict[str, Any]:
     """``{"head", "dataset", "dataset_preset", "config", "sources"}``: every value of ``cfg`` and
     the layer it came from (``"default"`` for the configuration class's own default)."""
     from dataclasses import asdict
 
     config = asdict(cfg)
     keys = [k for k in config if k not in ("head", "task", "head_args")] + [f"head_args.{k}" for k in config["head_args"]]
-    return {"head": cfg.head, "dataset": dataset, "dataset_preset": resolved.dataset_preset, "config": config,
+    return {"head": cfg.head, "dataset": resolved.dataset, "dataset_preset": resolved.dataset_preset, "config": config,
             "sources": {k: resolved.sources.get(k, "default") for k in keys}}

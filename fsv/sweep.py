@@ -14,7 +14,9 @@ from pathlib import Path
 from fsv.localization.config import LocConfig
 from fsv.jobs.options import ClusterOptions
 from fsv.jobs.run import Submitter
-from fsv.train import DataSource, TrainConfig, TrainResult, check_data, train
+from fsv.runs import DataSource
+from fsv.train import TrainConfig
+from fsv.trainer import TrainResult
 
 
 @dataclass(frozen=True)
@@ -30,22 +32,12 @@ class TrainJob:
 def run_train_job(job: TrainJob) -> TrainResult:
     """Entry point of every executor: train (or resume) one seed."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if isinstance(job.config, LocConfig):
-        from fsv.localization.trainer import train_localization
-
-        return train_localization(job.config, job.source, job.run, device=job.device)
-    return train(job.config, job.source, job.run, device=job.device)
+    return job.config.run_training(job.source, job.run, device=job.device)
 
 
 def check_job(job: TrainJob) -> None:
     """Raise :class:`FsvInputError` when the job's data cannot give its run's training data."""
-    manifest, stores = job.source.open()
-    if isinstance(job.config, LocConfig):
-        from fsv.localization.tasks import check_task
-
-        check_task(job.config, manifest, stores)
-    else:
-        check_data(job.config, manifest, stores)
+    job.config.check_data(*job.source.open())
 
 
 def submit_train(jobs: list[TrainJob], executor: str, cluster: ClusterOptions, *, wait: bool = True) -> list[TrainResult] | list[str]:

@@ -1,25 +1,18 @@
-"""One trainer for every few-shot head: episodes, the paper's optimiser and schedule, validation-only
-model selection, checkpoints that resume to the identical result.
+"""Few-shot recognition runs: their configuration (:class:`TrainConfig`), data checks, the
+objective that :func:`fsv.trainer.fit` trains (:class:`RecognitionObjective`: episodes, the head's
+loss, validation accuracy), and evaluation on the fixed test episodes (:func:`evaluate`).
 
-A run folder holds ``config.json`` (every value used), ``metrics.csv`` (one row per validation;
-also TensorBoard events in ``tb/`` when tensorboard is installed),
-``last.pt`` (resume point: model, optimiser, RNG state, episodes done, best so far) and ``best.pt``
-(the model with the best validation accuracy; test episodes are never looked at while training).
-Training episode ``i`` and its augmentation depend only on ``(seed, i)`` and checkpoints are taken
-at optimiser-step boundaries, so a killed run resumed from ``last.pt`` ends bit-identical to an
-uninterrupted one.
+A run folder (:mod:`fsv.runs`) holds ``config.json`` (every value used), ``metrics.csv`` (one row
+per validation), ``last.pt`` (the resume point) and ``best.pt`` (the model with the best validation
+accuracy; test episodes are never looked at while training). Training episode ``i`` and its
+augmentation depend only on ``(seed, i)``, so a killed run resumed from ``last.pt`` ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
-import pickle
-import time
-import zipfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +28,13 @@ from fsv.data.episodes import (
 from fsv.data.features import FeatureBank, episode_tensors
 from fsv.errors import FsvInputError
 from fsv.heads.base import FewShotHead, create_head
-from fsv.metrics import accuracy_ci
+from fsv.metrics import accuracy_ci, mean_std
 from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.store import FeatureStore
 from fsv.presets import Layer, Resolved, card_layers, resolve
 from fsv.progress import make_progress
+from fsv.runs import DataSource, load_checkpoint, load_run, write_run_config
+from fsv.trainer import Schedule, TrainResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -81,41 +76,30 @@ class TrainConfig:
         layers, with the resolution (where each value came from)."""
         layers, key = card_layers(head, dataset)
         resolved = resolve({f.name for f in fields(cls)} - {"head", "head_args"}, layers + given)
-        resolved.dataset_preset = key
+        resolved.dataset_preset, resolved.dataset = key, dataset
         return cls(head=head, **resolved.fields, head_args=resolved.head_args), resolved
 
+    def check_data(self, manifest: Manifest, stores: list[FeatureStore]) -> None:
+        """:func:`check_data` for this run (every run configuration offers it)."""
+        check_data(self, manifest, stores)
 
-# A run folder's own copy of its manifest: resumed and evaluated runs read these splits.
-RUN_MANIFEST = "manifest.jsonl"
+    def run_training(self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+        """:func:`train` into ``run`` (every run configuration offers it)."""
+        return train(self, source, run, device=device, stop_after=stop_after)
 
+    @staticmethod
+    def evaluate_run(run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str) -> dict[str, Any]:
+        """:func:`evaluate` as a dict (:mod:`fsv.evaluation`)."""
+        from fsv.evaluation import no_benchmark
 
-@dataclass(frozen=True)
-class DataSource:
-    """Where a run's features and splits come from: a manifest file, or (``built``) a dataset's
-    manifest built in memory that :meth:`pin` writes to ``manifest`` once the run starts."""
+        no_benchmark(benchmark)
+        return evaluate(run, split=split, episodes=episodes, device=device).to_dict()
 
-    manifest: Path
-    stores: tuple[Path, ...]
-    built: Manifest | None = None
-
-    def open(self) -> tuple[Manifest, list[FeatureStore]]:
-        manifest = self.built if self.built is not None else Manifest.read(self.manifest)
-        return manifest, [FeatureStore.open(p) for p in self.stores]
-
-    def in_run(self, run: Path) -> "DataSource":
-        """This source as run folder ``run`` sees it: the run's own copy of the manifest
-        (``run/manifest.jsonl``) once the run has started, so a resumed run reads the splits it
-        began with."""
-        copy = run / RUN_MANIFEST
-        return replace(self, manifest=copy, built=None) if copy.is_file() else self
-
-    def pin(self, run: Path, manifest: Manifest) -> "DataSource":
-        """Write ``manifest`` into ``run`` (unless it holds its copy already) and return the
-        source that reads the copy."""
-        copy = run / RUN_MANIFEST
-        if not copy.is_file():
-            manifest.write(copy)
-        return replace(self, manifest=copy, built=None)
+    @staticmethod
+    def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The first seed's fields with the mean accuracy and its std over ``results``."""
+        mean, std = mean_std([r["accuracy"] for r in results])
+        return {**results[0], "accuracy": mean, "std": std, "seeds": len(results), "runs": results, "ci95": None}
 
 
 def feature_dim(bank: FeatureBank) -> int:
@@ -151,34 +135,6 @@ def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: 
     return FeatureBank.load(stores, ids, cfg.view, cfg.seq_len)
 
 
-def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> None:
-    """Write ``run/config.json`` (every value and the data source), or check that the run folder
-    already holds this configuration (resuming); another configuration is refused."""
-    path = run / "config.json"
-    record = {"config": config, "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
-    if path.is_file():
-        previous = read_run_record(run)
-        if previous["config"] != record["config"]:
-            diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
-            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
-    else:
-        path.write_text(json.dumps(record, indent=2))
-
-
-def _optimizer(cfg: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise FsvInputError(f"optimizer must be sgd or adam, got {cfg.optimizer!r}")
-
-
-def lr_at(cfg: Any, episode: int) -> float:
-    """Learning rate for training episode (or step) ``episode``: ``cfg.lr`` with a step schedule at
-    ``cfg.lr_milestones`` (any run configuration with those fields)."""
-    return cfg.lr * cfg.lr_gamma ** sum(episode >= m for m in cfg.lr_milestones)
-
-
 @torch.inference_mode()
 def episode_accuracies(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> np.ndarray:
     """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
@@ -194,32 +150,30 @@ def episode_accuracies(head: FewShotHead, bank: FeatureBank, episodes: list, dev
     return accs
 
 
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class RecognitionObjective:
+    """Few-shot recognition for :func:`fsv.trainer.fit`: training episode ``i`` of the train split
+    (augmented by its own ``(seed, i)`` generator), the head's loss on its queries, and the mean
+    query accuracy on the fixed validation episodes."""
 
+    unit = "episodes"
+    metric = "val_acc"
+    metric_name = "validation accuracy"
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    def __init__(self, cfg: TrainConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
+        self.cfg = cfg
+        available = with_features(stores)
+        self.bank = split_bank(manifest, stores, "train", cfg)
+        self.val_bank = split_bank(manifest, stores, "val", cfg) if "val" in manifest.splits else None
+        self.val_episodes = (fixed_episodes(manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available)[1]
+                             if self.val_bank else [])
+        self.sampler = EpisodeSampler(videos_by_class(manifest, "train", available), EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed))
 
+    def step_loss(self, head: torch.nn.Module, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        t = episode_tensors(self.bank, self.sampler.episode(i), train=True, rng=np.random.default_rng([self.cfg.seed, i, 1])).to(device)
+        return head.loss(head(t.support, t.support_labels, t.query, t.way), t.query_labels), {}
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class TrainResult:
-    run: Path
-    episodes: int
-    best_val: float
-    best_episode: int
-    seconds: float
+    def validate(self, head: torch.nn.Module, device: torch.device) -> float | None:
+        return float(episode_accuracies(head, self.val_bank, self.val_episodes, device).mean()) if self.val_bank else None
 
 
 def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
@@ -235,116 +189,10 @@ def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "aut
     source = source.pin(run, manifest)
     write_run_config(run, asdict(cfg), source)
     torch.manual_seed(cfg.seed)
-    bank = split_bank(manifest, stores, "train", cfg)
-    head = build_head(cfg, bank).to(dev)
-    params = [p for p in head.parameters() if p.requires_grad]
-    opt = _optimizer(cfg, params) if params else None
-    val_bank = split_bank(manifest, stores, "val", cfg) if "val" in manifest.splits else None
-    available = with_features(stores)
-    val_eps = fixed_episodes(manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available)[1] if val_bank else []
-    start, best, best_ep = 0, -1.0, -1
-    losses_since_val: list[float] = []
-    last = run / "last.pt"
-    if last.is_file():
-        ck = load_checkpoint(last, dev)
-        head.load_state_dict(ck["model"])
-        if opt is not None:
-            opt.load_state_dict(ck["optimizer"])
-        start, best, best_ep = ck["episodes"], ck["best_val"], ck["best_episode"]
-        losses_since_val = list(ck["losses"])
-        _set_rng_state(ck["rng"])
-        log.info("resuming %s at episode %d", run, start)
-    sampler = EpisodeSampler(videos_by_class(manifest, "train", available), EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed))
-    total = cfg.train_episodes if params else 0
-    end = total if stop_after is None else min(total, start + stop_after)
-    metrics = run / "metrics.csv"
-    t0 = time.perf_counter()
-    losses = losses_since_val
-    with make_progress() as bar:
-        task = bar.add_task(f"train {cfg.head}", total=total, completed=start, unit="episodes")
-        for i in range(start, end):
-            head.train()
-            if hasattr(head, "set_progress"):
-                head.set_progress(i / max(total, 1), total)
-            t = episode_tensors(bank, sampler.episode(i), train=True, rng=np.random.default_rng([cfg.seed, i, 1])).to(dev)
-            out = head(t.support, t.support_labels, t.query, t.way)
-            loss = head.loss(out, t.query_labels)
-            (loss / cfg.tasks_per_update).backward()
-            losses.append(loss.item())
-            boundary = (i + 1) % cfg.tasks_per_update == 0 or i + 1 == total
-            if boundary:
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(cfg, i)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            bar.advance(task)
-            validate = boundary and ((i + 1) % cfg.val_every < cfg.tasks_per_update or i + 1 == total)
-            if validate:
-                val = float(episode_accuracies(head, val_bank, val_eps, dev).mean()) if val_bank else float("nan")
-                if val_bank is None or val > best:
-                    best, best_ep = (val if val_bank else best), i + 1
-                    _save(run / "best.pt", {"model": head.state_dict(), "episodes": i + 1, "val": val})
-                _append_metrics(metrics, {"episodes": i + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_acc": val, "lr": lr_at(cfg, i)})
-                losses = []
-                log.info("%s episode %d: val accuracy %.4f (best %.4f at %d)", cfg.head, i + 1, val, best, best_ep)
-            if boundary and ((i + 1) % cfg.checkpoint_every < cfg.tasks_per_update or validate or i + 1 == end):
-                _save(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "episodes": i + 1, "best_val": best, "best_episode": best_ep, "rng": _rng_state(), "losses": losses})
-    if not params and not (run / "best.pt").exists():
-        _save(run / "best.pt", {"model": head.state_dict(), "episodes": 0, "val": float("nan")})
-    return TrainResult(run, end, best, best_ep, time.perf_counter() - t0)
-
-
-def _append_metrics(path: Path, row: dict[str, Any], step_key: str = "episodes") -> None:
-    """One row of ``metrics.csv``; also a TensorBoard event in ``tb/`` when tensorboard is installed
-    (``row[step_key]`` is the x axis)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        SummaryWriter = None  # noqa: N806  (optional dependency)
-    if SummaryWriter is not None:
-        with SummaryWriter(str(path.parent / "tb")) as tb:
-            for key, value in row.items():
-                if key != step_key:
-                    tb.add_scalar(key, value, row[step_key])
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def read_run_record(run: Path) -> dict[str, Any]:
-    """``run/config.json`` (``{"config": ..., "data": {"manifest", "stores"}}``); a missing or
-    damaged file is an input error naming it."""
-    path = run / "config.json"
-    if not path.is_file():
-        raise FsvInputError(f"{run} is not a training run (no config.json); train one with fsv train-head")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        record["config"]["head"], record["data"]["manifest"], record["data"]["stores"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise FsvInputError(f"{path}: not a readable run configuration ({type(e).__name__}: {e}); the run folder is damaged: "
-                            "restore the file, or train again with a new --out folder") from None
-    return record
-
-
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A checkpoint written by the trainers (tensors and plain values only: ``weights_only``); a
-    truncated or damaged file is an input error naming it."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        what = "delete it to resume from the start" if path.name == "last.pt" else "train again (the same `fsv train-head` command resumes and rewrites it)"
-        raise FsvInputError(f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}") from None
-
-
-def load_run(run: Path) -> tuple[TrainConfig, DataSource]:
-    """A run folder's configuration and data source."""
-    record = read_run_record(run)
-    c = record["config"]
-    cfg = replace(TrainConfig(head=c["head"]), **{k: v for k, v in c.items() if k != "head"})
-    return cfg, DataSource(Path(record["data"]["manifest"]), tuple(Path(s) for s in record["data"]["stores"]))
+    objective = RecognitionObjective(cfg, manifest, stores)
+    head = build_head(cfg, objective.bank).to(dev)
+    schedule = Schedule(cfg.train_episodes, cfg.tasks_per_update, cfg.val_every, cfg.checkpoint_every)
+    return fit(objective, head, cfg, schedule, run, dev, stop_after=stop_after)
 
 
 @dataclass
@@ -368,6 +216,8 @@ def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, dev
     from fsv.pipeline.extract import resolve_device
 
     cfg, source = load_run(run)
+    if not isinstance(cfg, TrainConfig):
+        raise FsvInputError(f"{run} is a localization run ({cfg.head}); score it with fsv.localization.trainer.evaluate_localization (`fsv eval RUN` chooses for you)")
     dev = resolve_device(device)
     manifest, stores = source.open()
     bank = split_bank(manifest, stores, split, cfg)

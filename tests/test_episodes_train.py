@@ -18,7 +18,8 @@ from fsv.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, rea
 from fsv.data.features import FeatureBank, derive_view, episode_tensors
 from fsv.data.synthetic import SyntheticConfig, write_synthetic
 from fsv.errors import FsvInputError
-from fsv.train import DataSource, TrainConfig, evaluate, train
+from fsv.runs import DataSource
+from fsv.train import TrainConfig, evaluate, train
 
 FSV = [sys.executable, "-m", "fsv"]
 
@@ -122,6 +123,23 @@ def test_stopped_run_resumes_to_the_identical_model(synthetic: Path, tmp_path: P
         train(_config(lr=0.5), source, tmp_path / "full", device="cpu")
 
 
+def test_a_recognition_checkpoint_from_before_the_one_trainer_resumes(synthetic: Path, tmp_path: Path) -> None:
+    """last.pt of recognition runs counted ``episodes`` and kept bare losses; such a run resumes
+    to the model an uninterrupted run gives."""
+    source = DataSource(synthetic / "manifest.jsonl", (synthetic / "store.zarr",))
+    full = train(_config(), source, tmp_path / "full", device="cpu")
+    train(_config(), source, tmp_path / "old", device="cpu", stop_after=13)
+    ck = torch.load(tmp_path / "old" / "last.pt", weights_only=True)
+    assert ck["loss_names"] == ["loss"] and 0 < ck["steps"] < 13
+    old = {k: v for k, v in ck.items() if k not in ("steps", "best_step", "loss_names", "losses")}
+    torch.save({**old, "episodes": ck["steps"], "best_episode": ck["best_step"], "losses": [row[0] for row in ck["losses"]]}, tmp_path / "old" / "last.pt")
+    rest = train(_config(), source, tmp_path / "old", device="cpu")
+    assert rest.episodes == 40 and rest.best_episode == full.best_episode
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True)["model"] for r in ("full", "old"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
 def test_killed_cli_run_resumes_identically_and_eval_prints_json(synthetic: Path, tmp_path: Path) -> None:
     sets = ["--set", "train_episodes=400", "--set", "tasks_per_update=2", "--set", "checkpoint_every=2", "--set", "val_every=100",
             "--set", "val_episodes=20", "--set", "head_args.projection_dim=16"]
@@ -135,11 +153,11 @@ def test_killed_cli_run_resumes_identically_and_eval_prints_json(synthetic: Path
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["episodes"]
+    done = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["steps"]
     assert 0 < done < 400, "the kill should land mid-run"
     assert subprocess.run([*base, "--out", str(tmp_path / "killed")], capture_output=True, env=env, timeout=600).returncode == 0
     a, b = (torch.load(tmp_path / r / "best.pt", weights_only=True) for r in ("full", "killed"))
-    assert a["episodes"] == b["episodes"]
+    assert a["steps"] == b["steps"]
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     out = subprocess.run([*FSV, "eval", str(tmp_path / "killed"), "--episodes", "60", "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600)

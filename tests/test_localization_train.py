@@ -11,7 +11,7 @@ import torch
 from fsv.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.errors import FsvInputError
 from fsv.localization.trainer import config_for, train_localization
-from fsv.train import DataSource
+from fsv.runs import DataSource
 
 SMALL = LocSyntheticConfig(videos=(40, 10, 10))
 

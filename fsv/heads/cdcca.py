@@ -356,6 +356,7 @@ the Yang et al. 2020 benchmark frames)."""
     description="CDC-CA: few-shot common action localization by context/dynamics cross-attention (Lee et al. ICCV 2023)",
     task="common",
     dataset_presets=DATASET_PRESETS,
+    preferred_spec="c3d",
 )
 class CDCCA(nn.Module):
     """CDC-CA on cached snippet features (see the module docstring for equations, sources, choices).

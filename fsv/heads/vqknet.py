@@ -294,6 +294,7 @@ def stream_attention_branch(in_dim: int, hidden: int, dropout: float) -> nn.Sequ
     description="VQK-Net: video-specific class queries (self + cross attention) against a video key; T-CAM, top-k MIL, query similarity",
     task="wtal",
     dataset_presets=DATASET_PRESETS,
+    preferred_spec="i3d-rgb+flow",
 )
 class VQKNet(nn.Module):
     """VQK-Net on snippet features ``x`` ``[B, T, feature_dim]`` with ``num_classes`` actions.

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fsv.errors import FsvInputError
 from fsv.presets import Layer, Resolved, card_layers, dataset_family, resolve
+
+if TYPE_CHECKING:
+    from fsv.pipeline.manifests import Manifest
+    from fsv.pipeline.store import FeatureStore
+    from fsv.runs import DataSource
+    from fsv.trainer import TrainResult
 
 # Preset keys the heads use for the number of optimiser steps.
 STEP_ALIASES = {"train_iterations": "train_steps", "train_episodes": "train_steps"}
@@ -65,21 +72,59 @@ class LocConfig:
     num_pseudo_classes: int = 160
     head_args: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def view(self) -> str:
+        """Localization heads read one feature vector per snippet."""
+        return "snippets"
+
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
 
     @classmethod
-    def resolve(cls, head: str, task: str, dataset: str | None, given: list[Layer]) -> tuple["LocConfig", Resolved]:
+    def resolve(cls, head: str, dataset: str | None, given: list[Layer]) -> tuple["LocConfig", Resolved]:
         """The configuration from the head card's layers for ``dataset`` and the user's ``given``
         layers (:mod:`fsv.presets`), with the resolution (where each value came from)."""
         layers, key = card_layers(head, dataset)
         resolved = resolve(cls.names() - {"head", "task", "head_args"}, layers + given, STEP_ALIASES)
-        resolved.dataset_preset = key
-        cfg = cls(head=head, task=task, **resolved.fields, head_args=resolved.head_args)
+        resolved.dataset_preset, resolved.dataset = key, dataset
+        from fsv.heads.base import head_card
+
+        cfg = cls(head=head, task=head_card(head).task, **resolved.fields, head_args=resolved.head_args)
         if cfg.mode not in ("single", "multi"):
             raise FsvInputError(f"mode must be single or multi, got {cfg.mode!r}")
         return cfg, resolved
+
+    def check_data(self, manifest: Manifest, stores: list[FeatureStore]) -> None:
+        """:func:`fsv.localization.tasks.check_task` for this run (every run configuration offers it)."""
+        from fsv.localization.tasks import check_task
+
+        check_task(self, manifest, stores)
+
+    def run_training(self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+        """:func:`fsv.localization.trainer.train_localization` into ``run`` (every run configuration offers it)."""
+        from fsv.localization.trainer import train_localization
+
+        return train_localization(self, source, run, device=device, stop_after=stop_after)
+
+    @staticmethod
+    def evaluate_run(run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str) -> dict[str, Any]:
+        """:func:`fsv.localization.trainer.evaluate_localization` (``episodes`` does not apply: the
+        run's fixed episodes or videos are scored)."""
+        from fsv.localization.trainer import evaluate_localization
+
+        return evaluate_localization(run, split=split, benchmark=benchmark, device=device)
+
+    @staticmethod
+    def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The first seed's fields with the mean of every mAP over ``results`` and the std of the average."""
+        from fsv.metrics import mean_std
+
+        mean, std = mean_std([r["average_map"] for r in results])
+        first = results[0]
+        return {**first, "average_map": mean, "std": std, "seeds": len(results), "runs": results,
+                "map": {k: mean_std([r["map"][k] for r in results])[0] for k in first["map"]},
+                "averages": {k: mean_std([r["averages"][k] for r in results])[0] for k in first["averages"]}}
 
 
 @dataclass(frozen=True)

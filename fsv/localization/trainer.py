@@ -1,17 +1,16 @@
 """Training, prediction and mAP evaluation of the localization heads (``cdcca``, ``vqknet``).
 
-A run folder holds ``config.json`` (every value used, with the data source), ``metrics.csv`` (one
-row per validation: mean training loss and each loss term, validation mAP), ``last.pt`` (the
-resume point: model, optimiser, RNG, steps done, best so far) and ``best.pt`` (best validation mAP;
-validation is never the test split). Step ``i``'s batch or episode depends only on ``(seed, i)``, so
-a killed run resumed from ``last.pt`` ends where an uninterrupted one would.
+:class:`LocalizationObjective` is what :func:`fsv.trainer.fit` (the one training loop) trains: a
+step's loss from the task (:mod:`fsv.localization.tasks`) and the protocol's mAP on the validation
+split (never the test split). The run folder (:mod:`fsv.runs`) holds ``metrics.csv`` with the mean
+of each loss term per validation. Step ``i``'s batch or episode depends only on ``(seed, i)``, so a
+killed run resumed from ``last.pt`` ends where an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +18,21 @@ import numpy as np
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import head_card
 from fsv.localization.baseline import random_proposals
 from fsv.localization.config import LocConfig, protocol_for, summarize
 from fsv.localization.tasks import CommonTask, Scored, WtalTask, check_task, make_task
 from fsv.metrics import detection_map
 from fsv.presets import Layer
 from fsv.progress import make_progress
-from fsv.train import (
-    DataSource,
-    TrainResult,
-    _append_metrics,
-    _optimizer,
-    _rng_state,
-    _save,
-    _set_rng_state,
-    load_checkpoint,
-    lr_at,
-    read_run_record,
-    write_run_config,
-)
+from fsv.runs import DataSource, load_checkpoint, load_run, write_run_config
+from fsv.trainer import Schedule, TrainResult, fit
 
 log = logging.getLogger(__name__)
 
 
 def config_for(head: str, dataset: str, overrides: dict[str, Any] | None = None) -> LocConfig:
     """The head's paper preset and its preset for ``dataset``, with ``overrides`` (:mod:`fsv.presets`)."""
-    return LocConfig.resolve(head, head_card(head).task, dataset, [Layer("overrides", overrides or {})])[0]
+    return LocConfig.resolve(head, dataset, [Layer("overrides", overrides or {})])[0]
 
 
 def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
@@ -54,6 +41,25 @@ def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
     result = detection_map(scored.ground_truth, scored.predictions, np.asarray(protocol.tious), ambiguous=scored.ambiguous or None)
     table = summarize({t: result["map"][k] for t, k in zip(protocol.tious, result["map"], strict=True)}, protocol)
     return {**table, "select": table["averages"][protocol.select]}
+
+
+class LocalizationObjective:
+    """A localization task (:class:`WtalTask` or :class:`CommonTask`) for :func:`fsv.trainer.fit`:
+    its step losses, and the protocol's selection mAP on the validation split."""
+
+    unit = "steps"
+    metric = "val_map"
+    metric_name = "validation mAP"
+
+    def __init__(self, task: WtalTask | CommonTask, cfg: LocConfig, dataset: str) -> None:
+        self.task, self.cfg, self.dataset = task, cfg, dataset
+        self.batches = task.batches()
+
+    def step_loss(self, head: torch.nn.Module, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.task.step_loss(head, self.batches, i, device)
+
+    def validate(self, head: torch.nn.Module, device: torch.device) -> float:
+        return score(self.task.score_split(head, "val", device), self.cfg.task, self.dataset)["select"]
 
 
 def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
@@ -70,58 +76,8 @@ def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device:
     task = make_task(cfg, manifest, stores, run / "cache")
     torch.manual_seed(cfg.seed)
     head = task.build_head().to(dev)
-    opt = _optimizer(cfg, [p for p in head.parameters() if p.requires_grad])
-    batches = task.batches()
-    start, best, best_step = 0, -1.0, -1
-    losses: list[dict[str, float]] = []
-    last = run / "last.pt"
-    if last.is_file():
-        ck = load_checkpoint(last, dev)
-        head.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start, best, best_step = ck["steps"], ck["best_val"], ck["best_step"]
-        losses = [dict(zip(ck["loss_names"], row, strict=True)) for row in ck["losses"]]
-        _set_rng_state(ck["rng"])
-        log.info("resuming %s at step %d", run, start)
-    end = cfg.train_steps if stop_after is None else min(cfg.train_steps, start + stop_after)
-    t0 = time.perf_counter()
-    with make_progress() as bar:
-        job = bar.add_task(f"train {cfg.head}", total=cfg.train_steps, completed=start, unit="steps")
-        for i in range(start, end):
-            head.train()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, i)
-            loss, parts = task.step_loss(head, batches, i, dev)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append({"loss": float(loss.item()), **{k: float(v) for k, v in parts.items()}})
-            bar.advance(job)
-            validate = (i + 1) % cfg.val_every == 0 or i + 1 == cfg.train_steps
-            if validate:
-                val = score(task.score_split(head, "val", dev), cfg.task, manifest.dataset)["select"]
-                if val > best:
-                    best, best_step = val, i + 1
-                    _save(run / "best.pt", {"model": head.state_dict(), "steps": i + 1, "val": val})
-                row = {"steps": i + 1, **{f"train_{k}": float(np.mean([d[k] for d in losses])) for k in losses[0]}, "val_map": val, "lr": lr_at(cfg, i)}
-                _append_metrics(run / "metrics.csv", row, step_key="steps")
-                losses = []
-                log.info("%s step %d: val mAP %.4f (best %.4f at %d)", cfg.head, i + 1, val, best, best_step)
-            if validate or (i + 1) % cfg.checkpoint_every == 0 or i + 1 == end:
-                names = list(losses[0]) if losses else []
-                _save(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "steps": i + 1, "best_val": best, "best_step": best_step,
-                             "rng": _rng_state(), "loss_names": names, "losses": [[d[k] for k in names] for d in losses]})
-    return TrainResult(run, end, best, best_step, time.perf_counter() - t0)
-
-
-def load_loc_run(run: Path) -> tuple[LocConfig, DataSource] | None:
-    """A localization run's configuration and data (None for a recognition run)."""
-    record = read_run_record(run)
-    c = record["config"]
-    if c.get("task") not in ("wtal", "common"):
-        return None
-    cfg = replace(LocConfig(head=c["head"], task=c["task"]), **{k: v for k, v in c.items() if k not in ("head", "task")})
-    return cfg, DataSource(Path(record["data"]["manifest"]), tuple(Path(s) for s in record["data"]["stores"]))
+    objective = LocalizationObjective(task, cfg, manifest.dataset)
+    return fit(objective, head, cfg, Schedule(cfg.train_steps, 1, cfg.val_every, cfg.checkpoint_every), run, dev, stop_after=stop_after)
 
 
 def _load_best(run: Path, cfg: LocConfig, source: DataSource, dev: torch.device) -> tuple[WtalTask | CommonTask, torch.nn.Module, str]:
@@ -139,10 +95,9 @@ def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None,
     """Detections of the run's best model on ``split`` (or an imported benchmark's episodes)."""
     from fsv.pipeline.extract import resolve_device
 
-    loaded = load_loc_run(run)
-    if loaded is None:
+    cfg, source = load_run(run)
+    if not isinstance(cfg, LocConfig):
         raise FsvInputError(f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, vqknet)")
-    cfg, source = loaded
     if benchmark is not None and cfg.task != "common":
         raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca)")
     dev = resolve_device(device)

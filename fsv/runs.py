@@ -1,0 +1,154 @@
+"""A run folder: its configuration, its own copy of the manifest, checkpoints, metrics.
+
+``config.json`` holds every value of the run and its data source (:func:`write_run_config`,
+:func:`read_run_record`); ``manifest.jsonl`` is the manifest the run began with (a resumed or
+evaluated run reads these splits, :class:`DataSource`); ``last.pt`` and ``best.pt`` are
+checkpoints of tensors and plain values only (:func:`save_checkpoint`, :func:`load_checkpoint`,
+read with ``weights_only``); ``metrics.csv`` has one row per validation (also TensorBoard events in
+``tb/`` when tensorboard is installed, :func:`append_metrics`). The training loop that fills it is
+:mod:`fsv.trainer`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsv.errors import FsvInputError
+from fsv.pipeline.manifests import Manifest
+from fsv.pipeline.store import FeatureStore
+
+# A run folder's own copy of its manifest: resumed and evaluated runs read these splits.
+RUN_MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's features and splits come from: a manifest file, or (``built``) a dataset's
+    manifest built in memory that :meth:`pin` writes to ``manifest`` once the run starts."""
+
+    manifest: Path
+    stores: tuple[Path, ...]
+    built: Manifest | None = None
+
+    def open(self) -> tuple[Manifest, list[FeatureStore]]:
+        manifest = self.built if self.built is not None else Manifest.read(self.manifest)
+        return manifest, [FeatureStore.open(p) for p in self.stores]
+
+    def in_run(self, run: Path) -> "DataSource":
+        """This source as run folder ``run`` sees it: the run's own copy of the manifest
+        (``run/manifest.jsonl``) once the run has started, so a resumed run reads the splits it
+        began with."""
+        copy = run / RUN_MANIFEST
+        return replace(self, manifest=copy, built=None) if copy.is_file() else self
+
+    def pin(self, run: Path, manifest: Manifest) -> "DataSource":
+        """Write ``manifest`` into ``run`` (unless it holds its copy already) and return the
+        source that reads the copy."""
+        copy = run / RUN_MANIFEST
+        if not copy.is_file():
+            manifest.write(copy)
+        return replace(self, manifest=copy, built=None)
+
+
+def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> None:
+    """Write ``run/config.json`` (every value and the data source), or check that the run folder
+    already holds this configuration (resuming); another configuration is refused."""
+    path = run / "config.json"
+    record = {"config": config, "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
+    if path.is_file():
+        previous = read_run_record(run)
+        if previous["config"] != record["config"]:
+            diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
+            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
+    else:
+        path.write_text(json.dumps(record, indent=2))
+
+
+def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    """Write ``obj`` to ``path`` atomically (a temporary file renamed over it): a killed run keeps
+    the previous checkpoint whole."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's (and CUDA's, where present) random state, for :func:`set_rng_state` on resume."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def append_metrics(path: Path, row: dict[str, Any], step_key: str) -> None:
+    """One row of ``metrics.csv``; also a TensorBoard event in ``tb/`` when tensorboard is installed
+    (``row[step_key]`` is the x axis)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        SummaryWriter = None  # noqa: N806  (optional dependency)
+    if SummaryWriter is not None:
+        with SummaryWriter(str(path.parent / "tb")) as tb:
+            for key, value in row.items():
+                if key != step_key:
+                    tb.add_scalar(key, value, row[step_key])
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_run_record(run: Path) -> dict[str, Any]:
+    """``run/config.json`` (``{"config": ..., "data": {"manifest", "stores"}}``); a missing or
+    damaged file is an input error naming it."""
+    path = run / "config.json"
+    if not path.is_file():
+        raise FsvInputError(f"{run} is not a training run (no config.json); train one with fsv train-head")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["config"]["head"], record["data"]["manifest"], record["data"]["stores"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise FsvInputError(f"{path}: not a readable run configuration ({type(e).__name__}: {e}); the run folder is damaged: "
+                            "restore the file, or train again with a new --out folder") from None
+    return record
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint written by the trainers (tensors and plain values only: ``weights_only``); a
+    truncated or damaged file is an input error naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        what = "delete it to resume from the start" if path.name == "last.pt" else "train again (the same `fsv train-head` command resumes and rewrites it)"
+        raise FsvInputError(f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}") from None
+
+
+def load_run(run: Path) -> tuple[Any, DataSource]:
+    """A run folder's configuration (the class its head's card asks for:
+    :func:`fsv.presets.config_class`) and data source."""
+    from fsv.presets import config_class
+
+    record = read_run_record(run)
+    c = record["config"]
+    try:
+        cfg = config_class(c["head"])(**c)
+    except TypeError as e:
+        raise FsvInputError(f"{run / 'config.json'}: does not match {c['head']}'s run configuration ({e}); train again with a new --out folder") from None
+    return cfg, DataSource(Path(record["data"]["manifest"]), tuple(Path(s) for s in record["data"]["stores"]))
