@@ -134,6 +134,19 @@ def resolve(names: set[str], layers: list[Layer], aliases: dict[str, str] | None
     return out
 
 
+def build_config(cls: type, head: str, dataset: str | None, given: list[Layer], *, aliases: dict[str, str] | None = None,
+                 fixed: dict[str, Any] | None = None) -> tuple[Any, Resolved]:
+    """Dataclass ``cls`` for ``head`` on ``dataset``: the card's layers then ``given``, onto every
+    field but ``head``, ``head_args`` and those in ``fixed`` (set as given); and the resolution."""
+    from dataclasses import fields
+
+    fixed = {"head": head, **(fixed or {})}
+    layers, key = card_layers(head, dataset)
+    resolved = resolve({f.name for f in fields(cls)} - set(fixed) - {"head_args"}, layers + given, aliases)
+    resolved.dataset_preset, resolved.dataset = key, dataset
+    return cls(**fixed, **resolved.fields, head_args=resolved.head_args), resolved
+
+
 def config_class(head: str) -> type:
     """The run configuration class of ``head``: :class:`fsv.train.TrainConfig` for recognition
     heads, :class:`fsv.localization.config.LocConfig` for localization heads."""

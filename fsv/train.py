@@ -12,7 +12,7 @@ bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from fsv.heads.base import FewShotHead, create_head
 from fsv.metrics import accuracy_ci, mean_std
 from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.store import FeatureStore
-from fsv.presets import Layer, Resolved, card_layers, resolve
+from fsv.presets import Layer, Resolved, build_config
 from fsv.progress import make_progress
 from fsv.runs import DataSource, load_checkpoint, load_run, write_run_config
 from fsv.trainer import Schedule, TrainResult, fit
@@ -74,10 +74,7 @@ class TrainConfig:
     def resolve(cls, head: str, dataset: str | None, given: list[Layer]) -> tuple["TrainConfig", Resolved]:
         """The configuration from the head card's layers for ``dataset`` and the user's ``given``
         layers, with the resolution (where each value came from)."""
-        layers, key = card_layers(head, dataset)
-        resolved = resolve({f.name for f in fields(cls)} - {"head", "head_args"}, layers + given)
-        resolved.dataset_preset, resolved.dataset = key, dataset
-        return cls(head=head, **resolved.fields, head_args=resolved.head_args), resolved
+        return build_config(cls, head, dataset, given)
 
     def check_data(self, manifest: Manifest, stores: list[FeatureStore]) -> None:
         """:func:`check_data` for this run (every run configuration offers it)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fsv.errors import FsvInputError
-from fsv.presets import Layer, Resolved, card_layers, dataset_family, resolve
+from fsv.presets import Layer, Resolved, build_config, dataset_family
 
 if TYPE_CHECKING:
     from fsv.pipeline.manifests import Manifest
@@ -78,19 +78,12 @@ class LocConfig:
         return "snippets"
 
     @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
-    @classmethod
     def resolve(cls, head: str, dataset: str | None, given: list[Layer]) -> tuple["LocConfig", Resolved]:
         """The configuration from the head card's layers for ``dataset`` and the user's ``given``
         layers (:mod:`fsv.presets`), with the resolution (where each value came from)."""
-        layers, key = card_layers(head, dataset)
-        resolved = resolve(cls.names() - {"head", "task", "head_args"}, layers + given, STEP_ALIASES)
-        resolved.dataset_preset, resolved.dataset = key, dataset
         from fsv.heads.base import head_card
 
-        cfg = cls(head=head, task=head_card(head).task, **resolved.fields, head_args=resolved.head_args)
+        cfg, resolved = build_config(cls, head, dataset, given, aliases=STEP_ALIASES, fixed={"task": head_card(head).task})
         if cfg.mode not in ("single", "multi"):
             raise FsvInputError(f"mode must be single or multi, got {cfg.mode!r}")
         return cfg, resolved
