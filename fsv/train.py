@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Every value of a run; the head's paper preset fills the defaults, ``--set`` overrides them."""
+    """Every value of a recognition run: the head card's paper preset and its preset for the
+    manifest's dataset fill the defaults, ``--config`` and ``--set`` override them (:mod:`fsv.presets`);
+    keys the trainer does not know go to the head's constructor (``head_args``)."""
 
     head: str
     way: int = 5
