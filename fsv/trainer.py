@@ -141,15 +141,14 @@ def fit(objective: Objective, head: torch.nn.Module, cfg: Any, schedule: Schedul
             validate = boundary and ((i + 1) % schedule.val_every < acc or i + 1 == total)
             if validate:
                 val = objective.validate(head, device)
+                shown = float("nan") if val is None else val  # no validation split: every validation saves best.pt
                 if val is None or val > best:
                     best, best_step = (best if val is None else val), i + 1
-                    save_checkpoint(run / "best.pt", {"model": head.state_dict(), "steps": i + 1, "val": float("nan") if val is None else val})
+                    save_checkpoint(run / "best.pt", {"model": head.state_dict(), "steps": i + 1, "val": shown})
                 means = {f"train_{k}": float(np.mean([d[k] for d in losses])) for k in losses[0]} if losses else {"train_loss": float("nan")}
-                append_metrics(run / "metrics.csv", {objective.unit: i + 1, **means, objective.metric: float("nan") if val is None else val,
-                                                     "lr": lr_at(cfg, i)}, step_key=objective.unit)
+                append_metrics(run / "metrics.csv", {objective.unit: i + 1, **means, objective.metric: shown, "lr": lr_at(cfg, i)}, step_key=objective.unit)
                 losses = []
-                log.info("%s %s %d: %s %.4f (best %.4f at %d)", cfg.head, objective.unit, i + 1, objective.metric, float("nan") if val is None else val,
-                         best, best_step)
+                log.info("%s %s %d: %s %.4f (best %.4f at %d)", cfg.head, objective.unit, i + 1, objective.metric, shown, best, best_step)
             if boundary and ((i + 1) % schedule.checkpoint_every < acc or validate or i + 1 == end):
                 names = list(losses[0]) if losses else []
                 save_checkpoint(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "steps": i + 1, "best_val": best, "best_step": best_step,
