@@ -70,7 +70,7 @@ from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.manifests import Manifest, VideoRecord, build_manifest
 from fsv.pipeline.plan import ExtractConfig, make_config
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource
-from fsv.pipeline.weights import resolve_weights
+from fsv.pipeline.backbones import resolve_weights
 
 BACKBONES = ("resnet50", "i3d", "c3d")
 UNITS = {"resnet50": 120, "i3d": 24, "c3d": 32}

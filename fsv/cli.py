@@ -197,7 +197,7 @@ def store_import(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-import videos already in the store.")] = False,
 ) -> None:
     """Bring existing per-video features into a store under a given spec."""
-    from fsv.pipeline.spec import get_spec
+    from fsv.pipeline.spec_presets import get_spec
     from fsv.pipeline.store import FeatureStore
     from fsv.pipeline.store.transfer import import_features
 
@@ -311,8 +311,8 @@ def _extract_job(
     from fsv.config import locate
     from fsv.pipeline.cluster import ExtractJob
     from fsv.pipeline.extract import RunOptions, parse_shard
-    from fsv.pipeline.plan import DEFAULTS, make_config
-    from fsv.pipeline.weights import resolve_weights
+    from fsv.pipeline.backbones import backbone_card, resolve_weights
+    from fsv.pipeline.plan import make_config
 
     if dataset is not None:
         root = root or locate(dataset).root
@@ -323,16 +323,15 @@ def _extract_job(
         source = str(manifest)
     else:
         raise FsvInputError("give --dataset NAME, or --manifest FILE --root DIR --store DIR")
-    if backbone not in DEFAULTS:
-        raise FsvInputError(f"unknown backbone {backbone!r}; choose one of {', '.join(DEFAULTS)}")
+    card = backbone_card(backbone)
     stream_list = tuple(s.strip() for s in streams.split(",") if s.strip())
     refs = {}
     for s in stream_list:
-        model = DEFAULTS[backbone].models.get(s)
-        if model is None:
+        network = card.networks.get(s)
+        if network is None:
             continue
         given = weights if s == "rgb" else (flow_weights or ("random" if weights == "random" else None))
-        refs[s] = resolve_weights(model, given, option="--weights" if s == "rgb" else "--flow-weights")
+        refs[s] = resolve_weights(network, given, option="--weights" if s == "rgb" else "--flow-weights")
     samp = {"kind": "frames" if sampling == "frames" else None, "num_segments": segments, "mode": tsn_mode, "fps": fps, "snippet": snippet, "stride": stride}
     if sampling not in (None, "frames", "tsn", "snippets"):
         raise FsvInputError(f"--sampling must be tsn, frames or snippets, got {sampling!r}")

@@ -30,7 +30,7 @@ from fsv.pipeline.manifests import (
 from fsv.pipeline.plan import make_config
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
-from fsv.pipeline.weights import resolve_weights
+from fsv.pipeline.backbones import resolve_weights
 from fsv.runs import DataSource
 from fsv.train import EvalResult, TrainConfig, evaluate, train
 

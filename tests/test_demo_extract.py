@@ -17,7 +17,8 @@ from fsv.pipeline.backbones.resnet50 import ResNet50
 from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.sampling import tsn_indices
 from fsv.pipeline.store import FeatureStore
-from fsv.pipeline.weights import WeightsRef, resolve_weights
+from fsv.pipeline.backbones import resolve_weights
+from fsv.pipeline.weights import WeightsRef
 
 FSV = [sys.executable, "-m", "fsv"]
 

@@ -24,7 +24,8 @@ from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.plan import make_config, plan_video
 from fsv.pipeline.sampling import resample_indices, snippet_starts
 from fsv.pipeline.store import FeatureStore
-from fsv.pipeline.weights import WeightsRef, resolve_weights
+from fsv.pipeline.backbones import resolve_weights
+from fsv.pipeline.weights import WeightsRef
 
 FSV = [sys.executable, "-m", "fsv"]
 RANDOM = WeightsRef("random", None, None, seed=0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fsv.pipeline.manifests import Manifest, VideoRecord
-from fsv.pipeline.spec import get_spec
+from fsv.pipeline.spec_presets import get_spec
 from fsv.pipeline.store import FeatureStore
 
 FSV = [sys.executable, "-m", "fsv"]

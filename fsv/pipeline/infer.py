@@ -40,7 +40,7 @@ class StreamModel:
             raise FsvInputError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
         self.precision = config.precision
         kwargs = {"layer": config.layer} if config.layer else {}
-        model: nn.Module = create_backbone(config.model_name(stream), config.weights[stream], **kwargs)
+        model: nn.Module = create_backbone(config.network(stream), config.weights[stream], **kwargs)
         self.is3d = config.unit_frames > 1
         self.memory_format = (torch.channels_last_3d if self.is3d else torch.channels_last) if channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=self.memory_format).eval()

