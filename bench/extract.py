@@ -68,7 +68,7 @@ from fsv.pipeline.extract import (
 )
 from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.manifests import Manifest, VideoRecord, build_manifest
-from fsv.pipeline.plan import ExtractConfig, make_config
+from fsv.pipeline.plan import ExtractRecipe, make_recipe
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource
 from fsv.pipeline.backbones import resolve_weights
 
@@ -135,18 +135,18 @@ def video_pool(cache: Path, count: int, seconds: float, real: Path | None) -> tu
     return root, order
 
 
-def config_for(backbone: str, sampling: dict[str, Any] | None = None) -> ExtractConfig:
+def recipe_for(backbone: str, sampling: dict[str, Any] | None = None) -> ExtractRecipe:
     """The backbone's default protocol with seeded random weights (``--weights random``)."""
-    return make_config(backbone, weights={"rgb": resolve_weights(backbone, "random")}, sampling=sampling)
+    return make_recipe(backbone, weights={"rgb": resolve_weights(backbone, "random")}, sampling=sampling)
 
 
-def predecode(config: ExtractConfig, root: Path, manifest: Manifest, order: list[str], units: int) -> tuple[list[Chunk], list[VideoRecord]]:
+def predecode(recipe: ExtractRecipe, root: Path, manifest: Manifest, order: list[str], units: int) -> tuple[list[Chunk], list[VideoRecord]]:
     """Decoded chunks of the videos of ``order`` taken until they hold ``units`` steps (decoded in
     this process, as ``extract`` does with ``workers=0``), and those videos' records. A video that
     fails to decode is left out, as ``extract`` would leave it out."""
     records = {r.path: r for r in manifest.records}
     by_id = manifest.by_id()
-    source = VideoSource([VideoJob(records[p].video_id, root / p) for p in order], config)
+    source = VideoSource([VideoJob(records[p].video_id, root / p) for p in order], recipe)
     chunks: list[Chunk] = []
     taken: list[VideoRecord] = []
     for item in source:
@@ -162,12 +162,12 @@ def predecode(config: ExtractConfig, root: Path, manifest: Manifest, order: list
     return chunks, taken
 
 
-def time_model(config: ExtractConfig, options: RunOptions, chunks: list[Chunk]) -> float:
+def time_model(recipe: ExtractRecipe, options: RunOptions, chunks: list[Chunk]) -> float:
     """Seconds to run ``chunks`` through crop, normalise and the backbone as ``extract`` batches
     them, after one untimed warm-up batch."""
     device = resolve_device(options.device)
-    batcher = Batcher({"rgb": StreamModel(config, "rgb", device, channels_last=options.channels_last)},
-                      options.batch_size or default_batch_size(config, device))
+    batcher = Batcher({"rgb": StreamModel(recipe, "rgb", device, channels_last=options.channels_last)},
+                      options.batch_size or default_batch_size(recipe, device))
     for chunk in chunks:
         batcher.add(chunk)
         if batcher.full:
@@ -182,11 +182,11 @@ def time_model(config: ExtractConfig, options: RunOptions, chunks: list[Chunk]) 
     return time.perf_counter() - t0
 
 
-def time_extract(config: ExtractConfig, manifest: Manifest, root: Path, store: Path, options: RunOptions) -> tuple[ExtractSummary, float]:
+def time_extract(recipe: ExtractRecipe, manifest: Manifest, root: Path, store: Path, options: RunOptions) -> tuple[ExtractSummary, float]:
     """``extract`` into a fresh ``store``: its summary and the wall seconds of the whole call."""
     shutil.rmtree(store, ignore_errors=True)
     t0 = time.perf_counter()
-    summary = extract(manifest, root, store, config, options)
+    summary = extract(manifest, root, store, recipe, options)
     wall = time.perf_counter() - t0
     if summary.failed or summary.written != len(manifest.records):
         raise RuntimeError(f"extraction into {store} wrote {summary.written}/{len(manifest.records)} videos; failed: {summary.failed}")
@@ -207,25 +207,25 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> None:
     for col in ("backbone", "videos", "units", "batch", "model-only units/s", "workers", "end-to-end units/s", "setup s", "ratio", f">= {TARGET_RATIO}"):
         table.add_column(col, justify="left" if col in ("backbone",) else "right")
     for backbone in args.backbones:
-        config = config_for(backbone)
-        kind = "frames" if config.unit_frames == 1 else "snippets"
-        chunks, taken = predecode(config, root, manifest, order, args.units or budget[backbone])
+        recipe = recipe_for(backbone)
+        kind = "frames" if recipe.unit_frames == 1 else "snippets"
+        chunks, taken = predecode(recipe, root, manifest, order, args.units or budget[backbone])
         steps = sum(len(c.offsets) for c in chunks)
         subset = manifest.with_records(taken)
         base = RunOptions(device=args.device, prefetch=2, progress=False)
         model_s = float("inf")
         e2e: dict[int, tuple[float, float]] = {}  # workers -> (loop seconds, setup seconds) of the fastest round
         for _ in range(args.repeats):
-            model_s = min(model_s, time_model(config, base, chunks))
+            model_s = min(model_s, time_model(recipe, base, chunks))
             for workers in (1, 0):
-                summary, wall = time_extract(config, subset, root, work / f"{backbone}-w{workers}.zarr", replace(base, workers=workers))
+                summary, wall = time_extract(recipe, subset, root, work / f"{backbone}-w{workers}.zarr", replace(base, workers=workers))
                 if summary.steps != steps:
                     raise RuntimeError(f"{backbone}: extract computed {summary.steps} steps, the baseline {steps}")
                 if workers not in e2e or summary.seconds < e2e[workers][0]:
                     e2e[workers] = (summary.seconds, wall - summary.seconds)
         del chunks
         model_ups = steps / model_s
-        batch = base.batch_size or default_batch_size(config, resolve_device(args.device))
+        batch = base.batch_size or default_batch_size(recipe, resolve_device(args.device))
         for workers, (seconds, setup) in e2e.items():
             ratio = steps / seconds / model_ups
             first = workers == 1
@@ -258,7 +258,7 @@ def rss_child(root: str, store: str, backbone: str, sampling: dict[str, Any], de
     """Extract every video under ``root`` (run in a fresh process); sends an :class:`RssResult`."""
     torch.set_num_threads(threads)
     manifest = build_manifest("folder", root=Path(root))
-    summary = extract(manifest, Path(root), Path(store), config_for(backbone, sampling), RunOptions(device=device, workers=1, prefetch=2, progress=False, decoder=decoder))
+    summary = extract(manifest, Path(root), Path(store), recipe_for(backbone, sampling), RunOptions(device=device, workers=1, prefetch=2, progress=False, decoder=decoder))
     kib = 1024  # ru_maxrss is in KiB on Linux
     conn.send(RssResult(summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib))
     conn.close()

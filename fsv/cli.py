@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a job that failed, 2 bad usage or bad input (the messag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from fsv import __version__
+from fsv import __version__, tables
 from fsv.errors import FsvError, FsvInputError, storage_error
+from fsv.cli_options import BenchmarkOpt, DeviceOpt, StrictOpt, extract_options, scheduler_options, train_options
+from fsv.pipeline.extract_setup import ExtractRequest
 
 app = typer.Typer(help="fsv: few-shot and weakly-supervised video action understanding.", no_args_is_help=True, pretty_exceptions_enable=False)
 manifest_app = typer.Typer(help="Build, check and show dataset manifests.", no_args_is_help=True)
@@ -93,18 +95,9 @@ def manifest_check(
     probe: Annotated[bool, typer.Option("--probe", help="Also open every file as a video.")] = False,
 ) -> None:
     """Report every problem of a manifest with its line; exit 2 when there is any."""
-    from fsv.pipeline.manifests import Manifest, ProblemList, check_manifest
+    from fsv.pipeline.manifests import check_source
 
-    problems = ProblemList()  # rows that do not parse are reported with the problems of the rows that do
-    if Path(manifest).is_file():
-        m = Manifest.read(manifest, problems)
-    else:
-        m = _load_manifest(manifest, root)
-        if root is None:
-            from fsv.config import locate
-
-            root = locate(m.dataset).root
-    problems.extend(check_manifest(m, root, probe=probe))
+    m, problems = check_source(manifest, root, probe=probe)
     if problems:
         err.print(problems.format(), markup=False, highlight=False)
         err.print(f"{len(problems)} problem(s) in {m.path or m.dataset}", style="red", markup=False)
@@ -118,27 +111,11 @@ def manifest_show(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Summarise a manifest: videos and classes per split, known metadata, content hash."""
-    m = _load_manifest(manifest)
-    splits = {}
-    for s in m.splits:
-        rows = m.select(s)
-        splits[s] = {
-            "videos": len(rows),
-            "classes": len({lab for r in rows for lab in r.labels}),
-            "segments": sum(len(r.segments) for r in rows),
-            "with_duration": sum(r.duration is not None for r in rows),
-            "with_fps": sum(r.fps is not None for r in rows),
-        }
-    summary = {"dataset": m.dataset, "task": m.task, "path": str(m.path) if m.path else None, "videos": len(m), "classes": len(m.classes), "sha256": m.sha256, "splits": splits}
+    summary = _load_manifest(manifest).summary()
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    table = Table(title=f"{m.dataset} ({m.task}), {len(m)} videos, {len(m.classes)} classes, sha256 {m.sha256[:12]}")
-    for col in ("split", "videos", "classes", "segments", "with duration", "with fps"):
-        table.add_column(col, justify="right")
-    for s, d in splits.items():
-        table.add_row(s, *(str(v) for v in d.values()))
-    out.print(table)
+    out.print(tables.manifest_table(summary))
 
 
 # --------------------------------------------------------------------------------------- store
@@ -158,12 +135,9 @@ def store_info(
     if as_json:
         out.print_json(json.dumps(info))
         return
-    table = Table(show_header=False, title=str(store))
-    for key in ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files", "bytes_on_disk"):
-        table.add_row(key, str(info[key]))
-    for name, f in s.spec.fields.items():
-        table.add_row(f"field {name}", f"{tuple(f.shape)} {f.dtype}")
-    out.print(table)
+    keys = ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files", "bytes_on_disk")
+    fields = {f"field {name}": f"{tuple(f.shape)} {f.dtype}" for name, f in s.spec.fields.items()}
+    out.print(tables.key_value_table(str(store), {**{k: info[k] for k in keys}, **fields}))
     if failed:
         for vid, why in info["failures"].items():
             out.print(f"{vid}: {why}", markup=False, highlight=False)
@@ -225,141 +199,8 @@ def store_export(
 
 
 # ------------------------------------------------------------------------------------- extract
-BackboneOpt = Annotated[str, typer.Option("--backbone", help="resnet50 | i3d | c3d.")]
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (see `fsv datasets list`).")]
-ManifestOpt = Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file (with --root and --store).")]
-RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Data root of the manifest's paths.")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store folder (default: the dataset's store for this spec).")]
-StreamsOpt = Annotated[str, typer.Option("--streams", help="i3d: rgb, flow or rgb,flow (concatenated rgb then flow).")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Checkpoint of the (RGB) model, or 'random' (recorded in the spec). Default: the weights cache.")]
-FlowWeightsOpt = Annotated[Optional[str], typer.Option("--flow-weights", help="Checkpoint of the I3D flow model, or 'random'. Default: as --weights random, else the cache.")]
-LayerOpt = Annotated[Optional[str], typer.Option("--layer", help="c3d: fc6 (default), fc7 or pool5.")]
-SamplingOpt = Annotated[Optional[str], typer.Option("--sampling", help="resnet50: tsn (default) or frames (every frame).")]
-SegmentsOpt = Annotated[Optional[int], typer.Option("--segments", help="TSN segments (default 8).")]
-TsnModeOpt = Annotated[Optional[str], typer.Option("--tsn-mode", help="TSN frame in each segment: center (default) or random.")]
-FpsOpt = Annotated[Optional[float], typer.Option("--fps", help="Snippets: resample to this frame rate first (default 25).")]
-SnippetOpt = Annotated[Optional[int], typer.Option("--snippet", help="Snippet length in frames (default 16).")]
-StrideOpt = Annotated[Optional[int], typer.Option("--stride", help="Frames between snippet starts (default 16).")]
-TenCropOpt = Annotated[bool, typer.Option("--ten-crop", help="Average features over ten crops (centre, corners, flipped).")]
-FlowOpt = Annotated[str, typer.Option("--flow", help="Optical flow for the flow stream: tvl1, dis or raft (needs torchvision).")]
-QuantizeOpt = Annotated[bool, typer.Option("--flow-quantize", help="Round flow through uint8 as the classic pipelines stored it.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Decoding (and flow) worker processes; 0 decodes in the main process.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Frames (resnet50) or snippets (i3d, c3d) per forward pass.")]
-WindowOpt = Annotated[int, typer.Option("--window", help="Frames decoded at a time per video (bounds memory on long videos).")]
-DecoderOpt = Annotated[str, typer.Option("--decoder", help="auto (decord, then torchcodec, then PyAV), decord, pyav or torchcodec.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (CPU/CUDA autocast) or fp16 (CUDA autocast); recorded in the spec.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads of the model (default: all cores); features are bit-identical for equal threads and batch size.")]
-RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Retry videos recorded as failed.")]
-CommitOpt = Annotated[float, typer.Option("--commit-every", help="Seconds between commits of finished videos: the most a killed or requeued job loses.")]
-RedoCorruptOpt = Annotated[bool, typer.Option("--redo-corrupt", help="Repair: extract again the videos `fsv store verify` finds damaged, into a new part that supersedes them.")]
-AllowChangeOpt = Annotated[bool, typer.Option("--allow-manifest-change", help="Extract into a store made under another manifest: committed videos are kept as they are, and the change is recorded in the new part.")]
-ShardByOpt = Annotated[str, typer.Option("--shard-by", help="How videos are split over shards: cost (balanced by expected frames, default) or stride (every N-th).")]
-
-
-def _scheduler_options(*, time_min: int):
-    """Give a ``fsv submit`` verb the scheduler options every verb shares; the command receives
-    them as ``cluster: ClusterOptions`` and ``wait: bool`` (declared once here, not per verb)."""
-    import functools
-    import inspect
-
-    shared = {
-        "executor": (Annotated[str, typer.Option("--executor", help="slurm (submitit job array), local (submitit processes) or dask.")], "slurm"),
-        "folder": (Annotated[Path, typer.Option("--folder", help="Folder for job scripts and logs (one subfolder per job).")], Path("fsv-jobs")),
-        "partition": (Annotated[Optional[str], typer.Option("--partition", help="SLURM partition (PBS / SGE queue with --dask-cluster).")], None),
-        "time_min": (Annotated[int, typer.Option("--time", help="Time limit per job, minutes; a job that reaches it is requeued and resumes.")], time_min),
-        "cpus": (Annotated[int, typer.Option("--cpus", help="CPUs per job.")], 4),
-        "mem_gb": (Annotated[int, typer.Option("--mem", help="Memory per job, GB.")], 16),
-        "gpus": (Annotated[int, typer.Option("--gpus", help="GPUs per job (per node).")], 0),
-        "parallel": (Annotated[int, typer.Option("--parallel", help="At most this many array tasks at once (SLURM).")], 64),
-        "requeues": (Annotated[int, typer.Option("--requeues", help="How often a job at its time limit is requeued to resume (SLURM).")], 10),
-        "dask_cluster": (Annotated[str, typer.Option("--dask-cluster", help="dask executor: local (LocalCluster), slurm, pbs or sge (dask-jobqueue).")], "local"),
-        "dask_workers": (Annotated[int, typer.Option("--dask-workers", help="dask workers (processes, or scheduler jobs).")], 2),
-        "wait": (Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the jobs and print their summary (--no-wait prints the SLURM job ids).")], True),
-    }
-
-    def decorate(fn):
-        sig = inspect.signature(fn, eval_str=True)
-        own = [p for p in sig.parameters.values() if p.name not in ("cluster", "executor", "wait")]
-        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default) for name, (ann, default) in shared.items()]
-
-        @functools.wraps(fn)
-        def command(**kw):
-            from fsv.jobs.options import ClusterOptions
-
-            opts = {name: kw.pop(name) for name in shared}
-            cluster = ClusterOptions(
-                folder=opts["folder"], partition=opts["partition"], time_min=opts["time_min"], cpus_per_task=opts["cpus"], gpus_per_node=opts["gpus"],
-                mem_gb=opts["mem_gb"], array_parallelism=opts["parallel"], dask_cluster=opts["dask_cluster"], dask_workers=opts["dask_workers"],
-                requeues=opts["requeues"],
-            )
-            return fn(**kw, executor=opts["executor"], cluster=cluster, wait=opts["wait"])
-
-        command.__signature__ = sig.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)
-        command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
-        return command
-
-    return decorate
-
-
-def _extract_job(
-    *, backbone, dataset, manifest, root, store, streams, weights, flow_weights, layer, sampling, segments, tsn_mode,
-    fps, snippet, stride, ten_crop, flow, flow_quantize, device, workers, batch_size, window, decoder, precision, retry_failed, threads=None, shard=None,
-    shard_by="cost", commit_every=10.0, allow_manifest_change=False, redo_corrupt=False,
-):
-    """The extraction job the options describe (weights resolved and hashed, store located)."""
-    from fsv.config import locate
-    from fsv.pipeline.cluster import ExtractJob
-    from fsv.pipeline.extract import RunOptions, parse_shard
-    from fsv.pipeline.backbones import backbone_card, resolve_weights
-    from fsv.pipeline.plan import make_config
-
-    if dataset is not None:
-        root = root or locate(dataset).root
-        if root is None:
-            raise FsvInputError(f"no data root for {dataset}: run `fsv datasets set {dataset} --root DIR` or pass --root")
-        source = dataset
-    elif manifest is not None and root is not None and store is not None:
-        source = str(manifest)
-    else:
-        raise FsvInputError("give --dataset NAME, or --manifest FILE --root DIR --store DIR")
-    card = backbone_card(backbone)
-    stream_list = tuple(s.strip() for s in streams.split(",") if s.strip())
-    refs = {}
-    for s in stream_list:
-        network = card.networks.get(s)
-        if network is None:
-            continue
-        given = weights if s == "rgb" else (flow_weights or ("random" if weights == "random" else None))
-        refs[s] = resolve_weights(network, given, option="--weights" if s == "rgb" else "--flow-weights")
-    samp = {"kind": "frames" if sampling == "frames" else None, "num_segments": segments, "mode": tsn_mode, "fps": fps, "snippet": snippet, "stride": stride}
-    if sampling not in (None, "frames", "tsn", "snippets"):
-        raise FsvInputError(f"--sampling must be tsn, frames or snippets, got {sampling!r}")
-    config = make_config(
-        backbone, streams=stream_list, weights=refs, sampling={k: v for k, v in samp.items() if v is not None} or None,
-        ten_crop=ten_crop, flow={"method": flow, "quantize": flow_quantize}, layer=layer, precision=precision,
-    )
-    if store is None:
-        spec = config.spec()
-        store = locate(dataset).store_path(spec.name, spec.key)
-    options = RunOptions(
-        device=device, workers=workers, batch_size=batch_size, window_frames=window, decoder=decoder,
-        retry_failed=retry_failed, threads=threads, shard=parse_shard(shard) if shard else None, shard_by=shard_by,
-        commit_interval_s=commit_every, allow_manifest_change=allow_manifest_change, redo_corrupt=redo_corrupt,
-    )
-    return ExtractJob(source, Path(root), Path(store), config, options)
-
-
-def _print_summary(title: str, summary, strict: bool) -> None:
-    table = Table(title=title)
-    for col in ("written", "skipped (done before)", "failed", "feature steps", "frames decoded", "videos/s", "frames/s"):
-        table.add_column(col, justify="right")
-    secs = summary.seconds or float("nan")
-    table.add_row(
-        str(summary.written), str(summary.skipped), str(len(summary.failed)), str(summary.steps), str(summary.frames),
-        f"{summary.written / secs:.2f}" if summary.seconds else "-", f"{summary.frames / secs:.1f}" if summary.seconds else "-",
-    )
-    out.print(table)
+def _print_extract(title: str, summary, strict: bool) -> None:
+    out.print(tables.extract_table(title, summary))
     for vid, why in summary.failed.items():
         err.print(f"failed {vid}: {why}", markup=False, highlight=False)
     if summary.failed:
@@ -369,125 +210,55 @@ def _print_summary(title: str, summary, strict: bool) -> None:
 
 
 @app.command("extract")
+@extract_options
 def extract_cmd(
-    backbone: BackboneOpt,
-    dataset: DatasetOpt = None,
-    manifest: ManifestOpt = None,
-    root: RootOpt = None,
-    store: StoreOpt = None,
-    streams: StreamsOpt = "rgb",
-    weights: WeightsOpt = None,
-    flow_weights: FlowWeightsOpt = None,
-    layer: LayerOpt = None,
-    sampling: SamplingOpt = None,
-    segments: SegmentsOpt = None,
-    tsn_mode: TsnModeOpt = None,
-    fps: FpsOpt = None,
-    snippet: SnippetOpt = None,
-    stride: StrideOpt = None,
-    ten_crop: TenCropOpt = False,
-    flow: FlowOpt = "tvl1",
-    flow_quantize: QuantizeOpt = False,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    batch_size: BatchOpt = None,
-    window: WindowOpt = 256,
-    decoder: DecoderOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    threads: ThreadsOpt = None,
-    retry_failed: RetryOpt = False,
-    allow_manifest_change: AllowChangeOpt = False,
-    redo_corrupt: RedoCorruptOpt = False,
-    commit_every: CommitOpt = 10.0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
-    shard_by: ShardByOpt = "cost",
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
+    strict: StrictOpt = False,
+    *,
+    request: ExtractRequest,
 ) -> None:
     """Extract features of a dataset's videos into its feature store (resumable, shardable)."""
-    kw = {k: v for k, v in locals().items() if k != "strict"}
-    job = _extract_job(**kw)
     from fsv.pipeline.cluster import run_job
+    from fsv.pipeline.extract_setup import extract_job
 
-    summary = run_job(job)
-    _print_summary(f"extract {job.config.spec().name} -> {job.store}" + (f" (shard {shard})" if shard else ""), summary, strict)
+    job = extract_job(dataclasses.replace(request, shard=shard))
+    _print_extract(f"extract {job.recipe.spec().name} -> {job.store}" + (f" (shard {shard})" if shard else ""), run_job(job), strict)
 
 
 @submit_app.command("extract")
-@_scheduler_options(time_min=240)
+@scheduler_options(time_min=240)
+@extract_options
 def submit_extract_cmd(
-    backbone: BackboneOpt,
     shards: Annotated[int, typer.Option("--shards", help="Number of shards (array tasks).")],
-    dataset: DatasetOpt = None,
-    manifest: ManifestOpt = None,
-    root: RootOpt = None,
-    store: StoreOpt = None,
-    streams: StreamsOpt = "rgb",
-    weights: WeightsOpt = None,
-    flow_weights: FlowWeightsOpt = None,
-    layer: LayerOpt = None,
-    sampling: SamplingOpt = None,
-    segments: SegmentsOpt = None,
-    tsn_mode: TsnModeOpt = None,
-    fps: FpsOpt = None,
-    snippet: SnippetOpt = None,
-    stride: StrideOpt = None,
-    ten_crop: TenCropOpt = False,
-    flow: FlowOpt = "tvl1",
-    flow_quantize: QuantizeOpt = False,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    batch_size: BatchOpt = None,
-    window: WindowOpt = 256,
-    decoder: DecoderOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    threads: ThreadsOpt = None,
-    retry_failed: RetryOpt = False,
-    allow_manifest_change: AllowChangeOpt = False,
-    redo_corrupt: RedoCorruptOpt = False,
-    commit_every: CommitOpt = 10.0,
-    shard_by: ShardByOpt = "cost",
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")] = False,
+    strict: StrictOpt = False,
     *,
+    request: ExtractRequest,
     executor: str,
     cluster,
     wait: bool,
 ) -> None:
     """Submit an extraction as N shards (SLURM job array, local processes or dask); all land in one store."""
-    job = _extract_job(**{k: v for k, v in locals().items() if k not in ("shards", "strict", "executor", "cluster", "wait")})
     from fsv.pipeline.cluster import submit_extract
+    from fsv.pipeline.extract_setup import extract_job
 
+    job = extract_job(request)
     result = submit_extract(job, shards, executor, cluster, wait=wait)
     if not wait:
         out.print(f"submitted {len(result)} shard(s): {', '.join(map(str, result))}; logs in {cluster.folder}")
         return
-    _print_summary(f"extract {job.config.spec().name} -> {job.store} ({shards} shards on {executor})", result, strict)
+    _print_extract(f"extract {job.recipe.spec().name} -> {job.store} ({shards} shards on {executor})", result, strict)
 
 
 # ----------------------------------------------------------------------------------- stage two
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head.")]
-
-
-def _run_request(head: str, dataset, store, manifest, run: Path):
-    from fsv.run_setup import RunRequest
-
-    return RunRequest(head, run, dataset, manifest, tuple(Path(p) for p in (store or "").split(",") if p))
-
-
 @app.command("train-head")
+@train_options
 def train_head_cmd(
-    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n (recognition); cdcca | vqknet (localization)")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumed when it exists).")],
-    dataset: DatasetOpt = None,
-    store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated to concatenate features.")] = None,
-    manifest: ManifestOpt = None,
-    way: Annotated[Optional[int], typer.Option("--way", help="Classes per episode (default 5).")] = None,
-    shot: Annotated[Optional[int], typer.Option("--shot", help="Support videos per class (default 5).")] = None,
-    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes, or steps for localization heads (default: the paper's).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of training episodes and initialisation.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of preset overrides.")] = None,
-    sets: SetOpt = None,
     device: DeviceOpt = "auto",
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved configuration as JSON, with where each value came from, and exit.")] = False,
+    *,
+    request,
 ) -> None:
     """Train a head on cached features (the paper's preset; resumable; val-only model selection).
 
@@ -496,77 +267,38 @@ def train_head_cmd(
     episodes and select on validation accuracy; localization heads (cdcca, vqknet) select on
     validation mAP."""
     from fsv.presets import explain
-    from fsv.run_setup import option_layers, plan_run
+    from fsv.run_setup import plan_run
 
-    given = option_layers(head, config, sets, way=way, shot=shot, episodes=episodes, seed=seed)
-    cfg, resolved, source = plan_run(_run_request(head, dataset, store, manifest, out_dir), given, data=not print_config)
+    request = dataclasses.replace(request, seed=seed)
+    cfg, resolved, source = plan_run(request, data=not print_config)
     if print_config:
         out.print_json(json.dumps(explain(cfg, resolved)))
         return
-    out.print(cfg.run_training(source, out_dir, device=device).summary(head))
+    out.print(cfg.run_training(source, request.run, device=device).summary(request.head))
 
 
 @submit_app.command("train-head")
-@_scheduler_options(time_min=720)
+@scheduler_options(time_min=720)
+@train_options
 def submit_train_head_cmd(
-    head: Annotated[str, typer.Argument(help="protonet | trx | strm | ta2n | cdcca | vqknet")],
     out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder; seed k trains into OUT/seed<k>.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
-    dataset: DatasetOpt = None,
-    store: Annotated[Optional[str], typer.Option("--store", help="Store folder(s), comma-separated.")] = None,
-    manifest: ManifestOpt = None,
-    way: Annotated[Optional[int], typer.Option("--way")] = None,
-    shot: Annotated[Optional[int], typer.Option("--shot")] = None,
-    episodes: Annotated[Optional[int], typer.Option("--episodes")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config")] = None,
-    sets: SetOpt = None,
     device: DeviceOpt = "auto",
     *,
+    request,
     executor: str,
     cluster,
     wait: bool,
 ) -> None:
     """Train a head with several seeds as a job array; then `fsv eval OUT` reports mean ± std."""
-    from fsv.run_setup import option_layers, plan_run
-    from fsv.sweep import TrainJob, submit_train
+    from fsv.sweep import seed_jobs, submit_train
 
-    if seeds < 1:
-        raise FsvInputError(f"--seeds must be >= 1, got {seeds}")
-    jobs = []
-    for k in range(seeds):
-        run = out_dir / f"seed{k}"
-        given = option_layers(head, config, sets, way=way, shot=shot, episodes=episodes, seed=k)
-        cfg, _, source = plan_run(_run_request(head, dataset, store, manifest, run), given)
-        jobs.append(TrainJob(cfg, source, run, device))
-    results = submit_train(jobs, executor, cluster, wait=wait)
+    results = submit_train(seed_jobs(request, seeds, device), executor, cluster, wait=wait)
     if not wait:
         out.print(f"submitted {len(results)} seed(s): {', '.join(map(str, results))}; logs in {cluster.folder}; then: fsv eval {out_dir}")
         return
     for r in results:
         out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_episode}")
-
-
-BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
-
-
-def _print_map_table(run: Path, payload: dict) -> None:
-    seeds = payload.get("seeds")
-    what = f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance" if payload["task"] == "common" else f"{payload['videos']} videos"
-    table = Table(title=f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {seeds} seeds" if seeds else ""))
-    columns = [(payload["head"], payload)]
-    if "without_query_supports" in payload:
-        columns.append((f"without query-video supports ({payload['without_query_supports']['episodes']})", payload["without_query_supports"]))
-    if not seeds:
-        columns.append(("random proposals", payload["random_proposals"]))
-    table.add_column("tIoU")
-    for name, _ in columns:
-        table.add_column(name, justify="right")
-    for t in payload["map"]:
-        table.add_row(t, *[f"{c['map'][t] * 100:.2f}" for _, c in columns])
-    for name in payload["averages"]:
-        if name != next(iter(payload["map"])):
-            table.add_row(f"average {name}", *[f"{c['averages'][name] * 100:.2f}" for _, c in columns])
-    out.print(table)
 
 
 @app.command("predict")
@@ -581,23 +313,9 @@ def predict_cmd(
 
     Common-localization runs key detections by episode and also write the episodes' ground truth
     beside them (OUT with .gt.json), so any ActivityNet-style tool can score the pair."""
-    from fsv.localization.trainer import ground_truth_json, predict_run, results_json
+    from fsv.localization.trainer import write_predictions
 
-    scored, cfg, _ = predict_run(run, split=split, benchmark=benchmark, device=device)
-    _write_json(out_file, results_json(scored, cfg))
-    msg = f"{sum(len(v) for v in scored.predictions.values())} detections of {len(scored.predictions)} {'episodes' if cfg.task == 'common' else 'videos'} -> {out_file}"
-    if cfg.task == "common":
-        gt_file = out_file.with_name(out_file.name.removesuffix(".json") + ".gt.json")
-        _write_json(gt_file, ground_truth_json(scored))
-        msg += f"; ground truth -> {gt_file}"
-    out.print(msg)
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
+    out.print(write_predictions(run, out_file, split=split, benchmark=benchmark, device=device), markup=False, highlight=False)
 
 
 @app.command("eval")
@@ -616,16 +334,8 @@ def eval_cmd(
     payload = evaluate_folder(run, split=split, episodes=episodes, benchmark=benchmark, device=device)
     if as_json:
         typer.echo(json.dumps(payload))
-    elif "map" in payload:
-        _print_map_table(run, payload)
     else:
-        table = Table(title=f"fsv eval {run} ({split})")
-        for col in ("head", "dataset", "way", "shot", "episodes", "accuracy"):
-            table.add_column(col)
-        seeds = payload.get("seeds")
-        spread = f"{payload['std'] * 100:.2f} (std over {seeds} seeds)" if seeds else f"{payload['ci95'] * 100:.2f} (95% CI)"
-        table.add_row(payload["head"], payload["dataset"], str(payload["way"]), str(payload["shot"]), str(payload["episodes"]), f"{payload['accuracy'] * 100:.2f} ± {spread}")
-        out.print(table)
+        out.print(tables.map_table(run, payload) if "map" in payload else tables.accuracy_table(run, split, payload))
 
 
 @score_app.command("detections")
@@ -646,12 +356,7 @@ def score_detections_cmd(
     if as_json:
         typer.echo(json.dumps({"map": result["map"], "average_map": result["average_map"]}))
         return
-    table = Table(title=f"mAP of {pred} against {gt}")
-    for t in result["map"]:
-        table.add_column(f"@{t}", justify="right")
-    table.add_column("average", justify="right")
-    table.add_row(*[f"{v * 100:.2f}" for v in result["map"].values()], f"{result['average_map'] * 100:.2f}")
-    out.print(table)
+    out.print(tables.detections_table(f"mAP of {pred} against {gt}", result))
 
 
 @app.command("demo")
@@ -664,24 +369,8 @@ def demo_cmd(
     from fsv.demo import DEMO_EPISODES, run_demo
 
     r = run_demo(out_dir, per_class=per_class, weights=weights)
-    info = r.store.info()
-    table = Table(title=f"fsv demo ({r.seconds:.0f} s) -> {out_dir}")
-    table.add_column("step")
-    table.add_column("result")
-    table.add_row("manifest", f"{out_dir / 'manifest.csv'}: {len(r.manifest)} videos, {len(r.manifest.classes)} classes, splits {r.manifest.splits}")
-    table.add_row("weights", str(r.store.spec.weights))
-    table.add_row("extract", f"{r.extract.written} written, {r.extract.skipped} already done, {len(r.extract.failed)} failed, {r.extract.frames} frames")
-    field, fspec = next(iter(r.store.spec.fields.items()))
-    table.add_row("store", f"{info['path']}: {info['videos']} videos x 8 x {fspec.shape} {fspec.dtype}, {info['files']} files, {info['bytes_on_disk'] / 1e6:.1f} MB, spec key {info['spec_key']}")
-    table.add_row("verify", f"{r.verify.checked} videos checked, {'all intact' if r.verify.ok else r.verify.problems}")
-    out.print(table)
-    results = Table(title=f"few-shot results: {r.results[0].way}-way {r.results[0].shot}-shot, {r.results[0].episodes} fixed test episodes")
-    for col in ("head", "training", "test accuracy (95% CI)"):
-        results.add_column(col)
-    for e in r.results:
-        training = "none (no parameters)" if e.head == "protonet" else f"{DEMO_EPISODES} episodes (demo settings)"
-        results.add_row(e.head, training, f"{e.accuracy * 100:.1f} ± {e.ci95 * 100:.1f} %")
-    out.print(results)
+    for table in tables.demo_tables(out_dir, r, DEMO_EPISODES):
+        out.print(table)
     if not r.verify.ok or r.extract.failed:
         raise typer.Exit(1)
 
@@ -690,18 +379,10 @@ def demo_cmd(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every known dataset with its resolved root, manifest and store folder."""
-    from fsv.config import config_path, configured_names, locate
-    from fsv.pipeline.manifests import dataset_names
+    from fsv.locations import datasets_file, datasets_overview
 
-    table = Table(title=f"datasets (config: {config_path()})")
-    for col in ("name", "root", "manifest", "stores"):
-        table.add_column(col)
-    builtin = dataset_names()
-    for name in builtin + [n for n in configured_names() if n not in builtin]:
-        loc = locate(name)
-        default = "(built from shipped files)" if name in builtin else "-"
-        table.add_row(name, str(loc.root or "-"), str(loc.manifest or default), str(loc.stores))
-    out.print(table)
+    rows = [list(d.values()) for d in datasets_overview()]
+    out.print(tables.columns_table(f"datasets (file: {datasets_file()})", ["name", "root", "manifest", "stores"], rows, align="left"))
 
 
 @datasets_app.command("set")
@@ -713,11 +394,7 @@ def datasets_set(
 ) -> None:
     """Record where a dataset lives, so commands accept ``--dataset NAME`` alone (a name of your
     own needs ``--manifest``)."""
-    from fsv.config import locate, set_dataset
-    from fsv.pipeline.manifests import canonical_name, dataset_names
-
-    if canonical_name(name) not in dataset_names() and manifest is None and locate(name).manifest is None:
-        raise FsvInputError(f"{name!r} is not a built-in dataset ({', '.join(dataset_names())}): give its --manifest FILE too")
+    from fsv.locations import set_dataset
 
     path = set_dataset(name, root=str(root) if root else None, manifest=str(manifest) if manifest else None, stores=str(stores) if stores else None)
     out.print(f"updated {path}")

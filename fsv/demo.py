@@ -27,7 +27,7 @@ from fsv.pipeline.manifests import (
     check_manifest,
     probe_manifest,
 )
-from fsv.pipeline.plan import make_config
+from fsv.pipeline.plan import make_recipe
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
 from fsv.pipeline.backbones import resolve_weights
@@ -132,7 +132,7 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
     if ref.path is None:
         log.warning("no ResNet-50 weights in the cache: the demo uses random weights (recorded in the store's spec)")
     stage(3, f"extracting ResNet-50 layer4 grids of {len(manifest)} videos into {out / 'store.zarr'} (the longest stage on a CPU), then verifying them")
-    summary = extract(manifest, root, out / "store.zarr", make_config("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
+    summary = extract(manifest, root, out / "store.zarr", make_recipe("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
     store = FeatureStore.open(out / "store.zarr")
     report = verify_store(store)
     source = DataSource(out / "manifest.csv", (out / "store.zarr",))

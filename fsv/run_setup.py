@@ -20,14 +20,44 @@ from fsv.runs import RUN_MANIFEST, DataSource
 
 @dataclass(frozen=True)
 class RunRequest:
-    """A training run as the user asked for it: the head, the data (``dataset`` by name, or
-    ``manifest`` and ``stores``), and the run folder."""
+    """A training run as the user asked for it (``fsv train-head``'s options): the head, the run
+    folder, the data (``dataset`` by name, or ``manifest`` and ``stores``) and the user's
+    configuration layers (``config`` file, ``sets``, then the named options; None = not given)."""
 
     head: str
     run: Path
     dataset: str | None = None
     manifest: Path | None = None
     stores: tuple[Path, ...] = ()
+    way: int | None = None
+    shot: int | None = None
+    episodes: int | None = None
+    steps: int | None = None
+    seed: int | None = None
+    config: Path | None = None
+    sets: tuple[str, ...] = ()
+
+    def layers(self) -> list[Layer]:
+        """The user's layers: ``--config``, ``--set`` and the named options. Recognition heads train
+        for ``--episodes`` episodes, localization heads for ``--steps`` optimiser steps; the other
+        word, and ``--way`` for a localization head, is an input error."""
+        from fsv.heads.base import head_card
+
+        recognition = head_card(self.head).task == "recognition"
+        if self.way is not None and not recognition:
+            raise FsvInputError(f"--way does not apply to {self.head} (a localization head)")
+        if self.episodes is not None and not recognition:
+            raise FsvInputError(f"{self.head} trains in optimiser steps, not episodes: use --steps N")
+        if self.steps is not None and recognition:
+            raise FsvInputError(f"{self.head} trains on episodes: use --episodes N")
+        length = {"train_episodes": ("--episodes", self.episodes)} if recognition else {"train_steps": ("--steps", self.steps)}
+        options = {"way": ("--way", self.way), "shot": ("--shot", self.shot), **length, "seed": ("--seed", self.seed)}
+        return user_layers(self.config, list(self.sets), options)
+
+
+def parse_stores(text: str | None) -> tuple[Path, ...]:
+    """``--store A,B`` -> the store folders, in order (their features are concatenated)."""
+    return tuple(Path(p) for p in (text or "").split(",") if p)
 
 
 def run_manifest(req: RunRequest) -> Manifest:
@@ -55,7 +85,7 @@ def dataset_store(head: str, dataset: str, view: str) -> Path:
     vectors for localization heads (the one named for the card's ``preferred_spec`` when several
     fit), ResNet-50
     grids for the ``patches`` and ``grid`` views, any store for ``pooled``."""
-    from fsv.config import locate
+    from fsv.locations import locate
     from fsv.heads.base import head_card
 
     folder = locate(dataset).stores / dataset
@@ -92,21 +122,9 @@ def data_source(req: RunRequest, view: str, manifest: Manifest) -> DataSource:
     return DataSource(copy, paths, built=manifest)
 
 
-def option_layers(head: str, config: Path | None, sets: list[str] | None, *, way: int | None = None, shot: int | None = None,
-                  episodes: int | None = None, seed: int | None = None) -> list[Layer]:
-    """The user's layers: ``--config``, ``--set`` and the named options (``--way`` is an input
-    error for localization heads)."""
-    from fsv.heads.base import head_card
-
-    if way is not None and head_card(head).task != "recognition":
-        raise FsvInputError(f"--way does not apply to {head} (a localization head)")
-    options = {"way": ("--way", way), "shot": ("--shot", shot), "train_episodes": ("--episodes", episodes), "seed": ("--seed", seed)}
-    return user_layers(config, sets, options)
-
-
-def plan_run(req: RunRequest, given: list[Layer], *, data: bool = True) -> tuple[Any, Resolved, DataSource | None]:
-    """``(configuration, its resolution, data source)`` of the run ``req`` with the user's
-    ``given`` layers; ``data=False`` resolves the configuration only (no store is looked for)."""
+def plan_run(req: RunRequest, *, data: bool = True) -> tuple[Any, Resolved, DataSource | None]:
+    """``(configuration, its resolution, data source)`` of the run ``req``; ``data=False``
+    resolves the configuration only (no store is looked for)."""
     manifest = run_manifest(req)
-    cfg, resolved = run_config(req.head, manifest.dataset, given)
+    cfg, resolved = run_config(req.head, manifest.dataset, req.layers())
     return cfg, resolved, data_source(req, cfg.view, manifest) if data else None

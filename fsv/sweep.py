@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fsv.errors import FsvInputError
 from fsv.localization.config import LocConfig
 from fsv.jobs.options import ClusterOptions
 from fsv.jobs.run import Submitter
+from fsv.run_setup import RunRequest
 from fsv.runs import DataSource
 from fsv.train import TrainConfig
 from fsv.trainer import TrainResult
@@ -27,6 +29,20 @@ class TrainJob:
     source: DataSource
     run: Path
     device: str = "auto"
+
+
+def seed_jobs(req: RunRequest, seeds: int, device: str = "auto") -> list[TrainJob]:
+    """Seeds ``0..seeds-1`` of the run ``req`` describes, seed ``k`` in ``req.run/seed<k>``."""
+    from fsv.run_setup import plan_run
+
+    if seeds < 1:
+        raise FsvInputError(f"--seeds must be >= 1, got {seeds}")
+    jobs = []
+    for k in range(seeds):
+        seed_req = replace(req, run=req.run / f"seed{k}", seed=k)
+        cfg, _, source = plan_run(seed_req)
+        jobs.append(TrainJob(cfg, source, seed_req.run, device))
+    return jobs
 
 
 def run_train_job(job: TrainJob) -> TrainResult:

@@ -10,7 +10,7 @@ import torch
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones import BACKBONES, NETWORKS, backbone_card, create_backbone, resolve_weights
-from fsv.pipeline.plan import make_config
+from fsv.pipeline.plan import make_recipe
 from fsv.pipeline.spec_presets import PRESETS, get_spec
 from fsv.pipeline.weights import WeightsRef
 
@@ -33,7 +33,7 @@ def test_preset_is_what_extraction_computes(name):
     """The published preset and a default extraction differ in the weights only (no drifted copies)."""
     card = BACKBONES[name]
     preset = get_spec(card.published.preset)
-    config = make_config(name, streams=card.published.streams, weights={s: RANDOM for s in card.published.streams})
+    config = make_recipe(name, streams=card.published.streams, weights={s: RANDOM for s in card.published.streams})
     extracted = config.spec()
     assert preset.preprocess == extracted.preprocess == card.preprocess
     assert preset.sampling == extracted.sampling
@@ -53,9 +53,9 @@ def test_every_network_builds_with_random_weights(network):
 def test_field_shape_follows_layers_and_streams():
     assert backbone_card("i3d").field_shape(("rgb", "flow"), None) == (2048,)
     assert backbone_card("c3d").field_shape(("rgb",), "pool5") == (8192,)
-    assert make_config("c3d", weights={"rgb": RANDOM}, layer="fc7").spec().fields["features"].shape == (4096,)
+    assert make_recipe("c3d", weights={"rgb": RANDOM}, layer="fc7").spec().fields["features"].shape == (4096,)
     with pytest.raises(FsvInputError, match="--layer applies to c3d only"):
-        make_config("resnet50", weights={"rgb": RANDOM}, layer="fc7")
+        make_recipe("resnet50", weights={"rgb": RANDOM}, layer="fc7")
     with pytest.raises(FsvInputError, match="unknown backbone 'vit'; choose one of resnet50, i3d, c3d"):
         backbone_card("vit")
 

@@ -21,7 +21,8 @@ from fsv.pipeline.decode.backends import clean_timestamps, is_variable_rate, ope
 from fsv.pipeline.extract import RunOptions, extract
 from fsv.pipeline.infer import StreamModel
 from fsv.pipeline.manifests import Manifest, VideoRecord
-from fsv.pipeline.plan import make_config, plan_video
+from fsv.pipeline.manifests.resources import resource_path
+from fsv.pipeline.plan import make_recipe, plan_video
 from fsv.pipeline.sampling import resample_indices, snippet_starts
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.backbones import resolve_weights
@@ -114,28 +115,28 @@ def test_resampling_and_snippets() -> None:
 
 
 def test_plan_video_spans_windows_and_too_short() -> None:
-    cfg = make_config("i3d", weights={"rgb": RANDOM})
+    cfg = make_recipe("i3d", weights={"rgb": RANDOM})
     plan = plan_video(cfg, np.arange(100) / 25.0, 25.0, window_frames=32)
     assert plan.unit == 16 and list(plan.starts) == [0, 16, 32, 48, 64, 80]
     np.testing.assert_allclose(plan.spans[1], [0.64, 1.28])
     assert plan.windows == [(0, 2), (2, 4), (4, 6)]
     with pytest.raises(FsvInputError, match="too short"):
         plan_video(cfg, np.arange(10) / 25.0, 25.0)
-    tsn = plan_video(make_config("resnet50", weights={"rgb": RANDOM}), np.arange(80) / 20.0, 20.0)
+    tsn = plan_video(make_recipe("resnet50", weights={"rgb": RANDOM}), np.arange(80) / 20.0, 20.0)
     assert len(tsn.frames) == 8 and tsn.spans[-1, 1] == pytest.approx(4.0)
 
 
 def test_config_validation() -> None:
     with pytest.raises(FsvInputError, match="streams"):
-        make_config("resnet50", streams=("flow",), weights={"flow": RANDOM})
+        make_recipe("resnet50", streams=("flow",), weights={"flow": RANDOM})
     with pytest.raises(FsvInputError, match="layer"):
-        make_config("c3d", weights={"rgb": RANDOM}, layer="fc9")
+        make_recipe("c3d", weights={"rgb": RANDOM}, layer="fc9")
     with pytest.raises(FsvInputError, match="sampling"):
-        make_config("i3d", weights={"rgb": RANDOM}, sampling={"kind": "tsn"})
-    a = make_config("i3d", weights={"rgb": RANDOM}).spec()
-    b = make_config("i3d", weights={"rgb": RANDOM}, sampling={"fps": 30}).spec()
+        make_recipe("i3d", weights={"rgb": RANDOM}, sampling={"kind": "tsn"})
+    a = make_recipe("i3d", weights={"rgb": RANDOM}).spec()
+    b = make_recipe("i3d", weights={"rgb": RANDOM}, sampling={"fps": 30}).spec()
     assert a.key != b.key and a.fields["features"].shape == (1024,)
-    two = make_config("i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"}).spec()
+    two = make_recipe("i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"}).spec()
     assert two.fields["features"].shape == (2048,) and two.flow["method"] == "dis" and set(two.weights) == {"rgb", "flow"}
 
 
@@ -171,7 +172,7 @@ def test_bad_videos_are_recorded_and_the_run_goes_on(tmp_path: Path, clips: tupl
 def test_shards_windows_and_workers_give_the_single_run_store(tmp_path: Path, clips: tuple[Path, Path]) -> None:
     root, manifest = clips
     m = Manifest.read(manifest)
-    cfg = make_config("c3d", weights={"rgb": RANDOM})
+    cfg = make_recipe("c3d", weights={"rgb": RANDOM})
     extract(m, root, tmp_path / "single", cfg, RunOptions(workers=0, threads=2, batch_size=3))
     for i in range(2):
         extract(m, root, tmp_path / "sharded", cfg, RunOptions(workers=1, window_frames=16, batch_size=3, shard=(i, 2), threads=2))
@@ -206,10 +207,10 @@ import sys
 from pathlib import Path
 from fsv.pipeline.extract import RunOptions, extract
 from fsv.pipeline.manifests import Manifest
-from fsv.pipeline.plan import make_config
+from fsv.pipeline.plan import make_recipe
 from fsv.pipeline.weights import WeightsRef
 m = Manifest.read(sys.argv[1])
-cfg = make_config("c3d", weights={"rgb": WeightsRef("random", None, None, seed=0)})
+cfg = make_recipe("c3d", weights={"rgb": WeightsRef("random", None, None, seed=0)})
 extract(m, Path(sys.argv[2]), Path(sys.argv[3]), cfg, RunOptions(workers=1, threads=1, batch_size=2, commit_interval_s=0.0))
 """
 
@@ -238,8 +239,8 @@ def test_two_streams_concatenate_rgb_then_flow(tmp_path: Path, clips: tuple[Path
     root, _ = clips
     m = Manifest.read(write_manifest(tmp_path / "m.csv", ["v0"], ["v0.mp4"]))
     opts = RunOptions(workers=0, threads=2)
-    rgb = make_config("i3d", weights={"rgb": RANDOM})
-    both = make_config("i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"})
+    rgb = make_recipe("i3d", weights={"rgb": RANDOM})
+    both = make_recipe("i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"})
     extract(m, root, tmp_path / "rgb", rgb, opts)
     extract(m, root, tmp_path / "both", both, opts)
     a, b = FeatureStore.open(tmp_path / "rgb").get("v0"), FeatureStore.open(tmp_path / "both").get("v0")
@@ -253,7 +254,7 @@ def test_ten_crop_channels_last_and_bf16_stay_within_tolerance(shared_data: Path
     from fsv.pipeline.transforms import resize_frames
 
     torch.manual_seed(0)
-    cfg = make_config("resnet50", weights={"rgb": RANDOM})
+    cfg = make_recipe("resnet50", weights={"rgb": RANDOM})
     frames = resize_frames(read_frames(shared_data / "videos" / "demo.mp4", np.arange(0, 280, 70)), cfg.preprocess)
     runs = {}
     for name, (c, kw) in {"ref": (cfg, {"channels_last": False}), "cl": (cfg, {}), "bf16": (replace(cfg, precision="bf16"), {})}.items():
@@ -263,7 +264,7 @@ def test_ten_crop_channels_last_and_bf16_stay_within_tolerance(shared_data: Path
     np.testing.assert_allclose(runs["cl"], runs["ref"], rtol=1e-3, atol=1e-4 * float(runs["ref"].abs().max()))
     cos = torch.nn.functional.cosine_similarity(runs["bf16"], runs["ref"], dim=1)
     assert (cos >= 0.99).all(), cos
-    ten = StreamModel(make_config("resnet50", weights={"rgb": RANDOM}, ten_crop=True), "rgb", torch.device("cpu"))
+    ten = StreamModel(make_recipe("resnet50", weights={"rgb": RANDOM}, ten_crop=True), "rgb", torch.device("cpu"))
     views = ten.views_of(frames)
     assert views.shape == (10, 4, 3, 224, 224)
     torch.testing.assert_close(views[5], views[0].flip(-1))
@@ -296,7 +297,7 @@ def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_pat
 
     model = create_backbone("i3d", ref)
     head = model._modules["logits"]
-    labels = (Path(__file__).resolve().parents[1] / "manifests" / "kinetics400_labels.txt").read_text().splitlines()
+    labels = resource_path("kinetics400_labels.txt").read_text().splitlines()
     pooled = torch.from_numpy(s.get("demo_mp4").mean(0)).view(1, 1024, 1, 1, 1)
     top5 = [labels[i] for i in head(pooled).flatten().topk(5).indices]
     assert "arm wrestling" in top5, top5

@@ -118,11 +118,11 @@ def test_verbose_is_shown_as_a_repeatable_flag() -> None:
 
 
 def test_precision_is_part_of_the_spec_so_bf16_and_fp32_never_share_a_store(clips: tuple[Path, list[str]], tmp_path: Path) -> None:
-    from fsv.pipeline.plan import make_config
+    from fsv.pipeline.plan import make_recipe
     from fsv.pipeline.weights import WeightsRef
 
     random = {"rgb": WeightsRef("random", None, None, seed=0)}
-    fp32, bf16 = make_config("c3d", weights=random).spec(), make_config("c3d", weights=random, precision="bf16").spec()
+    fp32, bf16 = make_recipe("c3d", weights=random).spec(), make_recipe("c3d", weights=random, precision="bf16").spec()
     assert fp32.key != bf16.key and bf16.extra["precision"] == "bf16" and bf16.name.endswith("-bf16") and "precision" not in fp32.extra
     root, files = clips
     manifest = tmp_path / "m.csv"

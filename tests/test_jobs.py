@@ -135,14 +135,14 @@ def test_standalone_shards_plan_what_a_submission_plans(tmp_path: Path, make_vid
 def test_merged_summary_throughput_is_total_work_over_wall_time(tmp_path: Path, make_video) -> None:
     from fsv.pipeline.cluster import ExtractJob, submit_extract
     from fsv.pipeline.extract import RunOptions
-    from fsv.pipeline.plan import make_config
+    from fsv.pipeline.plan import make_recipe
     from fsv.pipeline.weights import WeightsRef
 
     for i in range(4):
         make_video(tmp_path / f"v{i}.mp4", n_frames=40, fps=25, seed=i)
     manifest = tmp_path / "m.csv"
     Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "a", "test") for i in range(4)], ["a"], "classification").write(manifest)
-    cfg = make_config("c3d", weights={"rgb": WeightsRef("random", None, None, seed=0)})
+    cfg = make_recipe("c3d", weights={"rgb": WeightsRef("random", None, None, seed=0)})
     job = ExtractJob(str(manifest), tmp_path, tmp_path / "s.zarr", cfg, RunOptions(workers=0, threads=1))
     t0 = time.perf_counter()
     summary = submit_extract(job, 2, "local", ClusterOptions(folder=tmp_path / "jobs", cpus_per_task=1, mem_gb=2, time_min=10))

@@ -170,10 +170,10 @@ def test_score_files_reads_ambiguous_segments(tmp_path: Path) -> None:
 
 
 def test_thumos14_annotations_carry_ambiguous_segments() -> None:
-    import fsv
     from fsv.detections import load_ambiguous
+    from fsv.pipeline.manifests.resources import resource_path
 
-    path = Path(fsv.__file__).parent / "manifests" / "annotations" / "thumos14.json"
+    path = resource_path("annotations", "thumos14.json")
     amb = load_ambiguous(path, "test")
     assert len(amb) == 36 and sum(len(a) for a in amb.values()) == 96  # THUMOS14 test: 96 "Ambiguous" instances in 36 videos
     assert amb["video_test_0000278"].tolist() == [[0.0, 1.4], [95.7, 97.2]]

@@ -48,12 +48,21 @@ def test_ta2n_kinetics_preset_has_no_momentum_and_user_layers_win_in_order(tmp_p
 
 
 def test_localization_heads_take_their_dataset_presets_and_unknown_settings_are_refused(tmp_path: Path) -> None:
-    d = print_config(tmp_path, "vqknet", "--dataset", "thumos14", "--episodes", "12")
+    d = print_config(tmp_path, "vqknet", "--dataset", "thumos14", "--steps", "12")
     assert d["dataset_preset"] == "thumos14" and d["config"]["head_args"]["topk_m"] == 7
-    assert (d["config"]["train_steps"], d["sources"]["train_steps"]) == (12, "--episodes")
+    assert (d["config"]["train_steps"], d["sources"]["train_steps"]) == (12, "--steps")
     bad = subprocess.run([sys.executable, "-m", "fsv", "train-head", "ta2n", "--dataset", "ucf101", "--out", str(tmp_path / "r"),
                           "--set", "bogus=1", "--print-config"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown setting 'bogus'" in bad.stderr
+
+
+@pytest.mark.parametrize("head, option, says", [("vqknet", "--episodes", "vqknet trains in optimiser steps, not episodes: use --steps N"),
+                                               ("trx", "--steps", "trx trains on episodes: use --episodes N")])
+def test_training_length_has_one_word_per_kind_of_head(tmp_path: Path, head: str, option: str, says: str) -> None:
+    dataset = "thumos14" if head == "vqknet" else "ucf101"
+    bad = subprocess.run([sys.executable, "-m", "fsv", "train-head", head, "--dataset", dataset, option, "5", "--out", str(tmp_path / "r"), "--print-config"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and says in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize("dataset, family", [("ssv2_otam", "ssv2"), ("ssv2_cmn", "ssv2"), ("kinetics_cmn", "kinetics100"), ("ucf101_arn", "ucf101"),

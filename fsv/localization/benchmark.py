@@ -1,7 +1,7 @@
 """Imported fixed test episodes of few-shot common action localization.
 
 ``yang2020``: the 1000 ActivityNet 1.3 common single-instance test episodes of Yang et al., ECCV
-2020 (the protocol CDC-CA reports on), shipped as ``fsv/manifests/benchmarks/
+2020 (the protocol CDC-CA reports on), shipped as ``fsv/pipeline/manifests/shipped/benchmarks/
 anet13_common_single_test_yang2020.json``. Frames there are 1-based at 3 fps: frame ``f`` covers
 ``[(f - 1) / fps, f / fps]`` seconds. Each episode lists 5 supports (the first ``L`` are used in
 L-shot); 104 of them take a support from the query video itself, a leak of the source protocol,
@@ -21,6 +21,7 @@ from fsv.errors import FsvInputError
 from fsv.localization.common import CommonEpisode
 from fsv.metrics import temporal_iou
 from fsv.pipeline.manifests import Manifest
+from fsv.pipeline.manifests.resources import SHIPPED
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def benchmark_path(name: str) -> Path:
         return Path(name)
     if name not in BENCHMARKS:
         raise FsvInputError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)} or give a file")
-    return Path(str(resources.files("fsv.manifests") / "benchmarks" / BENCHMARKS[name]))
+    return Path(str(resources.files(SHIPPED) / "benchmarks" / BENCHMARKS[name]))
 
 
 def _video_id(name: str, known: set[str]) -> str | None:

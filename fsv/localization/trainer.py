@@ -9,6 +9,7 @@ killed run resumed from ``last.pt`` ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -123,6 +124,28 @@ def ground_truth_json(scored: Scored) -> dict[str, Any]:
     """The scored items' ground truth in ActivityNet format (episode keys for common localization)."""
     return {"database": {v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs],
                              **({"ambiguous": scored.ambiguous[v].tolist()} if v in scored.ambiguous else {})} for v, segs in scored.ground_truth.items()}}
+
+
+def write_predictions(run: Path, out_file: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> str:
+    """``fsv predict``: the run's detections on ``split`` written to ``out_file`` (ActivityNet
+    results JSON, atomically); common-localization runs key them by episode and also write the
+    episodes' ground truth beside them (``OUT.gt.json``), so any ActivityNet-style tool scores the
+    pair. Returns the line that says what was written."""
+    scored, cfg, _ = predict_run(run, split=split, benchmark=benchmark, device=device)
+    _write_json(out_file, results_json(scored, cfg))
+    said = f"{sum(len(v) for v in scored.predictions.values())} detections of {len(scored.predictions)} {'episodes' if cfg.task == 'common' else 'videos'} -> {out_file}"
+    if cfg.task == "common":
+        gt_file = out_file.with_name(out_file.name.removesuffix(".json") + ".gt.json")
+        _write_json(gt_file, ground_truth_json(scored))
+        said += f"; ground truth -> {gt_file}"
+    return said
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
 
 
 def evaluate_localization(run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> dict[str, Any]:

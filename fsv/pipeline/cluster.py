@@ -23,20 +23,20 @@ from fsv.jobs.run import Submitter
 from fsv.pipeline.balance import plan_shards, record_costs
 from fsv.pipeline.extract import ExtractSummary, RunOptions, extract
 from fsv.pipeline.manifests.check import require_unique_ids
-from fsv.pipeline.plan import ExtractConfig
+from fsv.pipeline.plan import ExtractRecipe
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ExtractJob:
-    """One extraction: manifest (file or dataset name), data root, store folder, config, options;
+    """One extraction: manifest (file or dataset name), data root, store folder, recipe, options;
     ``videos`` is the shard's own list when a submitter planned the shards."""
 
     manifest: str
     root: Path
     store: Path
-    config: ExtractConfig
+    recipe: ExtractRecipe
     options: RunOptions = RunOptions()
     videos: tuple[str, ...] | None = None
 
@@ -50,7 +50,7 @@ def run_job(job: ExtractJob) -> ExtractSummary:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = load_manifest(job.manifest, job.root)
-    return extract(manifest, job.root, job.store, job.config, job.options, videos=list(job.videos) if job.videos is not None else None)
+    return extract(manifest, job.root, job.store, job.recipe, job.options, videos=list(job.videos) if job.videos is not None else None)
 
 
 def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: ClusterOptions = ClusterOptions(), *, wait: bool = True) -> ExtractSummary | list[str]:
@@ -68,10 +68,10 @@ def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: Cluster
     manifest = load_manifest(job.manifest, job.root)
     require_unique_ids(manifest)
     submitter = Submitter(executor, cluster, "fsv-extract")  # the request is checked before the store is created
-    store = FeatureStore.create(job.store, job.config.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
+    store = FeatureStore.create(job.store, job.recipe.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     store.require_manifest(manifest, allow_change=job.options.allow_manifest_change)  # before anything is submitted
     records = list(manifest.records)
-    costs = record_costs(records, fixed_per_video=job.config.sampling["kind"] == "tsn", root=job.root) if job.options.shard_by == "cost" else np.zeros(len(records))
+    costs = record_costs(records, fixed_per_video=job.recipe.sampling["kind"] == "tsn", root=job.root) if job.options.shard_by == "cost" else np.zeros(len(records))
     plan = plan_shards(costs, shards, job.options.shard_by)
     parts = [job.shard(i, shards, [records[k].video_id for k in ks]) for i, ks in enumerate(plan)]
     results = submitter.run(run_job, parts, wait=wait)

@@ -27,7 +27,7 @@ from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.balance import shard_records
 from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.manifests.check import require_unique_ids
-from fsv.pipeline.plan import ExtractConfig
+from fsv.pipeline.plan import ExtractRecipe
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource, worker_init
 from fsv.pipeline.store import FeatureStore
 from fsv.progress import make_progress
@@ -60,7 +60,7 @@ class ExtractSummary:
 @dataclass(frozen=True)
 class RunOptions:
     """How to run. None of these change the features beyond the stated tolerances (precision,
-    which does, is part of the config and its spec); with the same device, ``batch_size`` and
+    which does, is part of the recipe and its spec); with the same device, ``batch_size`` and
     ``threads`` (torch's intra-op threads, default: all cores) they are bit-identical whatever the
     workers, window, sharding or interruptions."""
 
@@ -92,16 +92,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def job_records(manifest: Manifest, config: ExtractConfig, options: RunOptions, root: Path) -> list[VideoRecord]:
+def job_records(manifest: Manifest, recipe: ExtractRecipe, options: RunOptions, root: Path) -> list[VideoRecord]:
     """The manifest's records of ``options.shard`` (all of them when None)."""
     if options.shard is None:
         return list(manifest.records)
-    return shard_records(list(manifest.records), options.shard, by=options.shard_by, fixed_per_video=config.sampling["kind"] == "tsn", root=root)
+    return shard_records(list(manifest.records), options.shard, by=options.shard_by, fixed_per_video=recipe.sampling["kind"] == "tsn", root=root)
 
 
-def default_batch_size(config: ExtractConfig, device: torch.device) -> int:
+def default_batch_size(recipe: ExtractRecipe, device: torch.device) -> int:
     """Units per forward: frames for 2-D backbones, snippets for 3-D ones."""
-    if config.unit_frames > 1:
+    if recipe.unit_frames > 1:
         return 16 if device.type == "cuda" else 4
     return 128 if device.type == "cuda" else 16
 
@@ -128,16 +128,16 @@ def damaged_videos(store: FeatureStore, manifest: Manifest) -> set[str]:
     return report.damaged & ids
 
 
-def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractConfig, options: RunOptions = RunOptions(),
+def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRecipe, options: RunOptions = RunOptions(),
             videos: list[str] | None = None) -> ExtractSummary:
     """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``;
     ``videos`` names the shard's videos when a submitter planned the shards once for all."""
     require_unique_ids(manifest)
     device = resolve_device(options.device)  # before the store exists: a bad --device leaves nothing behind
-    spec = config.spec()
+    spec = recipe.spec()
     store = FeatureStore.create(store_path, spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     changed_from = store.require_manifest(manifest, allow_change=options.allow_manifest_change)
-    records = job_records(manifest, config, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
+    records = job_records(manifest, recipe, options, root) if videos is None else [manifest.by_id()[v] for v in videos]
     done, failed = set(store.index), set(store.failures)
     if options.redo_corrupt:  # a repair: damaged videos are extracted again into the new part, which supersedes them
         done -= damaged_videos(store, manifest)
@@ -147,9 +147,9 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
         return summary
     if options.threads:
         torch.set_num_threads(options.threads)
-    models = {s: StreamModel(config, s, device, channels_last=options.channels_last) for s in config.streams}
-    batcher = Batcher(models, options.batch_size or default_batch_size(config, device))
-    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], config, decoder=options.decoder, window_frames=options.window_frames)
+    models = {s: StreamModel(recipe, s, device, channels_last=options.channels_last) for s in recipe.streams}
+    batcher = Batcher(models, options.batch_size or default_batch_size(recipe, device))
+    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], recipe, decoder=options.decoder, window_frames=options.window_frames)
     workers = min(options.workers, len(todo))
     loader = (
         DataLoader(source, batch_size=None, num_workers=workers, prefetch_factor=options.prefetch, worker_init_fn=worker_init,
@@ -176,7 +176,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, config: ExtractCon
                     plan, info = chunk.plan, chunk.info
                     data = np.concatenate(parts.pop(chunk.video_id))
                     meta = {"backend": info["backend"], "path": paths[chunk.video_id], "rotation": info["rotation"]}
-                    if config.sampling["kind"] == "tsn":
+                    if recipe.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
                     try:
                         writer.write(chunk.video_id, data, spans=plan.spans, fps=info["fps"], num_frames=info["num_frames"], duration=info["duration"], meta=meta)

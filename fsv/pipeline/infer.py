@@ -24,7 +24,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones import create_backbone
-from fsv.pipeline.plan import ExtractConfig
+from fsv.pipeline.plan import ExtractRecipe
 from fsv.pipeline.source import Chunk
 from fsv.pipeline.transforms import crop_views
 
@@ -32,19 +32,19 @@ from fsv.pipeline.transforms import crop_views
 class StreamModel:
     """One stream's backbone with its input pipeline: ``units(frames) -> model input`` and ``run``."""
 
-    def __init__(self, config: ExtractConfig, stream: str, device: torch.device, *, channels_last: bool = True) -> None:
-        self.config = config
+    def __init__(self, recipe: ExtractRecipe, stream: str, device: torch.device, *, channels_last: bool = True) -> None:
+        self.recipe = recipe
         self.stream = stream
         self.device = device
-        if config.precision == "fp16" and device.type != "cuda":
+        if recipe.precision == "fp16" and device.type != "cuda":
             raise FsvInputError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
-        self.precision = config.precision
-        kwargs = {"layer": config.layer} if config.layer else {}
-        model: nn.Module = create_backbone(config.network(stream), config.weights[stream], **kwargs)
-        self.is3d = config.unit_frames > 1
+        self.precision = recipe.precision
+        kwargs = {"layer": recipe.layer} if recipe.layer else {}
+        model: nn.Module = create_backbone(recipe.network(stream), recipe.weights[stream], **kwargs)
+        self.is3d = recipe.unit_frames > 1
         self.memory_format = (torch.channels_last_3d if self.is3d else torch.channels_last) if channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=self.memory_format).eval()
-        pre = config.preprocess
+        pre = recipe.preprocess
         self.crop, self.crop_mode = int(pre["crop"]), str(pre.get("crop_mode", "center"))
         self.views = 10 if self.crop_mode == "ten" else 1
         self._mean = self._std = None
@@ -63,7 +63,7 @@ class StreamModel:
         ``(B, C, s, s)`` for frame models; RGB scaled as the weights expect."""
         x = x.permute(0, 2, 1, 3, 4).float()  # B, C, L, s, s
         if self.stream == "rgb":
-            pre = self.config.preprocess
+            pre = self.recipe.preprocess
             if pre.get("channels") == "bgr":
                 x = x.flip(1)
             if pre.get("range") == [-1, 1]:
@@ -129,7 +129,7 @@ class Batcher:
         along the first feature axis and crop views averaged."""
         for stream, model in self.models.items():
             q = self.queue[stream]
-            unit = model.config.unit_frames
+            unit = model.recipe.unit_frames
             while len(q) >= self.batch_size or (final and q):
                 part, q = q[:self.batch_size], q[self.batch_size:]
                 x = torch.stack([p.views[stream][v, o:o + unit] for p, v, o in part])

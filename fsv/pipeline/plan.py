@@ -1,7 +1,7 @@
 """What an extraction run computes: backbone, streams, sampling, preprocessing — and its feature spec.
 
-An :class:`ExtractConfig` is built from a backbone's card (:mod:`fsv.pipeline.backbones`) plus the
-user's overrides; :meth:`ExtractConfig.spec` turns it into the :class:`FeatureSpec` the store is bound
+An :class:`ExtractRecipe` is built from a backbone's card (:mod:`fsv.pipeline.backbones`) plus the
+user's overrides; :meth:`ExtractRecipe.spec` turns it into the :class:`FeatureSpec` the store is bound
 to, so every choice that changes the numbers is recorded. :func:`plan_video` turns a video's real
 frame timestamps into the frames to decode, the model's input units (single frames or snippets), the
 time span of each feature step and the windows a long video is streamed in.
@@ -26,7 +26,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractRecipe:
     """One run's choices. ``weights`` maps each stream to the weights its model runs with."""
 
     backbone: str
@@ -73,7 +73,7 @@ class ExtractConfig:
         )
 
 
-def make_config(
+def make_recipe(
     backbone: str,
     *,
     streams: tuple[str, ...] = ("rgb",),
@@ -83,7 +83,7 @@ def make_config(
     flow: dict[str, Any] | None = None,
     layer: str | None = None,
     precision: str = "fp32",
-) -> ExtractConfig:
+) -> ExtractRecipe:
     """Validate the user's choices against the backbone's card and fill in its defaults.
 
     ``sampling`` entries override the defaults key by key (e.g. ``{"fps": 30}``, or
@@ -125,7 +125,7 @@ def make_config(
     flow_cfg = None
     if "flow" in streams:
         flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
-    return ExtractConfig(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
+    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class VideoPlan:
     duration: float
 
 
-def plan_video(config: ExtractConfig, timestamps: np.ndarray, fps: float, *, window_frames: int = 256, rng: np.random.Generator | None = None) -> VideoPlan:
+def plan_video(recipe: ExtractRecipe, timestamps: np.ndarray, fps: float, *, window_frames: int = 256, rng: np.random.Generator | None = None) -> VideoPlan:
     """Sampling of one video from its real frame ``timestamps`` (seconds, ``(num_frames,)``).
 
     Raises :class:`FsvInputError` when the video is too short for one feature step.
@@ -150,7 +150,7 @@ def plan_video(config: ExtractConfig, timestamps: np.ndarray, fps: float, *, win
     n_src = len(timestamps)
     step = float(np.median(np.diff(timestamps))) if n_src > 1 else 1.0 / (fps or 25.0)
     duration = float(timestamps[-1]) + step if n_src else 0.0
-    s = config.sampling
+    s = recipe.sampling
     if s["kind"] == "snippets":
         target = float(s["fps"])
         frames = resample_indices(timestamps, target, duration)

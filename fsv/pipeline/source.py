@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.decode.backends import candidates, open_video
-from fsv.pipeline.plan import ExtractConfig, VideoPlan, plan_video
+from fsv.pipeline.plan import ExtractRecipe, VideoPlan, plan_video
 from fsv.pipeline.transforms import resize_frames
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,12 @@ def worker_init(_: int) -> None:
 
 
 class VideoSource(IterableDataset):
-    """Chunks of ``jobs`` (split across DataLoader workers round-robin) for ``config``."""
+    """Chunks of ``jobs`` (split across DataLoader workers round-robin) for ``recipe``."""
 
-    def __init__(self, jobs: list[VideoJob], config: ExtractConfig, *, decoder: str = "auto", window_frames: int = 256, seed: int = 0) -> None:
+    def __init__(self, jobs: list[VideoJob], recipe: ExtractRecipe, *, decoder: str = "auto", window_frames: int = 256, seed: int = 0) -> None:
         super().__init__()
         self.jobs = jobs
-        self.config = config
+        self.recipe = recipe
         self.decoder = decoder
         self.window_frames = window_frames
         self.seed = seed
@@ -137,7 +137,7 @@ class VideoSource(IterableDataset):
                 reader.close()
 
     def _decode(self, job: VideoJob, reader: Any, attempt: int) -> Iterator[Chunk]:
-        cfg = self.config
+        cfg = self.recipe
         rng = np.random.default_rng([self.seed, zlib.crc32(job.video_id.encode())])
         plan = plan_video(cfg, reader.timestamps, reader.fps, window_frames=self.window_frames, rng=rng)
         need_flow = "flow" in cfg.streams

@@ -6,7 +6,7 @@
 """
 
 from fsv.pipeline.manifests.builders import build_manifest, canonical_name, dataset_names
-from fsv.pipeline.manifests.check import check_manifest
+from fsv.pipeline.manifests.check import check_manifest, check_source
 from fsv.pipeline.manifests.load import load_manifest
 from fsv.pipeline.manifests.model import Manifest, Segment, VideoRecord
 from fsv.pipeline.manifests.probe import probe_manifest
@@ -21,6 +21,7 @@ __all__ = [
     "build_manifest",
     "canonical_name",
     "check_manifest",
+    "check_source",
     "dataset_names",
     "load_manifest",
     "probe_manifest",

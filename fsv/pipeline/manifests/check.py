@@ -134,3 +134,21 @@ def _check_files(records: list[VideoRecord], root: Path, source: str, problems: 
         for r, message in zip(records, pool.map(one, records)):
             if message:
                 problems.add(source, r.line, message, r.video_id)
+
+
+def check_source(source: str, root: Path | None = None, *, probe: bool = False) -> tuple[Manifest, ProblemList]:
+    """What ``fsv manifest check`` reports: ``source`` is a manifest file (rows that do not parse
+    are reported with the problems of the rows that do) or a dataset name (its files checked
+    under its configured root unless ``root`` is given)."""
+    from fsv.locations import locate
+    from fsv.pipeline.manifests.load import load_manifest
+
+    problems = ProblemList()
+    if Path(source).is_file():
+        manifest = Manifest.read(source, problems)
+    else:
+        manifest = load_manifest(source, root)
+        if root is None:
+            root = locate(manifest.dataset).root
+    problems.extend(check_manifest(manifest, root, probe=probe))
+    return manifest, problems

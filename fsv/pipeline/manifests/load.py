@@ -11,7 +11,7 @@ from fsv.pipeline.manifests.model import Manifest
 
 def load_manifest(spec: str, root: Path | None = None) -> Manifest:
     """A manifest file, or a dataset name (its configured manifest, else built from shipped files)."""
-    from fsv.config import configured_names, locate
+    from fsv.locations import configured_names, locate
 
     path = Path(spec)
     if path.is_file():

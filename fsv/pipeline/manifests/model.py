@@ -162,6 +162,21 @@ class Manifest:
             h.update(json.dumps([row[c] for c in COLUMNS]).encode())
         return h.hexdigest()
 
+    def summary(self) -> dict[str, Any]:
+        """Videos, classes, segments and known metadata per split, with the content hash."""
+        splits = {}
+        for s in self.splits:
+            rows = self.select(s)
+            splits[s] = {
+                "videos": len(rows),
+                "classes": len({lab for r in rows for lab in r.labels}),
+                "segments": sum(len(r.segments) for r in rows),
+                "with_duration": sum(r.duration is not None for r in rows),
+                "with_fps": sum(r.fps is not None for r in rows),
+            }
+        return {"dataset": self.dataset, "task": self.task, "path": str(self.path) if self.path else None, "videos": len(self),
+                "classes": len(self.classes), "sha256": self.sha256, "splits": splits}
+
     def with_records(self, records: list[VideoRecord]) -> "Manifest":
         return Manifest(self.dataset, records, list(self.classes), self.task, self.path)
 

@@ -1,6 +1,6 @@
 """Few-shot recognition splits: UCF101 and HMDB51 (ARN), SSv2 (OTAM, CMN), Kinetics-100 (CMN).
 
-The shipped split lists (``manifests/splits/<name>/{train,val,test}.txt``, one ``class/video_id`` a
+The shipped split lists (``fsv/pipeline/manifests/shipped/splits/<name>/{train,val,test}.txt``, one ``class/video_id`` a
 line, from the TRX repository) define the rows; ``--splits DIR`` replaces them. Each split holds its
 own classes (64/12/24 for SSv2 and Kinetics-100, 70/10/21 for UCF101, 31/10/10 for HMDB51).
 """

@@ -1,5 +1,5 @@
 """Shipped dataset definitions: few-shot split lists, annotations and benchmark episodes.
 
-Installed as the ``fsv.manifests`` resource package (``fsv/manifests`` links here); read through
+A resource package beside the code that reads it (:mod:`fsv.pipeline.manifests`); read through
 :func:`fsv.pipeline.manifests.resources.resource_path`.
 """

@@ -1,4 +1,4 @@
-"""Datasets by name: where each one's videos, manifest and feature stores live.
+"""Where datasets live, by name: each one's videos, manifest and feature stores (the datasets file).
 
 Read from a TOML file (``$FSV_CONFIG``, else ``~/.config/fsv/config.toml``)::
 
@@ -26,8 +26,8 @@ from typing import Any
 from fsv.errors import FsvInputError
 
 
-def config_path() -> Path:
-    """The config file in effect."""
+def datasets_file() -> Path:
+    """The datasets file in effect."""
     env = os.environ.get("FSV_CONFIG")
     if env:
         return Path(env).expanduser()
@@ -35,8 +35,8 @@ def config_path() -> Path:
     return Path(base) / "fsv" / "config.toml"
 
 
-def load_config() -> dict[str, Any]:
-    path = config_path()
+def read_datasets_file() -> dict[str, Any]:
+    path = datasets_file()
     if not path.is_file():
         return {}
     try:
@@ -60,16 +60,16 @@ class DatasetLocation:
 
 
 def locate(name: str) -> DatasetLocation:
-    """Resolve dataset ``name`` from the environment, then the config file, then defaults."""
-    cfg = load_config()
-    entry = cfg.get("datasets", {}).get(name, {})
+    """Resolve dataset ``name`` from the environment, then the datasets file, then defaults."""
+    settings = read_datasets_file()
+    entry = settings.get("datasets", {}).get(name, {})
     env = name.upper().replace("-", "_")
 
     def pick(key: str) -> str | None:
         return os.environ.get(f"FSV_{env}_{key.upper()}") or entry.get(key)
 
     root, manifest, stores = pick("root"), pick("manifest"), pick("stores")
-    default_stores = os.environ.get("FSV_STORES") or cfg.get("stores") or str(Path.cwd() / "fsv-stores")
+    default_stores = os.environ.get("FSV_STORES") or settings.get("stores") or str(Path.cwd() / "fsv-stores")
     return DatasetLocation(
         name=name,
         root=Path(root).expanduser() if root else None,
@@ -79,27 +79,45 @@ def locate(name: str) -> DatasetLocation:
 
 
 def configured_names() -> list[str]:
-    """Datasets named in the config file (built-in and custom ones)."""
-    return sorted(load_config().get("datasets", {}))
+    """Datasets named in the datasets file (built-in and custom ones)."""
+    return sorted(read_datasets_file().get("datasets", {}))
 
 
 def set_dataset(name: str, **values: str | None) -> Path:
-    """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the config file (rewritten whole)."""
-    cfg = load_config()
-    entry = cfg.setdefault("datasets", {}).setdefault(name, {})
+    """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the datasets file (rewritten
+    whole). A name that is not built in needs a manifest (given now or before)."""
+    from fsv.pipeline.manifests import canonical_name, dataset_names
+
+    if canonical_name(name) not in dataset_names() and values.get("manifest") is None and locate(name).manifest is None:
+        raise FsvInputError(f"{name!r} is not a built-in dataset ({', '.join(dataset_names())}): give its --manifest FILE too")
+    settings = read_datasets_file()
+    entry = settings.setdefault("datasets", {}).setdefault(name, {})
     for key, value in values.items():
         if value is not None:
             entry[key] = str(Path(value).expanduser().resolve())
-    path = config_path()
+    path = datasets_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dump_toml(cfg), encoding="utf-8")
+    path.write_text(_dump_toml(settings), encoding="utf-8")
     return path
 
 
-def _dump_toml(cfg: dict[str, Any]) -> str:
-    """TOML for fsv's two-level config (top-level strings, then ``[datasets.NAME]`` tables)."""
-    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
-    for name, entry in sorted(cfg.get("datasets", {}).items()):
+def datasets_overview() -> list[dict[str, str]]:
+    """Every known dataset (built in, then configured) with its resolved root, manifest and stores."""
+    from fsv.pipeline.manifests import dataset_names
+
+    builtin = dataset_names()
+    rows = []
+    for name in builtin + [n for n in configured_names() if n not in builtin]:
+        loc = locate(name)
+        default = "(built from shipped files)" if name in builtin else "-"
+        rows.append({"name": name, "root": str(loc.root or "-"), "manifest": str(loc.manifest or default), "stores": str(loc.stores)})
+    return rows
+
+
+def _dump_toml(settings: dict[str, Any]) -> str:
+    """TOML for the datasets file (top-level strings, then ``[datasets.NAME]`` tables)."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    for name, entry in sorted(settings.get("datasets", {}).items()):
         lines += ["", f"[datasets.{json.dumps(name) if not name.replace('_', '').isalnum() else name}]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(entry.items())]
     return "\n".join(lines) + "\n"
