@@ -132,30 +132,30 @@ def scheduler_options(*, time_min: int):
 
 BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
 
-# the options of `fsv train-head` and `fsv submit train-head`, declared once (types: RunRequest's)
+# the options of `fsv train-head` and `fsv submit train-head`, declared once: name -> (option, type
+# as typed on the command line); all default to None ("not given") and become RunRequest fields
 HEAD = typer.Argument(help="protonet | trx | strm | ta2n (recognition); cdcca | vqknet (localization)")
 TRAIN_OPTIONS = {
-    "dataset": DATASET,
-    "stores": typer.Option("--store", help="Store folder(s), comma-separated to concatenate features."),
-    "manifest": MANIFEST,
-    "way": typer.Option("--way", help="Classes per episode (default 5)."),
-    "shot": typer.Option("--shot", help="Support videos per class (default 5)."),
-    "episodes": typer.Option("--episodes", help="Recognition heads: training episodes (default: the paper's)."),
-    "steps": typer.Option("--steps", help="Localization heads: optimiser steps (default: the paper's)."),
-    "config": typer.Option("--config", help="JSON file of preset overrides."),
-    "sets": typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head."),
+    "dataset": (DATASET, Optional[str]),
+    "stores": (typer.Option("--store", help="Store folder(s), comma-separated to concatenate features."), Optional[str]),
+    "manifest": (MANIFEST, Optional[Path]),
+    "way": (typer.Option("--way", help="Classes per episode (default 5)."), Optional[int]),
+    "shot": (typer.Option("--shot", help="Support videos per class (default 5)."), Optional[int]),
+    "episodes": (typer.Option("--episodes", help="Recognition heads: training episodes (default: the paper's)."), Optional[int]),
+    "steps": (typer.Option("--steps", help="Localization heads: optimiser steps (default: the paper's)."), Optional[int]),
+    "config": (typer.Option("--config", help="JSON file of preset overrides."), Optional[Path]),
+    "sets": (typer.Option("--set", help="Override a preset value: KEY=VALUE (JSON values), repeatable; head_args.NAME for the head."), Optional[list[str]]),
 }
 
 
 def train_options(fn):
     """The command receives ``request: RunRequest`` built from :data:`TRAIN_OPTIONS`, its ``head``
     argument and its ``--out`` folder."""
-    from fsv.run_setup import RunRequest, parse_stores
-
-    types = typing.get_type_hints(RunRequest) | {"stores": Optional[str], "sets": Optional[list[str]]}  # as typed on the command line
-    table = {"head": (HEAD, str, inspect.Parameter.empty), **{name: (opt, types[name], None) for name, opt in TRAIN_OPTIONS.items()}}
+    table = {"head": (HEAD, str, inspect.Parameter.empty), **{name: (opt, kind, None) for name, (opt, kind) in TRAIN_OPTIONS.items()}}
 
     def make(v: dict[str, Any]) -> dict[str, Any]:
+        from fsv.run_setup import RunRequest, parse_stores  # imports torch: only when a command runs
+
         return {"request": RunRequest(run=v.pop("out_dir"), stores=parse_stores(v.pop("stores")), sets=tuple(v.pop("sets") or ()), **v)}
 
     return with_options(table, ("request",), make, passed=("out_dir",))(fn)
