@@ -5,6 +5,7 @@ wrong number with exit code 0. (Cluster faults: ``tests/test_slurm.py``; store c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -382,9 +383,15 @@ def test_damaged_run_files_and_export_targets_get_one_line_naming_the_path(tmp_p
     err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
     assert f"{best}: cannot be read as a checkpoint" in err, err
     best.write_bytes(whole)
+    whole_config = (run / "config.json").read_text()
     (run / "config.json").write_text('{"config": {"head": "protonet",')
     err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
     assert f"{run / 'config.json'}: not a readable run configuration" in err, err
+    record = json.loads(whole_config)
+    record["config"]["bogus_setting"] = 1  # written by another fsv version, say
+    (run / "config.json").write_text(json.dumps(record))
+    err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
+    assert f"{run / 'config.json'}: does not match protonet's run configuration" in err and "new --out folder" in err, err
     err = one_line_error(fsv("store", "export", str(tmp_path / "store.zarr"), "--h5", str(tmp_path / "no" / "such" / "out.h5")), 2)
     assert f"folder {tmp_path / 'no' / 'such'} does not exist" in err, err
 
