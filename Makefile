@@ -21,8 +21,11 @@ $(VENV)/.fsv-installed: pyproject.toml
 demo: setup
 	$(BIN)/fsv demo --out fsv-demo
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; `auto` = one per core), one test file per
+# worker at a time so that a file's shared fixtures are built once; TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/store_read.py

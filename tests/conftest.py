@@ -10,6 +10,30 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+#: The longest test files, longest first (measured serially on a quiet 2-core machine: SLURM ~500 s,
+#: extraction ~300 s, the rest 100-200 s each). They are collected first so that a parallel run
+#: (``make test``: pytest-xdist, one file per worker at a time) starts them at once instead of
+#: leaving one of them for the end.
+LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_localization_cli.py", "test_synthetic_benchmark.py",
+                 "test_heads_cli.py", "test_demo_extract.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every ``fsv`` process a test starts) gets its share of
+    the cores as torch/OpenMP threads: two workers each running two threads on two cores spend their
+    time waiting on each other (a TA2N training took 5 min instead of 2 that way)."""
+    import os
+
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Collect the files of :data:`LONGEST_FIRST` first, in that order (stable otherwise)."""
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

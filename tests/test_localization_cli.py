@@ -89,6 +89,9 @@ def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(dat
         table = json.loads(run("eval", str(rundir), "--json", "--device", "cpu").stdout)
         assert table["head"] == head and table["dataset"] == "colours" and set(table["map"]) == ({"0.5"} if head == "cdcca" else {f"0.{i}" for i in range(1, 8)})
         assert 0.0 <= table["average_map"] <= 1.0 and "random_proposals" in table
+        tables.append(table)
+        if store == imported:
+            continue  # the same features: equal tables (asserted below) stand for equal detections
         preds = out / f"preds-{head}-{store.name}.json"
         run("predict", str(rundir), "--out", str(preds), "--device", "cpu")
         results = json.loads(preds.read_text())["results"]
@@ -101,5 +104,4 @@ def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(dat
         scored = json.loads(run(*args).stdout)
         for k, v in table["map"].items():
             assert scored["map"][k] == pytest.approx(v, abs=1e-3)  # results are rounded to 1 ms
-        tables.append(table)
     assert tables[0]["map"] == tables[1]["map"]  # same features, same run settings

@@ -18,7 +18,7 @@ FSV = [sys.executable, "-m", "fsv"]
 CHANCE = 0.2  # 5-way
 # small widths, 3 queries per class and Adam so that a few hundred CPU episodes suffice (each head
 # in well under two minutes on a quiet 2-core machine); the architecture is the paper's
-FAST = ["--set", "optimizer=adam", "--set", "lr=0.001", "--set", "tasks_per_update=1", "--set", "val_every=100", "--set", "val_episodes=100",
+FAST = ["--set", "optimizer=adam", "--set", "lr=0.001", "--set", "tasks_per_update=1", "--set", "val_every=150", "--set", "val_episodes=100",
         "--set", "query=3"]
 HEADS = {
     "trx": ["--set", "head_args.out_dim=64", "--set", "train_episodes=300"],
@@ -42,7 +42,7 @@ def run_head(bench: tuple[Path, dict[str, str]], head: str, extra: list[str]) ->
     train = subprocess.run([*FSV, "train-head", head, *data, "--out", str(run), "--shot", "1", "--device", "cpu", *FAST, *extra],
                            capture_output=True, text=True, env=env, timeout=900)
     assert train.returncode == 0, train.stdout + train.stderr
-    ev = subprocess.run([*FSV, "eval", str(run), "--episodes", "500", "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=900)
+    ev = subprocess.run([*FSV, "eval", str(run), "--episodes", "300", "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=900)
     assert ev.returncode == 0, ev.stderr
     return json.loads(ev.stdout)["accuracy"]
 
