@@ -281,3 +281,70 @@ def test_overfits_a_planted_common_action() -> None:
         detections, scores = model.detect(query, supports)
     assert temporal_iou(detections[0], gt.numpy())[0] > 0.5, (detections[:3], scores[:3])
     assert scores[0] > 0.5
+
+
+def test_every_attention_stage_is_independent_of_how_many_proposals_and_shots() -> None:
+    """Eqs. 3, 6, 7 with unit mean mass: repeating every proposal (P -> 2P, as when more proposals
+    survive at test) or every support (L -> 2L) leaves each stage's output per row unchanged."""
+    torch.manual_seed(0)
+    cdc = small().cdc
+    x_q, x_s = cdc.encode(torch.randn(7, 3, D), torch.randn(3, NS, D))
+    twice_q, twice_s = torch.cat([x_q, x_q]), torch.cat([x_s, x_s])
+    torch.testing.assert_close(cdc.qtos(twice_q, x_s), cdc.qtos(x_q, x_s))
+    torch.testing.assert_close(cdc.dynamics(twice_s)[:3], cdc.dynamics(x_s))
+    y_s = cdc.dynamics(cdc.qtos(x_q, x_s))
+    torch.testing.assert_close(cdc.stoq(y_s, twice_q)[:7], cdc.stoq(y_s, x_q))
+    torch.testing.assert_close(cdc.stoq(torch.cat([y_s, y_s]), x_q), cdc.stoq(y_s, x_q))
+    # without the factor the attended term would scale with the sources per target: here it is a
+    # weighted mean whose weights average one over the targets
+    attention = cross_correlation(y_s.reshape(-1, 16), x_q, cdc.w_sq).softmax(dim=-1)
+    mass = attention.sum(dim=0) * (7 / (3 * NS))
+    assert mass.mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert mass.max() / mass.min() > 1.5  # W starts at attention_scale * I: the weights are not flat
+
+
+@pytest.mark.parametrize("switch", ["qtos", "dynamics", "stoq"])
+def test_each_cross_attention_ablation_changes_the_computation(switch: str) -> None:
+    torch.manual_seed(0)
+    full = small()
+    ablated = small(**{switch: False})
+    ablated.load_state_dict(full.state_dict())
+    query, supports, _, _ = episode(5)
+    proposals = torch.tensor([[4.0, 12.0], [10.0, 19.0], [22.0, 33.0]])
+    a = full.relate(query, supports, proposals, None)[0]
+    b = ablated.relate(query, supports, proposals, None)[0]
+    assert not torch.allclose(a, b, atol=1e-5)
+    other = torch.randn_like(supports)
+    follows = not torch.allclose(ablated.relate(query, other, proposals, None)[0], b, atol=1e-6)
+    assert follows == (switch != "stoq")  # without StoQ the classifier never sees the supports
+
+
+def test_r0_drops_the_ranking_loss_and_the_auxiliary_module() -> None:
+    torch.manual_seed(0)
+    model = small(rank_weight=0.0, aux=False)
+    assert model.aux is None and not any(n.startswith("aux") for n, _ in model.named_parameters())
+    query, supports, pseudo, gt = episode(5)
+    total, terms = model.loss(model(query, supports, pseudo, gt), gt)
+    assert terms["aux"] == 0.0 and terms["rank"] > 0
+    assert total.item() == pytest.approx(terms["cls_ag"] + terms["reg_ag"] + terms["cls_co"] + terms["reg_co"], rel=1e-5)
+
+
+def test_any_action_is_positive_for_the_agnostic_branch_and_a_hard_negative_for_the_classifier() -> None:
+    torch.manual_seed(0)
+    model = small()
+    query, supports, pseudo, _ = episode(5, length=60)
+    gt, distractor = torch.tensor([[10.0, 19.0]]), torch.tensor([[35.0, 47.0]])
+    out = model(query, supports, pseudo, gt, distractor)
+    assert out.actions is not None and out.actions.tolist() == [[10.0, 19.0], [35.0, 47.0]]
+    assert out.anchor_index is not None and out.anchor_label is not None
+    positive = out.anchors[out.anchor_index[out.anchor_label > 0.5]]
+    on_distractor = temporal_iou_matrix(positive, distractor)[:, 0] >= 0.7
+    assert on_distractor.any() and not (temporal_iou_matrix(positive, gt)[:, 0] >= 0.7)[on_distractor].any()
+    ious_gt = temporal_iou_matrix(out.proposals, gt)[:, 0]
+    hard = (ious_gt < 0.5) & (temporal_iou_matrix(out.proposals, distractor)[:, 0] >= 0.5)
+    assert int(hard.sum()) == round(128 * model.roi_hard_fraction)  # the stated share of the batch
+    assert 0 < int((ious_gt >= 0.5).sum()) <= 32
+    without = model(query, supports, pseudo, gt)  # no distractors given: no hard negatives sampled
+    assert not ((temporal_iou_matrix(without.proposals, distractor)[:, 0] >= 0.5) & (temporal_iou_matrix(without.proposals, gt)[:, 0] < 0.5)).sum() > 32
+    with pytest.raises(FsvInputError):
+        small(roi_fg_fraction=0.5, roi_hard_fraction=0.6)

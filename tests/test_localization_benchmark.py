@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from fsv.errors import FsvInputError
 
 from fsv.localization.benchmark import benchmark_path
 from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
@@ -95,3 +98,23 @@ def test_yang2020_episodes_are_scored_with_and_without_query_supports(tmp_path: 
     assert first == list(_secs(raw[0]["query"]["gt_frames"][0]))
     scored = json.loads(run("score", "detections", "--gt", str(tmp_path / "preds.gt.json"), "--pred", str(out), "--tiou", "0.5", "--json"))
     assert abs(scored["map"]["0.5"] - table["map"]["0.5"]) < 1e-3
+
+
+def test_custom_episode_files_load_and_round_trip(tmp_path: Path) -> None:
+    """The README's example file (any custom episodes) loads in seconds with its labels, and
+    ``write_benchmark`` writes the same layout back."""
+    from fsv.localization.benchmark import load_benchmark, write_benchmark
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "common-episodes.json"
+    ids = ["video_test_0000004", "video_validation_0000051", "video_validation_0000052", "video_validation_0000053"]
+    manifest = Manifest("m", [VideoRecord(v, f"{v}.mp4", "x", "test", duration=40.0) for v in ids], ["x"], "localization")
+    episodes, skipped = load_benchmark(str(example), manifest, 2, set(ids))
+    assert skipped == 0 and [e.key for e in episodes] == ["common-episodes00000", "common-episodes00001"]
+    first = episodes[0]
+    assert first.label == "CricketBowling" and first.window == (0.0, 30.0) and first.gt == ((1.0, 3.0), (12.0, 14.4))
+    assert first.supports == (("video_validation_0000051", 4.0, 6.4), ("video_validation_0000052", 0.0, 1.8))
+    with pytest.raises(FsvInputError, match="shot must be 1..2"):
+        load_benchmark(str(example), manifest, 3, set(ids))
+    again = tmp_path / "again.json"
+    write_benchmark(again, episodes, 25.0, "round trip")
+    assert [e.to_json() | {"key": ""} for e in load_benchmark(str(again), manifest, 2, set(ids))[0]] == [e.to_json() | {"key": ""} for e in episodes]

@@ -21,37 +21,48 @@ Pipeline of one episode (query ``[T, D]``, supports ``[L, N_S, D]``)::
     linear layers, rows l2-normalised: X_Q [P, d] (from 3D), X_S^(l) [N_S, d] (one layer for all l)
     QtoS Context-CA, each support on its own (Eqs. 2-3):
         Lambda^(l) = X_Q W_QS X_S^(l)^T [P, N_S];  A^(l) = row-softmax(Lambda^(l))
-        X~_S^(l) = (N_S / P) A^(l)^T X_Q + X_S^(l)                      (scale: deviation 1)
+        X~_S^(l) = (N_S / P) A^(l)^T X_Q + X_S^(l)                      (mass: deviation 1)
     Dynamics-CA (Eqs. 4-6): X~_S'^(l) = conv1d_k(X~_S^(l)) [N_S-k+1, d] (one conv for all l);
         X~_S' = the tuples of ALL L supports [L(N_S-k+1), d]
-        Lambda^(l) = X~_S' W_S'S X~_S^(l)^T;  Y~_S^(l) = A^(l)^T X~_S' + X~_S^(l)
+        Lambda^(l) = X~_S' W_S'S X~_S^(l)^T;  Y~_S^(l) = (N_S / (L(N_S-k+1))) A^(l)^T X~_S' + X~_S^(l)
     StoQ Context-CA, all supports at once (Eq. 7): Y~_S [L N_S, d],
-        Lambda = Y~_S W_SQ X_Q^T [L N_S, P];  X~_Q = A^T Y~_S + X_Q
+        Lambda = Y~_S W_SQ X_Q^T [L N_S, P];  X~_Q = (P / (L N_S)) A^T Y~_S + X_Q
     action classifier (Sec. 3.3): two parallel linear layers on X~_Q: logits [P, 2]
         (0 = background, 1 = common action, softmax) and offsets [P, 2]
     auxiliary relational module (training only): MLP on [X~_Q_i, mean of Y~_S, pseudo multi-hot]
         -> "similar" logit [P]
-    loss, Eq. 9: L_cls^ag + L_reg^ag + L_cls^co + L_reg^co + L_aux + lambda L_rank (Eq. 8)
+    loss, Eq. 9: L_cls^ag + L_reg^ag + L_cls^co + L_reg^co + L_aux + lambda L_rank (Eq. 8); the
+        support-agnostic terms on every action instance of the query, of any class (Sec. 3.4), the
+        support-conditioned ones on the episode class's instances, other classes' being hard negatives
 
 In every cross-correlation (Eqs. 2, 5, 7) both sides' rows are l2-normalised (the paper says so for
 Eq. 2; Eqs. 5 and 7 are "like eq. (2)"). ``W_QS`` and the support's linear layer are one parameter
 each, used for every support (paper, after Eq. 2). The query's proposals have their own linear layer
 (their pooled features are ``3 D`` wide; the paper shares the layer "across all l", i.e. the supports).
-The ``W`` matrices start as the identity (cosine correlation).
+The ``W`` matrices start as ``attention_scale`` times the identity (deviation 5).
+
+Ablations (the paper's Tables 2 and 3), constructor switches and so ``--set`` values: ``qtos=False``
+and ``dynamics=False`` drop a stage (both: C-0), ``stoq=False`` drops Eq. 7 (the classifier then
+never sees the supports), ``rank_weight=0`` and ``aux=False`` drop L_rank and the auxiliary
+relational module (both: R-0), ``num_pseudo_classes`` is k (Table 6).
 
 Where the paper is silent: R-C3D / Yang et al. conventions
 -----------------------------------------------------------
 * Anchors: ``K = len(anchor_scales)`` per step, centred on the step's middle ``t + 0.5``, lengths in
   steps. Offsets are R-C3D's twin parameterisation ``dc = (c* - c_a) / l_a``, ``dl = log(l* / l_a)``.
-* Anchor labels (L_cls^ag, binary cross-entropy as the paper says): positive if tIoU >= 0.7 with a
-  ground truth or the best anchor of a ground truth, negative if tIoU < 0.3 with all; ``anchor_batch``
+* Anchor labels (L_cls^ag, binary cross-entropy as the paper says): positive if tIoU >= 0.7 with an
+  action instance of any class or the best anchor of one, negative if tIoU < 0.3 with all (Sec. 3.4:
+  the support-agnostic part "predicts if the proposal contains any activity"); ``anchor_batch``
   = 64 sampled anchors (R-C3D ActivityNet config), at most half positive (``RPN_FG_FRACTION``).
   L_reg^ag: smooth-L1 on the positive sampled anchors.
 * Proposals (training): the decoded anchors, clipped to ``[0, T]``, top ``pre_nms_top`` by actionness,
-  NMS 0.7, top ``train_post_nms_top`` (2000, R-C3D), plus the ground truths; then ``roi_batch`` = 128
-  are sampled with at most 25% foreground (tIoU >= 0.5), the rest background. The batch size is fixed
-  as in R-C3D.pytorch (on which Yang et al.'s code is built): a pool too small to fill it is drawn
-  with replacement (R-C3D.pytorch always draws background with replacement).
+  NMS 0.7, top ``train_post_nms_top`` (2000, R-C3D), plus every action instance; then ``roi_batch`` =
+  128 are sampled with at most 25% foreground (tIoU >= 0.5 with the episode class's instances),
+  ``roi_hard_fraction`` = 25% hard negatives when the query holds other classes' instances
+  (proposals at tIoU >= 0.5 with one of those and < 0.5 with the episode class's: deviation 6), the
+  rest background. The batch size is fixed as in R-C3D.pytorch (on which Yang et al.'s code is
+  built): a pool too small to fill it is drawn with replacement (R-C3D.pytorch always draws
+  background with replacement).
 * Proposals (test): top ``pre_nms_top`` (6000), NMS 0.7, top ``post_nms_top`` (300) per window.
 * Proposal labels for L_cls^co (cross-entropy over the softmax), L_aux (binary cross-entropy, "similar"
   = foreground) and L_rank: foreground iff tIoU >= 0.5 with a ground truth. L_reg^co: smooth-L1 on
@@ -63,7 +74,11 @@ Where the paper is silent: R-C3D / Yang et al. conventions
   ``windows`` with 75% overlap (the last one flush with the end); each window's proposals are mapped to
   query coordinates, all of them go through NMS 0.7, and the survivors go together through CDC-CA and
   the action classifier; the regressed segments (clipped to ``[0, T]``) go through NMS 0.3, scored by
-  the softmax probability of "common action".
+  the softmax probability of "common action". At most ``max_detections`` = 100 detections per
+  query are kept, best first, as many as ActivityNet's proposal protocol allows per video (AR@100):
+  a query holds a few instances, and a detection ranked below the first 100 can only add recall at
+  a precision below the curve's, so the cap bounds the work and the results file and can lower mAP
+  only by that tail.
 
 Choices where neither gives a value (the paper's supplementary, which we do not have, may)
 --------------------------------------------------------------------------------------------
@@ -80,11 +95,20 @@ Choices where neither gives a value (the paper's supplementary, which we do not 
 
 Deviations and corrections
 --------------------------
-1. **QtoS attention mass (Eq. 3).** With the paper's row-wise soft-max each of the P proposals hands
-   out unit mass over the N_S snippets, so a snippet receives P / N_S on average: it grows with the
-   number of proposals, which is 128 in training and a few hundred at test. We multiply the attended
-   term by N_S / P, making the average mass one at any P (StoQ, Eq. 7, needs no such factor: its
-   sources are the fixed L N_S support snippets).
+1. **Attention mass (Eqs. 3, 6, 7).** With the paper's row-wise soft-max every source row hands out
+   unit mass over the targets, so a target receives N_src / N_tgt on average: in Eq. 3 (proposals
+   to snippets) P / N_S, which grows with the number of proposals (128 in training, 300 per window
+   and more when windows merge at test); in Eq. 6 L (N_S - k + 1) / N_S, which changes with the shot
+   (3.75 at 5-shot, 0.75 at 1-shot); in Eq. 7 (support snippets to proposals) L N_S / P, which
+   shrinks as proposals are added (0.31 at P = 128, 0.13 at 300, 0.04 at 1,000 for 5-shot: the
+   classifier would be trained on one scale of the support term and tested on another). Every
+   attended term is multiplied by N_tgt / N_src (:func:`attend`): the mass a target receives then
+   averages one, and a target's term is the sources weighted by how much more than the average
+   target each attends to it, at any number of proposals, windows or shots. The row-wise soft-max
+   itself is the paper's and is kept: in Eq. 7 it makes the proposals compete for the supports'
+   mass, so a proposal like the supports receives more of it than the others, which is what the
+   (linear) action classifier reads; a soft-max per proposal would hand every proposal unit mass
+   whatever its similarity.
 2. **Eq. 5** reads ``X~_S^(l)T W X~_S^(l)``; the text ("between X~_S' and X~_S^(l)") and the shapes of
    Eq. 6 require ``X~_S'^T W_S'S X~_S^(l)``, which we use.
 3. **Eq. 4** says ``k < L``; a kernel over the N_S snippets of one support needs ``k <= N_S``, which we
@@ -96,6 +120,18 @@ Deviations and corrections
    We therefore pool in SSN's three stages (Zhao et al., ICCV 2017): the starting context
    ``[s - l/2, s)``, the proposal ``[s, e)`` and the ending context ``[e, e + l/2)``, each by R-C3D's
    max pooling, and the query's linear layer maps the three ``D``-vectors to ``X_Q``.
+5. **Sharp attention from the start.** The rows of Eqs. 2, 5 and 7 are unit vectors, so with ``W = I``
+   (a natural start, the paper gives none) the correlations are cosines in [-1, 1] and the soft-max
+   is nearly flat (largest / smallest weight about 1.25 with random weights): the support term is
+   then almost the same for every proposal, an offset the classifier cannot use, and ``W`` grows
+   slowly from there. The ``W`` start as ``attention_scale`` (10) times the identity, a temperature
+   of 0.1 on the cosine, still learnable. On the synthetic support-control benchmark this is what
+   made the supports matter (README, "Conditioning").
+6. **Hard negatives.** Sec. 3.4 says what the classifier predicts, not how proposals are sampled;
+   R-C3D samples background at random, and in a query holding another class's instances few random
+   background proposals cover them, so a classifier that ignores the supports and scores "any
+   action" loses little. ``roi_hard_fraction`` of every batch are proposals on the other classes'
+   instances, labelled background (and "not similar" for the auxiliary module).
 """
 
 from __future__ import annotations
@@ -213,13 +249,16 @@ def cross_correlation(source: torch.Tensor, target: torch.Tensor, weight: torch.
 
 
 def attend(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The attended term of Eqs. 3, 6, 7: ``A^T source`` with ``A`` the row-wise soft-max of the
-    cross-correlation (each source row spreads unit mass over the targets).
+    """The attended term of Eqs. 3, 6, 7: ``(N_tgt / N_src) A^T source`` with ``A`` the row-wise
+    soft-max of the cross-correlation: each source row spreads unit mass over the targets, so a
+    target receives ``N_src / N_tgt`` on average, and the factor makes that one (deviation 1 of the
+    module docstring). A target's term is then the sources weighted by how much more than the
+    average target each one attends to it: independent of how many sources and targets there are.
 
     ``source [..., N_src, d]``, ``target [..., N_tgt, d]`` -> ``[..., N_tgt, d]``.
     """
     attention = cross_correlation(source, target, weight).softmax(dim=-1)
-    return attention.transpose(-1, -2) @ source
+    return attention.transpose(-1, -2) @ source * (target.shape[-2] / source.shape[-2])
 
 
 def pairwise_ranking_loss(co_logits: torch.Tensor, ious: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -260,7 +299,9 @@ class CDCOutput:
     * ``co_offsets [P, 2]``: the classifier's (dc, dl), in units of ``REG_STD``;
     * ``aux_logits [P]``: the auxiliary relational module's "similar" logits (``None`` without pseudo);
     * ``anchor_index [S]`` / ``anchor_label [S]``: the anchors sampled for the support-agnostic loss
-      and their 0/1 labels (``None`` without ground truth).
+      and their 0/1 labels (``None`` without ground truth);
+    * ``actions [G + G', 2]``: every action instance of the query, the episode class's and the
+      distractors', the targets of the support-agnostic loss (``None`` without ground truth).
     """
 
     anchors: torch.Tensor
@@ -272,6 +313,7 @@ class CDCOutput:
     aux_logits: torch.Tensor | None = None
     anchor_index: torch.Tensor | None = None
     anchor_label: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
 
 
 class ProposalSubnet(nn.Module):
@@ -297,14 +339,16 @@ class ProposalSubnet(nn.Module):
 class CDCCrossAttention(nn.Module):
     """The three stages of CDC-CA (Sec. 3.2). Rows are features (the paper's columns)."""
 
-    def __init__(self, feature_dim: int, d: int, tuple_kernel: int) -> None:
+    def __init__(self, feature_dim: int, d: int, tuple_kernel: int, *, attention_scale: float = 1.0, qtos: bool = True, dynamics: bool = True,
+                 stoq: bool = True) -> None:
         super().__init__()
+        self.use_qtos, self.use_dynamics, self.use_stoq = qtos, dynamics, stoq
         self.query_encoder = nn.Linear(3 * feature_dim, d)  # proposals' three pooled stages -> X_Q
         self.support_encoder = nn.Linear(feature_dim, d)  # the linear layer shared by every support -> X_S^(l)
-        self.w_qs = nn.Parameter(torch.eye(d))  # W_{Q->S}, Eq. 2
+        self.w_qs = nn.Parameter(attention_scale * torch.eye(d))  # W_{Q->S}, Eq. 2
         self.tuple_conv = nn.Conv1d(d, d, kernel_size=tuple_kernel)  # w_k, Eq. 4
-        self.w_ss = nn.Parameter(torch.eye(d))  # W_{S'->S}, Eq. 5
-        self.w_sq = nn.Parameter(torch.eye(d))  # W_{S->Q}, Eq. 7
+        self.w_ss = nn.Parameter(attention_scale * torch.eye(d))  # W_{S'->S}, Eq. 5
+        self.w_sq = nn.Parameter(attention_scale * torch.eye(d))  # W_{S->Q}, Eq. 7
 
     def encode(self, pooled: torch.Tensor, supports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``pooled [P, 3, D]``, ``supports [L, N_S, D]`` -> ``X_Q [P, d]``, ``X_S [L, N_S, d]``: the
@@ -315,22 +359,29 @@ class CDCCrossAttention(nn.Module):
     def qtos(self, x_q: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
         """QtoS Context-CA, Eqs. 2-3, each support on its own with the shared ``W_QS``.
 
-        ``x_q [P, d]``, ``x_s [L, N_S, d]`` -> ``X~_S [L, N_S, d]`` (attended term scaled by N_S / P).
+        ``x_q [P, d]``, ``x_s [L, N_S, d]`` -> ``X~_S [L, N_S, d]`` (``x_s`` itself when ablated).
         """
+        if not self.use_qtos:
+            return x_s
         source = x_q.unsqueeze(0).expand(x_s.shape[0], -1, -1)
-        return attend(source, x_s, self.w_qs) * (x_s.shape[1] / x_q.shape[0]) + x_s
+        return attend(source, x_s, self.w_qs) + x_s
 
     def dynamics(self, x_s: torch.Tensor) -> torch.Tensor:
         """Dynamics-CA, Eqs. 4-6: every support attended by the tuple features of all supports.
 
-        ``x_s [L, N_S, d]`` (X~_S) -> ``Y~_S [L, N_S, d]``.
+        ``x_s [L, N_S, d]`` (X~_S) -> ``Y~_S [L, N_S, d]`` (``x_s`` itself when ablated).
         """
+        if not self.use_dynamics:
+            return x_s
         tuples = self.tuple_conv(x_s.transpose(1, 2)).transpose(1, 2)  # Eq. 4: [L, N_S - k + 1, d]
         source = tuples.reshape(1, -1, tuples.shape[-1]).expand(x_s.shape[0], -1, -1)  # X~_S' of all L
         return attend(source, x_s, self.w_ss) + x_s  # Eqs. 5-6
 
     def stoq(self, y_s: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
-        """StoQ Context-CA, Eq. 7, all supports at once: ``y_s [L, N_S, d]``, ``x_q [P, d]`` -> ``X~_Q [P, d]``."""
+        """StoQ Context-CA, Eq. 7, all supports at once: ``y_s [L, N_S, d]``, ``x_q [P, d]`` -> ``X~_Q [P, d]``
+        (``x_q`` itself when ablated: the classifier then never sees the supports)."""
+        if not self.use_stoq:
+            return x_q
         return attend(y_s.reshape(-1, y_s.shape[-1]), x_q, self.w_sq) + x_q
 
     def forward(self, pooled: torch.Tensor, supports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -384,12 +435,18 @@ class CDCCA(nn.Module):
         anchor_fg_fraction: float = 0.5,
         roi_batch: int = 128,
         roi_fg_fraction: float = 0.25,
+        roi_hard_fraction: float = 0.25,
         fg_iou: float = 0.5,
         pre_nms_top: int = 6000,
         train_post_nms_top: int = 2000,
         post_nms_top: int = 300,
         proposal_nms: float = 0.7,
         detection_nms: float = 0.3,
+        attention_scale: float = 10.0,
+        qtos: bool = True,
+        dynamics: bool = True,
+        stoq: bool = True,
+        aux: bool = True,
     ) -> None:
         super().__init__()
         if not 1 <= tuple_kernel <= num_snippets:
@@ -400,15 +457,17 @@ class CDCCA(nn.Module):
         self.rank_weight, self.rank_temperature = rank_weight, rank_temperature
         self.anchor_pos_iou, self.anchor_neg_iou = anchor_pos_iou, anchor_neg_iou
         self.anchor_batch, self.anchor_fg_fraction = anchor_batch, anchor_fg_fraction
-        self.roi_batch, self.roi_fg_fraction, self.fg_iou = roi_batch, roi_fg_fraction, fg_iou
+        if roi_fg_fraction + roi_hard_fraction > 1:
+            raise FsvInputError(f"roi_fg_fraction + roi_hard_fraction must be at most 1, got {roi_fg_fraction} + {roi_hard_fraction}")
+        self.roi_batch, self.roi_fg_fraction, self.roi_hard_fraction, self.fg_iou = roi_batch, roi_fg_fraction, roi_hard_fraction, fg_iou
         self.pre_nms_top, self.train_post_nms_top, self.post_nms_top = pre_nms_top, train_post_nms_top, post_nms_top
         self.proposal_nms, self.detection_nms = proposal_nms, detection_nms
         self.register_buffer("anchor_scales", torch.tensor([float(s) for s in anchor_scales]), persistent=False)
         self.register_buffer("reg_std", torch.tensor(REG_STD), persistent=False)
         self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, len(anchor_scales))
-        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel)
+        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel, attention_scale=attention_scale, qtos=qtos, dynamics=dynamics, stoq=stoq)
         self.classifier = nn.ModuleDict({"cls": nn.Linear(d, 2), "reg": nn.Linear(d, 2)})
-        self.aux = nn.Sequential(nn.Linear(2 * d + num_pseudo_classes, d), nn.ReLU(), nn.Linear(d, 1))
+        self.aux = nn.Sequential(nn.Linear(2 * d + num_pseudo_classes, d), nn.ReLU(), nn.Linear(d, 1)) if aux else None
 
     # --- anchors and proposals -------------------------------------------------------------------
 
@@ -454,16 +513,25 @@ class CDCCA(nn.Module):
             return pool[torch.randperm(len(pool), device=pool.device)[:n]]
         return pool[torch.randint(len(pool), (n,), device=pool.device)]
 
-    def _sample_proposals(self, candidates: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-        """R-C3D proposal sampling: ``roi_batch`` of ``candidates [C, 2]``, at most ``roi_fg_fraction``
-        foreground (tIoU >= ``fg_iou``) -> ``[roi_batch, 2]``."""
-        iou = segment_iou(candidates, gt).max(dim=1).values if len(gt) else candidates.new_zeros(len(candidates))
+    def _sample_proposals(self, candidates: torch.Tensor, gt: torch.Tensor, distractors: torch.Tensor) -> torch.Tensor:
+        """R-C3D proposal sampling with hard negatives: ``roi_batch`` of ``candidates [C, 2]``, at most
+        ``roi_fg_fraction`` foreground (tIoU >= ``fg_iou`` with ``gt [G, 2]``), exactly
+        ``roi_hard_fraction`` hard negatives when the query holds other classes' instances
+        ``distractors [G', 2]`` (background covering one at tIoU >= ``fg_iou``; the instances are
+        candidates themselves, drawn with replacement when few), the rest other background ->
+        ``[roi_batch, 2]``."""
+        def best(segments: torch.Tensor) -> torch.Tensor:
+            return segment_iou(candidates, segments).max(dim=1).values if len(segments) else candidates.new_zeros(len(candidates))
+
+        iou = best(gt)
+        hard_mask = (iou < self.fg_iou) & (best(distractors) >= self.fg_iou)
         fg = torch.nonzero(iou >= self.fg_iou).squeeze(1)
-        bg = torch.nonzero(iou < self.fg_iou).squeeze(1)
-        if not len(bg):
-            return candidates[self._draw(fg, self.roi_batch)]
+        hard = torch.nonzero(hard_mask).squeeze(1)
+        bg = torch.nonzero((iou < self.fg_iou) & ~hard_mask).squeeze(1)
         fg = self._draw(fg, min(len(fg), round(self.roi_batch * self.roi_fg_fraction)))
-        return candidates[torch.cat([fg, self._draw(bg, self.roi_batch - len(fg))])]
+        hard = self._draw(hard, round(self.roi_batch * self.roi_hard_fraction)) if len(hard) else hard  # with replacement if few
+        rest = bg if len(bg) else hard if len(hard) else fg
+        return candidates[torch.cat([fg, hard, self._draw(rest, self.roi_batch - len(fg) - len(hard))])]
 
     # --- CDC-CA and the relational classifier ----------------------------------------------------
 
@@ -472,7 +540,7 @@ class CDCCA(nn.Module):
         (``co_logits [P, 2]``, ``co_offsets [P, 2]``, ``aux_logits [P]`` or ``None`` without ``pseudo [C]``)."""
         x_q, y_s = self.cdc(temporal_roi_pool(query, proposals), supports)
         co_logits, co_offsets = self.classifier["cls"](x_q), self.classifier["reg"](x_q)
-        if pseudo is None:
+        if pseudo is None or self.aux is None:
             return co_logits, co_offsets, None
         prototype = y_s.reshape(-1, y_s.shape[-1]).mean(dim=0)
         relation = torch.cat([x_q, prototype.expand(len(x_q), -1), pseudo.to(x_q).expand(len(x_q), -1)], dim=1)
@@ -484,11 +552,14 @@ class CDCCA(nn.Module):
         if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
             raise FsvInputError(f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]")
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, pseudo: torch.Tensor | None = None, gt: torch.Tensor | None = None) -> CDCOutput:
+    def forward(self, query: torch.Tensor, supports: torch.Tensor, pseudo: torch.Tensor | None = None, gt: torch.Tensor | None = None,
+                distractors: torch.Tensor | None = None) -> CDCOutput:
         """One episode. ``query [T, D]``, ``supports [L, N_S, D]``, ``pseudo [C]`` multi-hot (training;
         ``None`` skips the auxiliary module), ``gt [G, 2]`` common-action segments in steps (training:
         anchors and proposals are then sampled R-C3D style; ``None``: the proposals are the NMS'd top
-        ``post_nms_top``, as at test on one window)."""
+        ``post_nms_top``, as at test on one window), ``distractors [G', 2]`` the query's instances of
+        other classes (training: actions for the support-agnostic loss, hard negatives for the
+        support-conditioned one)."""
         self._check(query, supports)
         length = query.shape[0]
         logits, offsets = self.proposal_subnet(query)
@@ -498,27 +569,32 @@ class CDCCA(nn.Module):
             proposals, _ = self._proposals(anchors, logits, offsets, length, self.post_nms_top)
         else:
             gt = gt.to(anchors).reshape(-1, 2)
-            anchor_index, anchor_label = self._sample_anchors(anchors, gt)
+            others = anchors.new_zeros(0, 2) if distractors is None else distractors.to(anchors).reshape(-1, 2)
+            actions = torch.cat([gt, others])
+            anchor_index, anchor_label = self._sample_anchors(anchors, actions)
             candidates, _ = self._proposals(anchors, logits, offsets, length, self.train_post_nms_top)
-            proposals = self._sample_proposals(torch.cat([candidates, gt]), gt)
+            proposals = self._sample_proposals(torch.cat([candidates, actions]), gt, others)
         co_logits, co_offsets, aux_logits = self.relate(query, supports, proposals, pseudo)
-        return CDCOutput(anchors, logits, offsets, proposals, co_logits, co_offsets, aux_logits, anchor_index, anchor_label)
+        return CDCOutput(anchors, logits, offsets, proposals, co_logits, co_offsets, aux_logits, anchor_index, anchor_label,
+                         actions if gt is not None else None)
 
     def loss(self, out: CDCOutput, gt: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 9 for ``out`` (from ``forward`` with ``gt``) and ``gt [G, 2]`` -> (total, each term by name)."""
-        if out.anchor_index is None or out.anchor_label is None:
+        if out.anchor_index is None or out.anchor_label is None or out.actions is None:
             raise FsvInputError("loss needs the output of forward(..., gt=...)")
         gt = gt.to(out.anchors).reshape(-1, 2)
-        # support-agnostic part: actionness (binary cross-entropy) and anchor offsets (smooth L1)
+        # support-agnostic part, on every action of the query (Sec. 3.4: "any activity"): actionness
+        # (binary cross-entropy) and anchor offsets (smooth L1)
         index, label = out.anchor_index, out.anchor_label
         cls_ag = F.binary_cross_entropy_with_logits(out.actionness[index], label) if len(index) else out.actionness.sum() * 0
         pos = index[label > 0.5]
         reg_ag = out.anchor_offsets.sum() * 0
         if len(pos):
-            match = segment_iou(out.anchors[pos], gt).argmax(dim=1)
-            target = encode_offsets(out.anchors[pos], gt[match])
+            match = segment_iou(out.anchors[pos], out.actions).argmax(dim=1)
+            target = encode_offsets(out.anchors[pos], out.actions[match])
             reg_ag = F.smooth_l1_loss(out.anchor_offsets[pos], target, reduction="sum") / len(pos)
-        # support-conditioned part: action classifier, auxiliary relational module, ranking (Eq. 8)
+        # support-conditioned part, on the episode class's instances only (other classes' are
+        # negatives): action classifier, auxiliary relational module, ranking (Eq. 8)
         if len(gt):
             ious, match = segment_iou(out.proposals, gt).max(dim=1)
         else:

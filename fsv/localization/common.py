@@ -240,22 +240,27 @@ def support_snippets(x: np.ndarray, n: int) -> np.ndarray:
 @dataclass
 class EpisodeTensors:
     """``query`` ``[T, D]``, ``supports`` ``[L, N_S, D]`` (float32), ``gt`` ``[G, 2]`` in query step
-    coordinates, ``offset`` the query's first step in its video, ``pseudo`` ``[k]`` multi-hot or None."""
+    coordinates, ``offset`` the query's first step in its video, ``pseudo`` ``[k]`` multi-hot or None,
+    ``distractors`` ``[G', 2]`` the query's instances of other classes (step coordinates)."""
 
     query: torch.Tensor
     supports: torch.Tensor
     gt: torch.Tensor
     offset: int
     pseudo: torch.Tensor | None
+    distractors: torch.Tensor
 
 
 def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, crop_steps: int | None = None, rng: np.random.Generator | None = None,
-                    pseudo: dict[tuple[str, float, float], int] | None = None, num_pseudo: int = 0) -> EpisodeTensors:
+                    pseudo: dict[tuple[str, float, float], int] | None = None, num_pseudo: int = 0,
+                    others: Sequence[tuple[float, float]] = ()) -> EpisodeTensors:
     """Features of an episode. With ``crop_steps`` (training) a query longer than that is cropped to
-    a random window of ``crop_steps`` steps around one of its ground-truth instances."""
+    a random window of ``crop_steps`` steps around one of its ground-truth instances. ``others``: the
+    query video's instances of other classes (seconds), kept where they overlap the query."""
     i0, i1 = step_range(bank, ep.video, *ep.window)
     spans = bank.step_spans(ep.video)
     gt = to_steps(np.asarray(ep.gt, dtype=np.float64).reshape(-1, 2), spans)
+    distractors = to_steps(np.asarray(others, dtype=np.float64).reshape(-1, 2), spans)
     if crop_steps is not None and i1 - i0 > crop_steps and rng is not None:
         g = gt[int(rng.integers(len(gt)))]
         lo = int(np.clip(np.ceil(g[1]) - crop_steps, i0, i1 - crop_steps))
@@ -264,6 +269,8 @@ def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, cr
         i1 = i0 + crop_steps
     gt = np.clip(gt - i0, 0, i1 - i0)
     gt = gt[gt[:, 1] - gt[:, 0] > 1e-6]
+    distractors = np.clip(distractors - i0, 0, i1 - i0)
+    distractors = distractors[distractors[:, 1] - distractors[:, 0] > 1e-6]
     query = torch.from_numpy(bank.features(ep.video)[i0:i1].astype(np.float32))
     sups = []
     for video, s, e in ep.supports:
@@ -275,7 +282,8 @@ def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, cr
         for video, s, e in ep.supports:
             if (video, s, e) in pseudo:
                 hot[pseudo[(video, s, e)]] = 1.0
-    return EpisodeTensors(query, torch.from_numpy(np.stack(sups)), torch.from_numpy(gt.astype(np.float32)), i0, hot)
+    return EpisodeTensors(query, torch.from_numpy(np.stack(sups)), torch.from_numpy(gt.astype(np.float32)), i0, hot,
+                          torch.from_numpy(distractors.astype(np.float32)))
 
 
 def write_episodes(path: Path, episodes: Sequence[CommonEpisode]) -> None:

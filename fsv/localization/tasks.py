@@ -140,6 +140,9 @@ class CommonTask:
         train_instances = [i for i in self.instances if self.split_of[i.label] == "train"]
         self.num_pseudo = min(cfg.num_pseudo_classes, len(train_instances))
         self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed)
+        self.by_video: dict[str, list[cm.Instance]] = {}
+        for inst in self.instances:
+            self.by_video.setdefault(inst.video, []).append(inst)
         steps = np.diff(self.bank.spans[:, 0])
         self.step_seconds = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
         log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
@@ -163,10 +166,11 @@ class CommonTask:
     def step_loss(self, head: torch.nn.Module, episodes: cm.CommonEpisodes, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         rng = np.random.default_rng([self.cfg.seed, i, 0])
         ep = episodes.episode(rng, f"train{i}")
+        others = [(i.start, i.end) for i in self.by_video.get(ep.video, []) if i.label != ep.label]
         t = cm.episode_tensors(self.bank, ep, head.num_snippets, crop_steps=self.frames_to_steps(self.cfg.max_query_frames), rng=rng,
-                               pseudo=self.pseudo, num_pseudo=max(self.num_pseudo, 1))
+                               pseudo=self.pseudo, num_pseudo=max(self.num_pseudo, 1), others=others)
         gt = t.gt.to(device)
-        out = head(t.query.to(device), t.supports.to(device), t.pseudo.to(device) if t.pseudo is not None else None, gt)
+        out = head(t.query.to(device), t.supports.to(device), t.pseudo.to(device) if t.pseudo is not None else None, gt, t.distractors.to(device))
         return head.loss(out, gt)
 
     def fixed_episodes(self, split: str, benchmark: str | None = None) -> list[cm.CommonEpisode]:

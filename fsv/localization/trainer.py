@@ -99,8 +99,10 @@ def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None,
     cfg, source = load_run(run)
     if not isinstance(cfg, LocConfig):
         raise FsvInputError(f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, vqknet)")
-    if benchmark is not None and cfg.task != "common":
-        raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca)")
+    if cfg.task != "common":
+        from fsv.evaluation import no_benchmark
+
+        no_benchmark(benchmark)
     dev = resolve_device(device)
     task, head, dataset = _load_best(run, cfg, source, dev)
     kwargs = {"benchmark": benchmark} if benchmark is not None else {}
