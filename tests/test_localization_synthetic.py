@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fsv.data.synthetic_loc import CONTROLS, SUPPORT_CONTROL, write_support_control, write_synthetic_localization
 
 FSV = [sys.executable, "-m", "fsv"]
