@@ -125,8 +125,9 @@ Deviations and corrections
    is nearly flat (largest / smallest weight about 1.25 with random weights): the support term is
    then almost the same for every proposal, an offset the classifier cannot use, and ``W`` grows
    slowly from there. The ``W`` start as ``attention_scale`` (10) times the identity, a temperature
-   of 0.1 on the cosine, still learnable. On the synthetic support-control benchmark this is what
-   made the supports matter (README, "Conditioning").
+   of 0.1 on the cosine, still learnable. On the synthetic support-control benchmark this and
+   deviation 6, together, are what made the supports matter; neither did alone (README,
+   "Conditioning").
 6. **Hard negatives.** Sec. 3.4 says what the classifier predicts, not how proposals are sampled;
    R-C3D samples background at random, and in a query holding another class's instances few random
    background proposals cover them, so a classifier that ignores the supports and scores "any
