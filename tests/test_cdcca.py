@@ -348,3 +348,19 @@ def test_any_action_is_positive_for_the_agnostic_branch_and_a_hard_negative_for_
     assert not ((temporal_iou_matrix(without.proposals, distractor)[:, 0] >= 0.5) & (temporal_iou_matrix(without.proposals, gt)[:, 0] < 0.5)).sum() > 32
     with pytest.raises(FsvInputError):
         small(roi_fg_fraction=0.5, roi_hard_fraction=0.6)
+
+
+def test_k_pseudo_classes_are_what_the_auxiliary_module_reads() -> None:
+    """Table 6's k: the auxiliary module takes a k-hot indicator of the supports' pseudo classes."""
+    torch.manual_seed(0)
+    for k in (4, 16):
+        head = CDCCA(D, k, num_snippets=NS, d=16, proposal_hidden=16, anchor_scales=(2, 4, 8, 16))
+        assert head.aux is not None and head.aux[0].in_features == 2 * 16 + k  # [X~_Q_i, prototype, k-hot]
+    model = small()
+    query, supports, pseudo, _ = episode(5)
+    proposals = torch.tensor([[4.0, 12.0], [10.0, 19.0]])
+    other = torch.zeros(C)
+    other[7] = 1
+    a = model.relate(query, supports, proposals, pseudo)[2]
+    b = model.relate(query, supports, proposals, other)[2]
+    assert a is not None and b is not None and not torch.allclose(a, b)
