@@ -134,6 +134,11 @@ def test_training_crop_keeps_a_ground_truth_instance() -> None:
         t = cm.episode_tensors(bank, ep, 4, crop_steps=64, rng=np.random.default_rng(seed))
         assert len(t.query) == 64 and len(t.gt) == 1 and t.gt[0, 1] - t.gt[0, 0] == pytest.approx(30)
         assert 200 - t.offset == pytest.approx(float(t.gt[0, 0]))
+    # other classes' instances travel as distractors in the query's (cropped) step coordinates
+    t = cm.episode_tensors(bank, ep, 4, others=[(150.0, 170.0), (20.0, 30.0)])
+    assert t.distractors.tolist() == [[150.0, 170.0], [20.0, 30.0]] and t.gt.tolist() == [[200.0, 230.0]]
+    cropped = cm.episode_tensors(bank, ep, 4, crop_steps=64, rng=np.random.default_rng(0), others=[(150.0, 170.0), (20.0, 30.0)])
+    assert all(0 <= a < b <= 64 for a, b in cropped.distractors.tolist()) and len(cropped.distractors) <= 1
 
 
 def test_kmeans_recovers_separated_clusters() -> None:
