@@ -31,13 +31,16 @@ from fsv.data.synthetic_loc import CONTROLS, SUPPORT_CONTROL, write_support_cont
 TRAIN = ["--set", "mode=multi", "--set", "frame_fps=2", "--set", "lr=1e-3", "--set", "train_steps=1500", "--set", "val_every=500",
          "--set", "val_episodes=40", "--set", "num_pseudo_classes=16", "--set", "head_args.d=128", "--set", "head_args.proposal_hidden=128"]
 #: The paper's ablations (Table 2: C-0 has neither QtoS nor Dynamics; Table 3: R-0 neither the ranking
-#: loss nor the auxiliary relational module), plus StoQ, without which the classifier never sees the supports.
+#: loss nor the auxiliary relational module, R-1 / R-2 one of them), plus StoQ, without which the
+#: classifier never sees the supports.
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     "c0": ["--set", "head_args.qtos=false", "--set", "head_args.dynamics=false"],
     "no-qtos": ["--set", "head_args.qtos=false"],
     "no-dynamics": ["--set", "head_args.dynamics=false"],
     "no-stoq": ["--set", "head_args.stoq=false"],
+    "no-rank": ["--set", "head_args.rank_weight=0"],
+    "no-aux": ["--set", "head_args.aux=false"],
     "r0": ["--set", "head_args.rank_weight=0", "--set", "head_args.aux=false"],
 }
 FSV = [sys.executable, "-m", "fsv"]

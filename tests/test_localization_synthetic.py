@@ -46,7 +46,7 @@ def test_cdcca_follows_its_supports_not_any_action(tmp_path: Path) -> None:
     run = tmp_path / "run"
     fsv("train-head", "cdcca", "--store", str(tmp_path / "data" / "store.zarr"), "--manifest", str(tmp_path / "data" / "manifest.jsonl"),
         "--out", str(run), "--shot", "5", "--set", f"class_split={files['own']}", "--set", "mode=multi", "--set", "frame_fps=2",
-        "--set", "lr=1e-3", "--set", "train_steps=1000", "--set", "val_every=500", "--set", "val_episodes=40", "--set", "num_pseudo_classes=16",
+        "--set", "lr=1e-3", "--set", "train_steps=2000", "--set", "val_every=1000", "--set", "val_episodes=40", "--set", "num_pseudo_classes=16",
         "--set", "head_args.d=128", "--set", "head_args.proposal_hidden=128", *CPU)
     tables = {c: json.loads(fsv("eval", str(run), "--benchmark", str(files[c]), "--json", *CPU)) for c in CONTROLS}
     own, distractor, absent = (tables[c]["map"]["0.5"] for c in CONTROLS)
