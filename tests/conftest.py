@@ -21,7 +21,8 @@ LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker (and every ``fsv`` process a test starts) gets its share of
     the cores as torch/OpenMP threads: two workers each running two threads on two cores spend their
-    time waiting on each other (a TA2N training took 5 min instead of 2 that way)."""
+    time waiting on each other (the TA2N order-benchmark test took 378 s that way, in a run that
+    shared the machine with a benchmark, against 125 s serially)."""
     import os
 
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")

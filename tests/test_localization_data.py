@@ -218,3 +218,12 @@ def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
         VideoBank.load([grid], manifest.records[:1])
     with pytest.raises(FsvInputError, match="no features"):
         VideoBank.load([grid], manifest.records[:2])
+
+
+def test_support_control_refuses_test_videos_too_few_to_swap_supports(tmp_path) -> None:
+    from fsv.data.synthetic_loc import write_support_control
+    from fsv.errors import FsvInputError
+
+    manifest, _ = write_synthetic_localization(tmp_path, LocSyntheticConfig(videos=(10, 3, 3)))
+    with pytest.raises(FsvInputError, match="support control needs test videos holding two classes"):
+        write_support_control(tmp_path / "episodes", manifest)

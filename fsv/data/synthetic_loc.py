@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fsv.errors import FsvInputError
 from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
 from fsv.pipeline.store import FeatureStore
@@ -131,7 +132,8 @@ def write_support_control(out: Path, manifest: Manifest, *, supports: int = 5, s
             by_class.setdefault(s.label, []).append((r.video_id, s.start, s.end))
     classes = sorted(by_class)
     if len(classes) < 3:
-        raise ValueError(f"support control needs test videos of at least 3 classes, got {classes}")
+        raise FsvInputError(f"{manifest.path or manifest.dataset}: support control needs test videos holding two classes, of at least 3 "
+                            f"classes in all; got {classes}")
     rng = np.random.default_rng(seed)
 
     def pick(label: str, video: str) -> tuple[tuple[str, float, float], ...]:
