@@ -79,7 +79,7 @@ def bench_cdcca(device: torch.device, reps: int, video_steps: int) -> tuple[floa
     opt = torch.optim.Adam(head.parameters(), lr=1e-4)
     rng = np.random.default_rng(0)
 
-    def episode() -> cm.EpisodeTensors:
+    def episode() -> cm.CommonEpisodeTensors:
         q = int(rng.integers(30))
         start = float(rng.uniform(10, 40))
         sups = tuple((f"v{(q + k + 1) % 30}", 20.0, 20.0 + float(rng.uniform(5, 40))) for k in range(5))

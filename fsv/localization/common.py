@@ -238,7 +238,7 @@ def support_snippets(x: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass
-class EpisodeTensors:
+class CommonEpisodeTensors:
     """``query`` ``[T, D]``, ``supports`` ``[L, N_S, D]`` (float32), ``gt`` ``[G, 2]`` in query step
     coordinates, ``offset`` the query's first step in its video, ``pseudo`` ``[k]`` multi-hot or None,
     ``distractors`` ``[G', 2]`` the query's instances of other classes (step coordinates)."""
@@ -253,7 +253,7 @@ class EpisodeTensors:
 
 def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, crop_steps: int | None = None, rng: np.random.Generator | None = None,
                     pseudo: dict[tuple[str, float, float], int] | None = None, num_pseudo: int = 0,
-                    others: Sequence[tuple[float, float]] = ()) -> EpisodeTensors:
+                    others: Sequence[tuple[float, float]] = ()) -> CommonEpisodeTensors:
     """Features of an episode. With ``crop_steps`` (training) a query longer than that is cropped to
     a random window of ``crop_steps`` steps around one of its ground-truth instances. ``others``: the
     query video's instances of other classes (seconds), kept where they overlap the query."""
@@ -282,7 +282,7 @@ def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, cr
         for video, s, e in ep.supports:
             if (video, s, e) in pseudo:
                 hot[pseudo[(video, s, e)]] = 1.0
-    return EpisodeTensors(query, torch.from_numpy(np.stack(sups)), torch.from_numpy(gt.astype(np.float32)), i0, hot,
+    return CommonEpisodeTensors(query, torch.from_numpy(np.stack(sups)), torch.from_numpy(gt.astype(np.float32)), i0, hot,
                           torch.from_numpy(distractors.astype(np.float32)))
 
 
