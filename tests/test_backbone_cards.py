@@ -41,7 +41,10 @@ def test_preset_is_what_extraction_computes(name):
     assert preset.flow == extracted.flow
     assert preset.backbone == extracted.backbone == name
     assert {k: v for k, v in preset.extra.items() if k in extracted.extra} == extracted.extra
-    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()}
+    from fsv.pipeline.formats import FORMATS
+
+    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | {s.name for f in FORMATS.values() for s in f.specs}
+    assert preset.streams == card.published.streams or (len(card.published.streams) == 1 and preset.streams == ())
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))

@@ -96,7 +96,7 @@ def test_pickled_npy_is_not_loaded(tmp_path: Path, manifest: Path) -> None:
     src.mkdir()
     np.save(src / "video_test_0000000.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     store = tmp_path / "th.zarr"
-    run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps")
+    run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps", check=2)  # a failed video: exit 2
     s = FeatureStore.open(store)
     assert "video_test_0000000" in s.failures and "pickle" in s.failures["video_test_0000000"].error.lower()
 

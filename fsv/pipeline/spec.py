@@ -71,6 +71,14 @@ class FeatureSpec:
         if self.sampling.get("kind") not in ("tsn", "snippets", "frames"):
             raise FsvInputError(f"feature spec {self.name!r}: sampling kind must be tsn, snippets or frames, got {self.sampling}")
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The streams the features concatenate, in order (``rgb``, ``flow``): the per-stream
+        weights of an extracted spec, else ``extra["streams"]`` of a published one; empty when the
+        spec names none."""
+        named = tuple(k for k in self.weights if k in ("rgb", "flow"))
+        return named or tuple(self.extra.get("streams", ()))
+
     def to_dict(self, *, with_name: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
             "backbone": self.backbone,

@@ -1,7 +1,8 @@
 """Named feature-spec presets, derived from the backbone cards (never written out by hand).
 
 Each card's published features (:class:`fsv.pipeline.backbones.Published`) are a preset, the way
-torchvision's weights enums carry their metadata::
+torchvision's weights enums carry their metadata, and so is each published feature format's time
+base and provenance (:mod:`fsv.pipeline.formats`)::
 
     spec = get_spec("i3d-kinetics400-rgbflow-25fps")   # or a path to a spec JSON file
     spec.key, spec.fields["features"].shape            # ('3f0c…', (2048,))
@@ -16,9 +17,13 @@ from pathlib import Path
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones import BACKBONES
+from fsv.pipeline.formats import FORMATS
 from fsv.pipeline.spec import FeatureSpec
 
-PRESETS: dict[str, FeatureSpec] = {card.published.preset: card.published_spec() for card in BACKBONES.values()}
+PRESETS: dict[str, FeatureSpec] = {
+    **{card.published.preset: card.published_spec() for card in BACKBONES.values()},
+    **{spec.name: spec for fmt in FORMATS.values() for spec in fmt.specs},
+}
 
 
 def spec_names() -> list[str]:

@@ -119,7 +119,8 @@ class BackboneCard:
         return self.feature_spec(
             name=p.preset, streams=p.streams, weights={"name": p.weights, "sha256": None}, sampling=self.sampling,
             preprocess=self.preprocess, flow=DEFAULT_FLOW if "flow" in p.streams else None,
-            layer=self.default_layer if len(self.layers) > 1 else None, extra=p.extra,
+            layer=self.default_layer if len(self.layers) > 1 else None,
+            extra={**p.extra, "streams": list(p.streams)} if len(p.streams) > 1 else p.extra,
         )
 
 
@@ -164,19 +165,20 @@ BACKBONES: dict[str, BackboneCard] = {
 }
 
 
+def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
+    """``table[name]``; an unknown name is an input error listing the known ones."""
+    if name not in table:
+        raise FsvInputError(f"unknown {what} {name!r}; choose one of {', '.join(table)}")
+    return table[name]
+
+
 def backbone_card(name: str) -> BackboneCard:
     """The card of backbone ``name``; an unknown name is an input error listing the known ones."""
-    card = BACKBONES.get(name)
-    if card is None:
-        raise FsvInputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    return card
+    return _lookup(BACKBONES, name, "backbone")
 
 
 def _network(name: str) -> Network:
-    net = NETWORKS.get(name)
-    if net is None:
-        raise FsvInputError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
-    return net
+    return _lookup(NETWORKS, name, "network")
 
 
 def resolve_weights(network: str, weights: str | None, *, allow_random_fallback: bool = False, option: str = "--weights") -> WeightsRef:

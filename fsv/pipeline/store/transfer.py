@@ -11,7 +11,7 @@ Pickled arrays are never loaded (``allow_pickle=False``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from fsv.errors import FsvError, FsvInputError
-from fsv.pipeline.manifests.model import Manifest
+from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem
+from fsv.pipeline.manifests.model import Manifest, VideoRecord
 from fsv.pipeline.spec import step_spans
 from fsv.pipeline.store.store import FeatureStore
 from fsv.progress import make_progress
@@ -31,9 +32,13 @@ log = logging.getLogger(__name__)
 class ImportReport:
     imported: int = 0
     skipped_existing: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> why
     not_in_manifest: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+
+#: a video's step count may differ from its format's time base by this many steps, or this fraction
+LENGTH_SLACK_STEPS, LENGTH_SLACK_FRACTION = 3, 0.05
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -41,15 +46,18 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _folder_items(folder: Path) -> Iterator[tuple[str, str, Callable[[], dict[str, np.ndarray]]]]:
+def folder_videos(folder: Path) -> Iterator[SourceVideo]:
+    """A folder of ``.npy`` / ``.npz`` files, one per video (its path without suffix is the key)."""
     for p in sorted(folder.rglob("*")):
+        key = p.relative_to(folder).with_suffix("").as_posix()
         if p.suffix == ".npy":
-            yield p.relative_to(folder).with_suffix("").as_posix(), str(p), lambda p=p: {"": np.load(p, allow_pickle=False)}
+            yield SourceVideo(key, str(p), lambda record, p=p: Features({"": np.load(p, allow_pickle=False)}))
         elif p.suffix == ".npz":
-            yield p.relative_to(folder).with_suffix("").as_posix(), str(p), lambda p=p: _npz_arrays(p)
+            yield SourceVideo(key, str(p), lambda record, p=p: Features(_npz_arrays(p)))
 
 
-def _h5_items(path: Path, field_names: set[str]) -> Iterator[tuple[str, str, Callable[[], dict[str, np.ndarray]]]]:
+def h5_videos(path: Path, field_names: set[str]) -> Iterator[SourceVideo]:
+    """An HDF5 file with a dataset per video (or, for multi-field specs, a group of field datasets)."""
     f = h5py.File(path, "r")
     found: list[str] = []
     f.visit(lambda name: found.append(name) if isinstance(f[name], h5py.Dataset) else None)
@@ -62,9 +70,22 @@ def _h5_items(path: Path, field_names: set[str]) -> Iterator[tuple[str, str, Cal
             groups.setdefault(name, {})[""] = name
     try:
         for vid, members in groups.items():
-            yield vid, f"{path}:/{vid}", lambda members=members: {k: f[v][()] for k, v in members.items()}
+            yield SourceVideo(vid, f"{path}:/{vid}", lambda record, members=members: Features({k: f[v][()] for k, v in members.items()}))
     finally:
         f.close()
+
+
+def source_videos(source: Path, store: FeatureStore, fmt: FeatureFormat | None, annotations: Path | None) -> Iterator[SourceVideo]:
+    """The videos of ``source``: read by ``fmt`` when given, else a plain folder or HDF5 file."""
+    if fmt is not None:
+        return fmt.read(source, annotations, store.spec)
+    if annotations is not None:
+        raise FsvInputError("--annotations applies to --format imports only")
+    if source.is_dir():
+        return folder_videos(source)
+    if source.suffix in (".h5", ".hdf5") and source.is_file():
+        return h5_videos(source, set(store.spec.fields))
+    raise FsvInputError(f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file (or name its layout with --format)")
 
 
 def _to_fields(arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[str] | None, where: str) -> dict[str, np.ndarray]:
@@ -83,70 +104,145 @@ def _to_fields(arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[
     raise FsvInputError(f"{where}: holds arrays {sorted(k or '<unnamed>' for k in arrays)}, spec {store.spec.name!r} needs fields {names} (or use --concat)")
 
 
-def import_features(source: str | Path, store: FeatureStore, manifest: Manifest, *, concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
+def _check_shapes(fields: dict[str, np.ndarray], store: FeatureStore, where: str) -> int:
+    """The step count of ``fields`` (equal in every field), or an input error naming the file."""
+    lengths = set()
+    for name, arr in fields.items():
+        want = store.spec.fields[name].shape
+        if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
+            raise FsvInputError(
+                f"{where}: field {name!r} has shape {arr.shape}, spec {store.spec.name!r} expects (T, {', '.join(map(str, want))}); "
+                "pick the spec that matches these features (--spec)"
+            )
+        lengths.add(arr.shape[0])
+    if len(lengths) != 1:
+        raise FsvInputError(f"{where}: its fields have different step counts {sorted(lengths)}")
+    return lengths.pop()
+
+
+def _length_problem(n: int, record: VideoRecord, store: FeatureStore, fmt: FeatureFormat | None) -> str | None:
+    """Why ``n`` steps disagree with what ``fmt``'s time base implies for the record's duration, or None."""
+    expected = fmt.expected_steps(record, store.spec) if fmt is not None else None
+    if expected is None or abs(n - expected) <= max(LENGTH_SLACK_STEPS, LENGTH_SLACK_FRACTION * expected):
+        return None
+    return (f"{n} steps, but {record.duration:g} s at the {fmt.name} time base ({fmt.time_base}) gives about {expected:.0f}; "
+            "the features and the annotations are of different videos or releases")
+
+
+def _spans(features: Features, record: VideoRecord, store: FeatureStore, n: int) -> np.ndarray:
+    """The source's own spans, else the spec's sampling at the video's rate where it says so."""
+    if features.spans is not None:
+        return np.asarray(features.spans, dtype=np.float64)
+    sampling = dict(store.spec.sampling)
+    if sampling["kind"] == "frames" or sampling.get("fps") == "native":
+        sampling["fps"] = record.fps
+    return step_spans(sampling, n, record.duration)
+
+
+def import_features(source: str | Path, store: FeatureStore, manifest: Manifest, *, fmt: FeatureFormat | None = None,
+                    annotations: Path | None = None, concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
     """Write ``source``'s arrays into ``store`` as one new part, keyed by the manifest's video ids.
 
-    Shapes are checked against the spec (a wrong feature dimension stops with the file named);
-    ids the manifest does not know are listed and skipped; videos already in the store are
-    skipped unless ``overwrite``. Step spans come from the spec's sampling and the manifest's
-    duration.
+    ``fmt`` reads a published layout (:mod:`fsv.pipeline.formats`), else ``source`` is a plain
+    folder or HDF5 file (module docstring). Shapes are checked against the spec (a wrong feature
+    dimension stops with the file named); a video whose step count disagrees with the format's
+    time base for its duration, or whose file is unreadable, is recorded as failed with the reason
+    and the others carry on; ids the manifest does not know are listed and skipped; videos already
+    in the store are skipped unless ``overwrite``. Step spans are the source's own timestamps
+    where it has them, else the spec's sampling over the manifest's fps and duration.
     """
     source = Path(source)
-    if source.is_dir():
-        items = _folder_items(source)
-    elif source.suffix in (".h5", ".hdf5") and source.is_file():
-        items = _h5_items(source, set(store.spec.fields))
-    else:
-        raise FsvInputError(f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file")
+    items = source_videos(source, store, fmt, annotations)
     records = manifest.by_id()
     report = ImportReport()
     seen: set[str] = set()
     with make_progress() as progress, store.writer(manifest_sha256=manifest.sha256) as writer:
         task = progress.add_task("import", total=None, unit="videos")
-        for vid, where, load in items:
+        for item in items:
             progress.advance(task)
-            record = records.get(vid) or records.get(Path(vid).name)
+            keys = fmt.video_ids(item.key) if fmt is not None else (item.key, Path(item.key).name)
+            record = next((records[k] for k in keys if k in records), None)
             if record is None:
-                report.not_in_manifest.append(vid)
+                report.not_in_manifest.append(item.key)
                 continue
             seen.add(record.video_id)
             if record.video_id in store.index and not overwrite:
                 report.skipped_existing += 1
                 continue
             try:
-                fields = _to_fields(load(), store, concat, where)
+                features = item.load(record)
+            except VideoProblem as e:
+                report.failed[record.video_id] = str(e)
+            except FsvError:
+                raise
             except (OSError, ValueError) as e:
-                if isinstance(e, FsvError):
-                    raise
-                writer.fail(record.video_id, f"{where}: unreadable ({type(e).__name__}: {e})")
-                report.failed.append(record.video_id)
+                report.failed[record.video_id] = f"{item.where}: unreadable ({type(e).__name__}: {e})"
+            else:
+                fields = _to_fields(features.arrays, store, concat, item.where)
+                n = _check_shapes(fields, store, item.where)
+                problem = _length_problem(n, record, store, fmt)
+                if problem is not None:
+                    report.failed[record.video_id] = f"{item.where}: {problem}"
+            if record.video_id in report.failed:
+                writer.fail(record.video_id, report.failed[record.video_id])
                 continue
-            first = next(iter(fields.values()))
-            n = first.shape[0] if first.ndim else 0
-            for name, arr in fields.items():
-                want = store.spec.fields[name].shape
-                if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
-                    raise FsvInputError(
-                        f"{where}: field {name!r} has shape {arr.shape}, spec {store.spec.name!r} expects (T, {', '.join(map(str, want))}); "
-                        "pick the spec that matches these features (--spec)"
-                    )
-            sampling = dict(store.spec.sampling)
-            if sampling["kind"] == "frames" and record.fps:
-                sampling["fps"] = record.fps
             writer.write(
                 record.video_id,
                 fields,
-                spans=step_spans(sampling, n, record.duration),
+                spans=_spans(features, record, store, n),
                 fps=record.fps,
                 num_frames=record.num_frames,
                 duration=record.duration,
-                meta={"source": where},
+                meta={"source": item.where},
             )
             report.imported += 1
     report.missing = [v for v in records if v not in seen and v not in store.index]
     if report.not_in_manifest:
         log.warning("%d arrays in %s match no video of the manifest (first: %s)", len(report.not_in_manifest), source, report.not_in_manifest[:3])
     return report
+
+
+def import_into(source: str | Path, store: str | Path, manifest: Manifest, *, fmt: str | None = None, spec: str | None = None,
+                annotations: Path | None = None, concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
+    """``fsv store import``: open (or create) ``store`` under ``spec`` (default: format ``fmt``'s
+    preset) and :func:`import_features` ``source`` into it."""
+    from fsv.pipeline.formats import feature_format
+    from fsv.pipeline.spec_presets import get_spec
+
+    layout = feature_format(fmt) if fmt is not None else None
+    if spec is None and layout is None:
+        raise FsvInputError("--spec is needed without --format (the spec preset or .json file of these features)")
+    feature_spec = get_spec(spec) if spec is not None else layout.spec
+    if layout is not None and len(layout.specs) > 1 and feature_spec.name not in {s.name for s in layout.specs}:
+        raise FsvInputError(f"--format {layout.name} reads the specs {', '.join(s.name for s in layout.specs)}; got {feature_spec.name!r}")
+    s = FeatureStore.create(store, feature_spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
+    return import_features(source, s, manifest, fmt=layout, annotations=annotations, concat=concat, overwrite=overwrite)
+
+
+def export_store(path: str | Path, *, h5: Path | None = None, fmt: str | None = None, out: Path | None = None, manifest: Manifest | None = None) -> list[str]:
+    """``fsv store export``: the store at ``path`` to HDF5 file ``h5`` (:func:`export_h5`), or in
+    format ``fmt``'s layout under ``out`` (:func:`export_format`); returns the lines to print."""
+    if (h5 is None) == (fmt is None) or (fmt is not None) != (out is not None):
+        raise FsvInputError("give either --h5 FILE or --format NAME --out PATH")
+    store = FeatureStore.open(path)
+    if h5 is not None:
+        return [f"wrote {export_h5(store, h5)} videos to {h5}"]
+    written, notes = export_format(store, fmt, out, manifest)
+    return [f"wrote {len(written)} files to {out}", *notes]
+
+
+def export_format(store: FeatureStore, fmt: str, out: str | Path, manifest: Manifest | None) -> tuple[list[Path], list[str]]:
+    """Write ``store`` in format ``fmt``'s layout under ``out``; returns the files written and
+    notes for the user (the settings their code needs)."""
+    from fsv.pipeline.formats import feature_format
+
+    layout = feature_format(fmt)
+    if manifest is None:
+        if layout.build_manifest is not None:
+            raise FsvInputError(f"--format {fmt} writes the annotations too: pass the store's --manifest")
+        manifest = Manifest(store.attrs.get("dataset") or "store", [], [], "classification")
+    written = layout.write(store, manifest, Path(out))
+    return written, layout.notes(store.spec)
 
 
 def export_h5(store: FeatureStore, path: str | Path) -> int:

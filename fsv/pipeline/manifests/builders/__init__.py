@@ -28,8 +28,15 @@ ALIASES = {"ucf101": "ucf101_arn", "hmdb51": "hmdb51_arn", "kinetics100": "kinet
 
 
 def dataset_names() -> list[str]:
-    """Names accepted by :func:`build_manifest` (aliases included)."""
-    return sorted(set(BUILDERS) | set(ALIASES))
+    """Names accepted by :func:`build_manifest` (aliases and annotation-carrying feature formats included)."""
+    return sorted(set(BUILDERS) | set(ALIASES) | set(_format_builders()))
+
+
+def _format_builders() -> dict[str, Callable[[Path], Manifest]]:
+    """The published feature formats that carry annotations (imported late: formats read manifests)."""
+    from fsv.pipeline.formats import FORMATS
+
+    return {name: f.build_manifest for name, f in FORMATS.items() if f.build_manifest is not None}
 
 
 def canonical_name(dataset: str) -> str:
@@ -47,11 +54,17 @@ def build_manifest(
 ) -> Manifest:
     """Build ``dataset``'s manifest; every problem in the sources is raised at once.
 
-    ``root`` is the data root (paths are resolved against the files found there), ``annotations``
+    ``dataset`` may also name a published feature format that carries annotations (``wtalc``,
+    ``actionformer``: :mod:`fsv.pipeline.formats`). ``root`` is the data root (paths are resolved against the files found there), ``annotations``
     an annotation file or folder (THUMOS14, ActivityNet, CSV), ``splits`` a folder of split lists
     replacing the shipped ones, ``task`` forces the manifest's task (generic builders).
     """
     name = canonical_name(dataset)
+    from_format = _format_builders().get(dataset)
+    if from_format is not None:
+        if annotations is None or root is not None or splits is not None:
+            raise FsvInputError(f"the {dataset} format builds its manifest from --annotations PATH alone (no --root or --splits)")
+        return from_format(Path(annotations))
     builder = BUILDERS.get(name)
     if builder is None:
         raise FsvInputError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")

@@ -51,7 +51,7 @@ def _from_json(path: Path, problems: ProblemList) -> tuple[list[VideoRecord], li
         try:
             segments = [Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in info.get("annotations", [])]
             ambiguous = tuple((float(s), float(e)) for s, e in info.get("ambiguous", []))
-            subset = str(info["subset"])
+            subset = str(info["subset"]).lower()  # ActionFormer's file says "Validation" / "Test"
             fps = float(info["fps"]) if info.get("fps") else None
             duration = float(info["duration"]) if info.get("duration") else None
             num_frames = int(info["num_frames"]) if info.get("num_frames") else None

@@ -1,0 +1,118 @@
+"""What a published feature format is: its readers, its writer, its spec presets and its time base.
+
+A :class:`FeatureFormat` reads a source in the layout some paper's code reads (yielding one
+:class:`SourceVideo` per video, loaded lazily) and writes a store back in that layout. Where the
+layout carries annotations, it also builds the manifest. Import itself (matching videos to the
+manifest, checking shapes and lengths, writing a store part) is
+:func:`fsv.pipeline.store.transfer.import_features`, one routine for every format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fsv.errors import FsvInputError
+from fsv.pipeline.manifests.model import Manifest, VideoRecord
+from fsv.pipeline.spec import FeatureSpec, FieldSpec
+
+
+class VideoProblem(FsvInputError):
+    """One video of a source cannot be imported (its files disagree, or one is missing): it is
+    recorded as failed with this message, and the other videos carry on."""
+
+
+@dataclass
+class Features:
+    """One video's arrays as the source holds them: ``arrays[name]`` is ``(T, ...)`` (``""`` when
+    the source does not name it); ``spans`` ``(T, 2)`` seconds when the source gives real times."""
+
+    arrays: dict[str, np.ndarray]
+    spans: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """A video in a source: ``key`` as the source names it, ``where`` (file and member) for
+    messages, and ``load(record)`` reading its :class:`Features` (``record`` is its manifest row)."""
+
+    key: str
+    where: str
+    load: Callable[[VideoRecord], Features]
+
+
+Reader = Callable[[Path, Path | None, FeatureSpec], Iterator[SourceVideo]]
+Writer = Callable[["object", Manifest, Path], list[Path]]
+
+
+@dataclass(frozen=True)
+class FeatureFormat:
+    """A published layout (see the module docstring).
+
+    ``read(source, annotations, spec)`` yields the source's videos (``annotations`` is the format's
+    annotation file or folder when it needs one to name them, else None; ``spec`` the store's); ``write(store, manifest,
+    out)`` writes the store in this layout under ``out`` and returns the files written;
+    ``build_manifest(annotations)`` builds the manifest where the layout carries annotations.
+    ``specs`` are its spec presets, the default first; ``video_ids(key)`` the manifest ids a
+    source key may stand for; ``expected_steps(record, spec)`` the step count its time base implies
+    for a video (None when it cannot be known), against which lengths are checked.
+    """
+
+    name: str
+    source: str
+    used_by: str
+    time_base: str
+    specs: tuple[FeatureSpec, ...]
+    read: Reader
+    write: Writer
+    build_manifest: Callable[[Path], Manifest] | None = None
+    video_ids: Callable[[str], tuple[str, ...]] = lambda key: (key, Path(key).name)
+    expected_steps: Callable[[VideoRecord, FeatureSpec], float | None] = field(default=lambda record, spec: None)
+    notes: Callable[[FeatureSpec], list[str]] = field(default=lambda spec: [])
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The default spec preset."""
+        return self.specs[0]
+
+
+def published_spec(name: str, *, backbone: str, weights: str, sampling: dict, dim: int, provenance: str,
+                   streams: tuple[str, ...] = ("rgb",), flow: dict | None = None) -> FeatureSpec:
+    """The spec of a published feature set: float32 ``features`` of ``(dim,)`` per step (stored as
+    published, so an export gives the same numbers back), with its provenance and, for two-stream
+    features, the streams' order in ``extra`` (VQK-Net gives each stream its own branch)."""
+    extra: dict = {"provenance": provenance}
+    if len(streams) > 1:
+        extra.update(streams=list(streams), layout=" then ".join(f"{st} ({dim // len(streams)})" for st in streams))
+    return FeatureSpec(name=name, backbone=backbone, weights={"name": weights, "sha256": None}, sampling=sampling,
+                       fields={"features": FieldSpec((dim,), "float32")}, flow=flow, extra=extra)
+
+
+def snippet_steps(record: VideoRecord, spec: FeatureSpec) -> float | None:
+    """Steps of snippets of ``snippet`` frames every ``stride`` frames over the video at the spec's
+    rate (the video's own with ``fps: "native"``): ``(N - snippet) / stride + 1`` for ``N`` frames."""
+    s = spec.sampling
+    fps = record.fps if s.get("fps") == "native" else float(s["fps"])
+    if not fps or not record.duration:
+        return None
+    return max((record.duration * fps - int(s["snippet"])) / int(s["stride"]) + 1, 1.0)
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` as an existing folder, or an input error saying what it should hold."""
+    if not path.is_dir():
+        raise FsvInputError(f"{path}: not a folder; expected {what}")
+    return path
+
+
+def fresh_dir(out: Path) -> Path:
+    """An export folder: created when absent; refused when it holds files, so nothing is overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FsvInputError(f"{out}: exists and is not an empty folder; export into a new folder")
+    if not out.parent.is_dir():
+        raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
+    out.mkdir(exist_ok=True)
+    return out
