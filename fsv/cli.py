@@ -63,7 +63,7 @@ def _load_manifest(spec: str, root: Path | None = None):
 # ------------------------------------------------------------------------------------ manifest
 @manifest_app.command("build")
 def manifest_build(
-    dataset: Annotated[str, typer.Argument(help="thumos14 | activitynet12 | activitynet13 | ucf101_arn | hmdb51_arn | ssv2_otam | ssv2_cmn | kinetics100 | folder | csv")],
+    dataset: Annotated[str, typer.Argument(help="thumos14 | activitynet12 | activitynet13 | ucf101_arn | hmdb51_arn | ssv2_otam | ssv2_cmn | kinetics100 | folder | csv, or a feature format with annotations: wtalc | actionformer")],
     out_file: Annotated[Path, typer.Option("--out", help="Manifest file to write (.csv or .jsonl).")],
     root: Annotated[Optional[Path], typer.Option("--root", help="Data root; paths are resolved against the files found there.")] = None,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Annotation file or folder (THUMOS14, ActivityNet, CSV).")] = None,
@@ -124,9 +124,15 @@ def store_info(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
     failed: Annotated[bool, typer.Option("--failed", help="List failed videos with their reasons.")] = False,
+    html_page: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page of the store.")] = None,
 ) -> None:
     """Spec, key, manifest hash, counts, parts, files and size of a store."""
     from fsv.pipeline.store import FeatureStore
+
+    if html_page is not None:
+        from fsv.report.stores import store_page
+
+        out.print(f"wrote {store_page(store).write(html_page)}")
 
     s = FeatureStore.open(store)
     info = s.info()
@@ -163,39 +169,44 @@ def store_verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -
 
 @store_app.command("import")
 def store_import(
-    source: Annotated[Path, typer.Argument(help="Folder of .npy/.npz files or an .h5 file.")],
+    source: Annotated[Path, typer.Argument(help="Features: a folder of .npy/.npz files, an .h5 file, or a published layout (--format).")],
     store: Annotated[Path, typer.Option("--store", help="Store folder (created when absent).")],
     manifest: Annotated[str, typer.Option("--manifest", help="Manifest file or dataset name.")],
-    spec: Annotated[str, typer.Option("--spec", help="Feature spec preset name or spec .json file.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout: wtalc | actionformer | anet-c3d | video-features.")] = None,
+    spec: Annotated[Optional[str], typer.Option("--spec", help="Feature spec preset or .json file (default: the format's preset).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="The format's annotations, where it needs them to name the videos.")] = None,
     concat: Annotated[Optional[str], typer.Option("--concat", help="Join these arrays on the last axis, e.g. rgb,flow.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-import videos already in the store.")] = False,
 ) -> None:
-    """Bring existing per-video features into a store under a given spec."""
-    from fsv.pipeline.spec_presets import get_spec
-    from fsv.pipeline.store import FeatureStore
-    from fsv.pipeline.store.transfer import import_features
+    """Bring existing per-video features into a store under a given spec; exit 2 if any video failed."""
+    from fsv.pipeline.store.transfer import import_into
 
-    m = _load_manifest(manifest)
-    s = FeatureStore.create(store, get_spec(spec), manifest_sha256=m.sha256, dataset=m.dataset)
-    report = import_features(source, s, m, concat=concat.split(",") if concat else None, overwrite=overwrite)
+    report = import_into(source, store, _load_manifest(manifest), fmt=fmt, spec=spec, annotations=annotations,
+                         concat=concat.split(",") if concat else None, overwrite=overwrite)
     out.print(
         f"imported {report.imported} videos into {store} (skipped {report.skipped_existing} already there, "
-        f"{len(report.failed)} unreadable, {len(report.not_in_manifest)} not in the manifest); "
+        f"{len(report.failed)} failed, {len(report.not_in_manifest)} not in the manifest); "
         f"{len(report.missing)} manifest videos have no features"
     )
+    for vid, why in report.failed.items():
+        err.print(f"failed {vid}: {why}", markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(2)
 
 
 @store_app.command("export")
 def store_export(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
-    h5: Annotated[Path, typer.Option("--h5", help="HDF5 file to write.")],
+    h5: Annotated[Optional[Path], typer.Option("--h5", help="HDF5 file to write (fsv's own layout).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout to write instead: wtalc | actionformer | anet-c3d | video-features.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Where --format writes (a new folder, or a file for anet-c3d).")] = None,
+    manifest: Annotated[Optional[str], typer.Option("--manifest", help="The store's manifest (annotations for wtalc / actionformer).")] = None,
 ) -> None:
-    """Write a store to HDF5: one dataset per video id, timestamps as attributes."""
-    from fsv.pipeline.store import FeatureStore
-    from fsv.pipeline.store.transfer import export_h5
+    """Write a store to HDF5 (--h5), or in a published layout (--format, --out) that the papers' code reads."""
+    from fsv.pipeline.store.transfer import export_store
 
-    n = export_h5(FeatureStore.open(store), h5)
-    out.print(f"wrote {n} videos to {h5}")
+    for line in export_store(store, h5=h5, fmt=fmt, out=out_path, manifest=_load_manifest(manifest) if manifest else None):
+        out.print(line, markup=False, highlight=False)
 
 
 # ------------------------------------------------------------------------------------- extract
@@ -336,6 +347,20 @@ def eval_cmd(
         typer.echo(json.dumps(payload))
     else:
         out.print(tables.map_table(run, payload) if "map" in payload else tables.accuracy_table(run, split, payload))
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder (or a seed sweep folder).")],
+    out_file: Annotated[Path, typer.Option("--out", help="HTML page to write (self-contained: images embedded).")],
+    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed test episodes to score (recognition; default: the run's test_episodes).")] = None,
+    videos: Annotated[int, typer.Option("--videos", help="Test videos (or episodes) drawn as detection timelines (localization).")] = 4,
+    device: DeviceOpt = "auto",
+) -> None:
+    """A page for a run: curves, the evaluation with its random baseline, per-class results, detections, provenance."""
+    from fsv.report.runs import report
+
+    out.print(f"wrote {report(run, out_file, episodes=episodes, device=device, videos=videos)}")
 
 
 @score_app.command("detections")

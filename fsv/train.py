@@ -134,19 +134,38 @@ def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: 
     return FeatureBank.load(stores, ids, cfg.view, cfg.seq_len)
 
 
+@dataclass
+class EpisodeOutcomes:
+    """What a head answered on fixed episodes: ``accuracies`` ``[E]`` (query accuracy per episode)
+    and, per query of every episode, its ``true`` and ``predicted`` class names ``[E * way * query]``."""
+
+    accuracies: np.ndarray
+    true: list[str]
+    predicted: list[str]
+
+
 @torch.inference_mode()
-def episode_accuracies(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> np.ndarray:
-    """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
+def episode_outcomes(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> EpisodeOutcomes:
+    """:class:`EpisodeOutcomes` of ``head`` on ``episodes`` (eval mode)."""
     head.eval()
     accs = np.empty(len(episodes))
+    true: list[str] = []
+    predicted: list[str] = []
     with make_progress(disable=None if progress else True) as bar:
         task = bar.add_task(progress or "eval", total=len(episodes), unit="episodes")
         for i, ep in enumerate(episodes):
             t = episode_tensors(bank, ep).to(device)
-            logits = head(t.support, t.support_labels, t.query, t.way).logits
-            accs[i] = (logits.argmax(1) == t.query_labels).float().mean().item()
+            guess = head(t.support, t.support_labels, t.query, t.way).logits.argmax(1)
+            accs[i] = (guess == t.query_labels).float().mean().item()
+            true += [ep.classes[k] for k in t.query_labels.tolist()]
+            predicted += [ep.classes[k] for k in guess.tolist()]
             bar.advance(task)
-    return accs
+    return EpisodeOutcomes(accs, true, predicted)
+
+
+def episode_accuracies(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> np.ndarray:
+    """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
+    return episode_outcomes(head, bank, episodes, device, progress=progress).accuracies
 
 
 class RecognitionObjective:
@@ -212,6 +231,11 @@ class EvalResult:
 
 def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, device: str = "auto") -> EvalResult:
     """Mean query accuracy ± 95% CI of the run's best model on the fixed episodes of ``split``."""
+    return evaluate_outcomes(run, split=split, episodes=episodes, device=device)[0]
+
+
+def evaluate_outcomes(run: Path, *, split: str = "test", episodes: int | None = None, device: str = "auto") -> tuple[EvalResult, EpisodeOutcomes]:
+    """:func:`evaluate`, with what the head answered on each query (``fsv report``'s confusion matrix)."""
     from fsv.pipeline.extract import resolve_device
 
     cfg, source = load_run(run)
@@ -228,6 +252,6 @@ def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, dev
     count = episodes or cfg.test_episodes
     available = with_features(stores)
     path, eps = fixed_episodes(manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available)
-    accs = episode_accuracies(head, bank, eps, dev, progress=f"eval {cfg.head} {split}")
-    mean, ci = accuracy_ci(accs)
-    return EvalResult(cfg.head, manifest.dataset, cfg.way, cfg.shot, len(eps), mean, ci, split, str(path))
+    outcomes = episode_outcomes(head, bank, eps, dev, progress=f"eval {cfg.head} {split}")
+    mean, ci = accuracy_ci(outcomes.accuracies)
+    return EvalResult(cfg.head, manifest.dataset, cfg.way, cfg.shot, len(eps), mean, ci, split, str(path)), outcomes

@@ -38,7 +38,9 @@ GroundTruth = dict[str, list[tuple[float, float, str]]]
 
 @dataclass
 class Scored:
-    """What one split's mAP is computed on, and how many items (videos or episodes) it covers."""
+    """What one split's mAP is computed on, and how many items (videos or episodes) it covers;
+    ``extra`` holds what a task adds (``"leak"``: benchmark episodes with query-video supports;
+    ``"actionness"``: video -> (step centres s ``[T]``, the head's actionness ``[T]``))."""
 
     predictions: Detections
     ground_truth: GroundTruth
@@ -93,9 +95,11 @@ class WtalTask:
         from fsv.heads.vqknet import localize
 
         bank = self.bank(split)
-        preds = predict_videos(head, localize, bank, self.classes, device, advance)
+        curves: dict[str, np.ndarray] = {}
+        preds = predict_videos(head, localize, bank, self.classes, device, advance, curves=curves)
         windows = {r.video_id: (float(bank.step_spans(r.video_id)[0, 0]), float(bank.step_spans(r.video_id)[-1, 1])) for r in bank.records}
-        return Scored(preds, ground_truth(bank.records), ambiguous_segments(bank.records), windows, len(bank))
+        actionness = {v: (bank.step_spans(v).mean(1), s) for v, s in curves.items()}
+        return Scored(preds, ground_truth(bank.records), ambiguous_segments(bank.records), windows, len(bank), extra={"actionness": actionness})
 
     def records(self, split: str) -> list[VideoRecord]:
         """The videos with features of ``train``, ``val`` or ``test``."""
@@ -110,7 +114,7 @@ class WtalTask:
 def stream_count(stores: list[FeatureStore]) -> int:
     """How many streams (``rgb``, ``flow``) the stores' features concatenate, by their specs (1 for
     stores that name none): VQK-Net gives each stream its own attention branch."""
-    return sum(max(1, sum(k in ("rgb", "flow") for k in (s.spec.weights or {}))) for s in stores)
+    return sum(max(1, len(s.spec.streams)) for s in stores)
 
 
 def ground_truth(records: list[VideoRecord]) -> GroundTruth:

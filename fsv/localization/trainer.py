@@ -153,9 +153,14 @@ def _write_json(path: Path, obj: object) -> None:
 def evaluate_localization(run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> dict[str, Any]:
     """The mAP table of a localization run on ``split`` as one JSON-ready dict."""
     scored, cfg, dataset = predict_run(run, split=split, benchmark=benchmark, device=device)
+    return evaluation_of(scored, cfg, dataset, benchmark or split)
+
+
+def evaluation_of(scored: Scored, cfg: LocConfig, dataset: str, split: str) -> dict[str, Any]:
+    """:func:`evaluate_localization`'s dict for detections already made (``fsv report`` shows them too)."""
     table = score(scored, cfg.task, dataset)
     table.pop("select")
-    out: dict[str, Any] = {"head": cfg.head, "task": cfg.task, "dataset": dataset, "split": benchmark or split, **table}
+    out: dict[str, Any] = {"head": cfg.head, "task": cfg.task, "dataset": dataset, "split": split, **table}
     chance = score(random_proposals(scored, seed=cfg.seed), cfg.task, dataset)
     out["random_proposals"] = {k: chance[k] for k in ("map", "average_map", "averages")}
     if cfg.task == "common":

@@ -90,15 +90,20 @@ class WtalBatches:
 
 @torch.inference_mode()
 def predict_videos(head: torch.nn.Module, localize: Callable[..., list[tuple[int, int, float, int]]], bank: VideoBank, classes: Sequence[str],
-                   device: torch.device, advance: Callable[[], None] | None = None) -> dict[str, list[Detection]]:
+                   device: torch.device, advance: Callable[[], None] | None = None,
+                   curves: dict[str, np.ndarray] | None = None) -> dict[str, list[Detection]]:
     """Detections of every video of ``bank`` (all its steps, one video at a time):
-    video -> ``[(start_s, end_s, score, label)]``."""
+    video -> ``[(start_s, end_s, score, label)]``. With ``curves``, each video's foreground
+    attention ``s`` ``[T]`` (the actionness the proposals are cut from) is stored in it too."""
     head.eval()
     out: dict[str, list[Detection]] = {}
     for r in bank.records:
         x = torch.from_numpy(bank.features(r.video_id).astype(np.float32))[None].to(device)
         spans = bank.step_spans(r.video_id)
-        dets = localize(head, head(x))
+        result = head(x)
+        if curves is not None:
+            curves[r.video_id] = result.attention[0].float().cpu().numpy()
+        dets = localize(head, result)
         starts = to_seconds(np.array([d[0] for d in dets], dtype=np.float64), spans)
         ends = to_seconds(np.array([d[1] for d in dets], dtype=np.float64), spans)
         out[r.video_id] = [(float(s), float(e), float(d[2]), classes[d[3]]) for s, e, d in zip(starts, ends, dets, strict=True)]
