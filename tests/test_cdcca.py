@@ -76,6 +76,8 @@ def test_shapes_training_and_inference(shots: int) -> None:
     out = model(query, supports, pseudo, gt)
     anchors = 40 * 4
     assert out.anchors.shape == (anchors, 2) and out.actionness.shape == (anchors,) and out.anchor_offsets.shape == (anchors, 2)
+    steps = model.step_actionness(query)  # per step: its best anchor's probability (anchors are laid out step-major)
+    torch.testing.assert_close(steps, out.actionness.detach().view(40, 4).sigmoid().max(1).values)
     assert out.proposals.shape == (128, 2) and out.co_logits.shape == (128, 2) and out.co_offsets.shape == (128, 2)
     assert out.aux_logits is not None and out.aux_logits.shape == (128,)
     assert out.anchor_index is not None and out.anchor_label is not None

@@ -409,6 +409,7 @@ the Yang et al. 2020 benchmark frames)."""
     task="common",
     dataset_presets=DATASET_PRESETS,
     preferred_spec="c3d",
+    preferred_datasets=("activitynet13", "thumos14"),
 )
 class CDCCA(nn.Module):
     """CDC-CA on cached snippet features (see the module docstring for equations, sources, choices).
@@ -612,6 +613,13 @@ class CDCCA(nn.Module):
         total = cls_ag + reg_ag + cls_co + reg_co + aux + self.rank_weight * rank
         terms = {"cls_ag": cls_ag, "reg_ag": reg_ag, "cls_co": cls_co, "reg_co": reg_co, "aux": aux, "rank": rank, "total": total}
         return total, {name: float(value.detach()) for name, value in terms.items()}
+
+    @torch.no_grad()
+    def step_actionness(self, query: torch.Tensor) -> torch.Tensor:
+        """The support-agnostic actionness of each step of ``query [T, D]``: the probability of
+        "any action" of the best anchor centred on that step, ``[T]`` (what proposals are drawn from)."""
+        logits, _ = self.proposal_subnet(query)
+        return logits.view(query.shape[0], -1).sigmoid().max(dim=1).values
 
     @torch.no_grad()
     def detect(self, query: torch.Tensor, supports: torch.Tensor, *, windows: Sequence[int] = (), overlap: float = 0.75, max_detections: int = 100) -> tuple[np.ndarray, np.ndarray]:

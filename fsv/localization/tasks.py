@@ -192,17 +192,20 @@ class CommonTask:
         windows = [self.frames_to_steps(w) for w in self.cfg.windows]
         preds: Detections = {}
         gt: GroundTruth = {}
+        actionness: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for ep in eps:
             t = cm.episode_tensors(self.bank, ep, head.num_snippets)
             segs, scores = head.detect(t.query.to(device), t.supports.to(device), windows=windows, overlap=self.cfg.window_overlap)
             spans = self.bank.step_spans(ep.video)
+            actionness[ep.key] = (spans[t.offset:t.offset + len(t.query)].mean(1), head.step_actionness(t.query.to(device)).float().cpu().numpy())
             secs = to_seconds(np.asarray(segs, dtype=np.float64).reshape(-1, 2) + t.offset, spans)
             preds[ep.key] = [(float(s), float(e), float(p), cm.COMMON) for (s, e), p in zip(secs, scores, strict=True)]
             gt[ep.key] = [(s, e, cm.COMMON) for s, e in ep.gt]
             if advance is not None:
                 advance()
         leaks = [ep.key for ep in eps if ep.leak]
-        return Scored(preds, gt, {}, {ep.key: ep.window for ep in eps}, len(eps), {"episodes": [ep.to_json() for ep in eps], "leak": leaks})
+        return Scored(preds, gt, {}, {ep.key: ep.window for ep in eps}, len(eps),
+                      {"episodes": [ep.to_json() for ep in eps], "leak": leaks, "actionness": actionness})
 
     def size(self, split: str, benchmark: str | None = None) -> int:
         if benchmark is not None:

@@ -6,7 +6,8 @@ code, with the random baseline beside it), the training curves of ``metrics.csv`
 provenance (head, preset values and the overrides, store specs and keys, manifest hash, fsv
 versions). Recognition runs add per-class accuracy and the confusion matrix over the fixed test
 episodes; localization runs per-class AP and, for a few test videos, ground truth against the
-top detections with the head's actionness under them. A sweep folder shows each seed and the
+top detections with the head's actionness under them (VQK-Net's foreground attention, CDC-CA's
+support-agnostic proposal actionness). A sweep folder shows each seed and the
 mean ± std. The sections of a run are chosen by its head card's task (:data:`TASK_SECTIONS`).
 """
 
