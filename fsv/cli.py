@@ -56,8 +56,17 @@ def _main(
 def _load_manifest(spec: str, root: Path | None = None):
     """A manifest file, or a dataset name (configured manifest, else built from shipped files)."""
     from fsv.pipeline.manifests import load_manifest
-
     return load_manifest(spec, root)
+
+
+def _run_folder(text: str) -> Path:
+    """A run folder, or a head's name for its most recent run (said on stderr)."""
+    from fsv.run_defaults import resolve_run
+
+    run, line = resolve_run(text)
+    if line:
+        err.print(line, markup=False, highlight=False)
+    return run
 
 
 # ------------------------------------------------------------------------------------ manifest
@@ -128,22 +137,16 @@ def store_info(
 ) -> None:
     """Spec, key, manifest hash, counts, parts, files and size of a store."""
     from fsv.pipeline.store import FeatureStore
+    from fsv.report.stores import store_page
 
     if html_page is not None:
-        from fsv.report.stores import store_page
-
         out.print(f"wrote {store_page(store).write(html_page)}")
-
     s = FeatureStore.open(store)
-    info = s.info()
-    if failed or as_json:
-        info["failures"] = {v: e.error for v, e in s.failures.items()}
+    info = {**s.info(), **({"failures": {v: e.error for v, e in s.failures.items()}} if failed or as_json else {})}
     if as_json:
         out.print_json(json.dumps(info))
         return
-    keys = ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files", "bytes_on_disk")
-    fields = {f"field {name}": f"{tuple(f.shape)} {f.dtype}" for name, f in s.spec.fields.items()}
-    out.print(tables.key_value_table(str(store), {**{k: info[k] for k in keys}, **fields}))
+    out.print(tables.store_table(str(store), info, s.spec))
     if failed:
         for vid, why in info["failures"].items():
             out.print(f"{vid}: {why}", markup=False, highlight=False)
@@ -264,7 +267,8 @@ def submit_extract_cmd(
 @app.command("train-head")
 @train_options
 def train_head_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumed when it exists).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (resumed when it exists); default: <runs root>/<head>-<dataset>-<shot>shot.")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a fresh default run folder beside an existing one (never overwrites).")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of training episodes and initialisation.")] = None,
     device: DeviceOpt = "auto",
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved configuration as JSON, with where each value came from, and exit.")] = False,
@@ -278,9 +282,11 @@ def train_head_cmd(
     episodes and select on validation accuracy; localization heads (cdcca, vqknet) select on
     validation mAP."""
     from fsv.presets import explain
-    from fsv.run_setup import plan_run
+    from fsv.run_setup import plan_run, with_defaults
 
-    request = dataclasses.replace(request, seed=seed)
+    request, chosen = with_defaults(dataclasses.replace(request, seed=seed, new=new))
+    for line in chosen:
+        err.print(line, markup=False, highlight=False)
     cfg, resolved, source = plan_run(request, data=not print_config)
     if print_config:
         out.print_json(json.dumps(explain(cfg, resolved)))
@@ -314,7 +320,7 @@ def submit_train_head_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    run: Annotated[Path, typer.Argument(help="Localization run folder (cdcca or vqknet).")],
+    run: Annotated[str, typer.Argument(help="Localization run folder (cdcca or vqknet), or a head's name for its most recent run.")],
     out_file: Annotated[Path, typer.Option("--out", help="Results file to write (ActivityNet results JSON).")],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
     benchmark: BenchmarkOpt = None,
@@ -326,12 +332,12 @@ def predict_cmd(
     beside them (OUT with .gt.json), so any ActivityNet-style tool can score the pair."""
     from fsv.localization.trainer import write_predictions
 
-    out.print(write_predictions(run, out_file, split=split, benchmark=benchmark, device=device), markup=False, highlight=False)
+    out.print(write_predictions(_run_folder(run), out_file, split=split, benchmark=benchmark, device=device), markup=False, highlight=False)
 
 
 @app.command("eval")
 def eval_cmd(
-    run: Annotated[Path, typer.Argument(help="Run folder (or a seed sweep folder).")],
+    run: Annotated[str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
     episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed episodes to score (default 10000).")] = None,
     benchmark: BenchmarkOpt = None,
@@ -342,16 +348,17 @@ def eval_cmd(
     episodes, localization runs their mAP table (seed sweeps: mean ± std over seeds)."""
     from fsv.evaluation import evaluate_folder
 
-    payload = evaluate_folder(run, split=split, episodes=episodes, benchmark=benchmark, device=device)
+    folder = _run_folder(run)
+    payload = evaluate_folder(folder, split=split, episodes=episodes, benchmark=benchmark, device=device)
     if as_json:
         typer.echo(json.dumps(payload))
     else:
-        out.print(tables.map_table(run, payload) if "map" in payload else tables.accuracy_table(run, split, payload))
+        out.print(tables.map_table(folder, payload) if "map" in payload else tables.accuracy_table(folder, split, payload))
 
 
 @app.command("report")
 def report_cmd(
-    run: Annotated[Path, typer.Argument(help="Run folder (or a seed sweep folder).")],
+    run: Annotated[str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")],
     out_file: Annotated[Path, typer.Option("--out", help="HTML page to write (self-contained: images embedded).")],
     episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed test episodes to score (recognition; default: the run's test_episodes).")] = None,
     videos: Annotated[int, typer.Option("--videos", help="Test videos (or episodes) drawn as detection timelines (localization).")] = 4,
@@ -360,7 +367,7 @@ def report_cmd(
     """A page for a run: curves, the evaluation with its random baseline, per-class results, detections, provenance."""
     from fsv.report.runs import report
 
-    out.print(f"wrote {report(run, out_file, episodes=episodes, device=device, videos=videos)}")
+    out.print(f"wrote {report(_run_folder(run), out_file, episodes=episodes, device=device, videos=videos)}")
 
 
 @score_app.command("detections")
@@ -416,13 +423,13 @@ def datasets_set(
     root: Annotated[Optional[Path], typer.Option("--root", help="Data root.")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file.")] = None,
     stores: Annotated[Optional[Path], typer.Option("--stores", help="Folder for this dataset's feature stores.")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Heads read this dataset when a command names none.")] = False,
 ) -> None:
     """Record where a dataset lives, so commands accept ``--dataset NAME`` alone (a name of your
     own needs ``--manifest``)."""
     from fsv.locations import set_dataset
 
-    path = set_dataset(name, root=str(root) if root else None, manifest=str(manifest) if manifest else None, stores=str(stores) if stores else None)
-    out.print(f"updated {path}")
+    out.print(f"updated {set_dataset(name, root=root, manifest=manifest, stores=stores, default=default)}")
 
 
 def main() -> None:

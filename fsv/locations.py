@@ -3,11 +3,13 @@
 Read from a TOML file (``$FSV_CONFIG``, else ``~/.config/fsv/config.toml``)::
 
     stores = "/scratch/fsv-stores"          # default parent folder of feature stores
+    runs = "/scratch/fsv-runs"              # default parent folder of run folders (also $FSV_RUNS)
 
     [datasets.thumos14]
     root = "/data/thumos14"                 # data root that manifest paths are relative to
     manifest = "/data/thumos14/manifest.csv"  # optional: default is built from fsv's shipped files
     stores = "/scratch/thumos14-features"   # optional: this dataset's store folder
+    default = true                          # optional: read by heads when a command names no dataset
 
 and overridden per dataset by environment variables ``FSV_<NAME>_ROOT``, ``FSV_<NAME>_MANIFEST``,
 ``FSV_<NAME>_STORES`` (``FSV_THUMOS14_ROOT=/data/thumos14``) and ``FSV_STORES`` for the default.
@@ -83,9 +85,16 @@ def configured_names() -> list[str]:
     return sorted(read_datasets_file().get("datasets", {}))
 
 
-def set_dataset(name: str, **values: str | None) -> Path:
+def is_default(name: str) -> bool:
+    """Whether dataset ``name`` is marked ``default = true`` (``fsv datasets set NAME --default``)."""
+    return bool(read_datasets_file().get("datasets", {}).get(name, {}).get("default", False))
+
+
+def set_dataset(name: str, *, default: bool = False, **values: str | Path | None) -> Path:
     """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the datasets file (rewritten
-    whole). A name that is not built in needs a manifest (given now or before)."""
+    whole); ``default`` marks it as the dataset heads read when a command names none
+    (:func:`fsv.run_defaults.default_dataset`). A name that is not built in needs a manifest
+    (given now or before)."""
     from fsv.pipeline.manifests import canonical_name, dataset_names
 
     if canonical_name(name) not in dataset_names() and values.get("manifest") is None and locate(name).manifest is None:
@@ -95,6 +104,8 @@ def set_dataset(name: str, **values: str | None) -> Path:
     for key, value in values.items():
         if value is not None:
             entry[key] = str(Path(value).expanduser().resolve())
+    if default:
+        entry["default"] = True
     path = datasets_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_dump_toml(settings), encoding="utf-8")

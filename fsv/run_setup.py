@@ -25,7 +25,7 @@ class RunRequest:
     configuration layers (``config`` file, ``sets``, then the named options; None = not given)."""
 
     head: str
-    run: Path
+    run: Path | None = None
     dataset: str | None = None
     manifest: Path | None = None
     stores: tuple[Path, ...] = ()
@@ -36,6 +36,7 @@ class RunRequest:
     seed: int | None = None
     config: Path | None = None
     sets: tuple[str, ...] = ()
+    new: bool = False
 
     def layers(self) -> list[Layer]:
         """The user's layers: ``--config``, ``--set`` and the named options. Recognition heads train
@@ -122,9 +123,32 @@ def data_source(req: RunRequest, view: str, manifest: Manifest) -> DataSource:
     return DataSource(copy, paths, built=manifest)
 
 
+def with_defaults(req: RunRequest) -> tuple[RunRequest, list[str]]:
+    """``req`` with its dataset and run folder filled in where the command gave none
+    (:mod:`fsv.run_defaults`), and the lines that say what was chosen (printed first)."""
+    from dataclasses import replace
+
+    from fsv.run_defaults import default_dataset, default_run_folder, run_name
+
+    lines = []
+    if req.dataset is None and not req.stores and req.manifest is None:
+        dataset, why = default_dataset(req.head, req.layers())
+        req = replace(req, dataset=dataset)
+        lines.append(f"dataset: {dataset} ({why})")
+    if req.run is None:
+        dataset = req.dataset if req.dataset is not None else run_manifest(req).dataset
+        cfg, _ = run_config(req.head, dataset, req.layers())
+        folder, status = default_run_folder(run_name(req.head, dataset, cfg), new=req.new)
+        req = replace(req, run=folder)
+        lines.append(f"run folder: {folder} ({status})")
+    elif req.new:
+        raise FsvInputError("--new names a fresh default run folder; with --out, give a new folder instead")
+    return req, lines
+
+
 def plan_run(req: RunRequest, *, data: bool = True) -> tuple[Any, Resolved, DataSource | None]:
-    """``(configuration, its resolution, data source)`` of the run ``req``; ``data=False``
-    resolves the configuration only (no store is looked for)."""
+    """``(configuration, its resolution, data source)`` of the run ``req`` (its run folder given,
+    see :func:`with_defaults`); ``data=False`` resolves the configuration only (no store is looked for)."""
     manifest = run_manifest(req)
     cfg, resolved = run_config(req.head, manifest.dataset, req.layers())
     return cfg, resolved, data_source(req, cfg.view, manifest) if data else None

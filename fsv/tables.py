@@ -91,3 +91,12 @@ def demo_tables(out_dir: Any, r: Any, episodes: int) -> list[Table]:
     rows = [[e.head, "none (no parameters)" if e.head == "protonet" else f"{episodes} episodes (demo settings)", f"{e.accuracy * 100:.1f} ± {e.ci95 * 100:.1f} %"] for e in r.results]
     return [columns_table(f"fsv demo ({r.seconds:.0f} s) -> {out_dir}", ["step", "result"], [[k, v] for k, v in steps.items()], align="left"),
             columns_table(f"few-shot results: {first.way}-way {first.shot}-shot, {first.episodes} fixed test episodes", ["head", "training", "test accuracy (95% CI)"], rows, align="left")]
+
+
+def store_table(title: str, info: dict[str, Any], spec: Any) -> Table:
+    """``fsv store info``: the store's summary (``FeatureStore.info``) and its fields' shapes."""
+    from fsv.pipeline.store import FeatureStore
+
+    fields = {f"field {name}": f"{tuple(f.shape)} {f.dtype}" for name, f in spec.fields.items()}
+    return key_value_table(title, {**{k: info[k] for k in FeatureStore.SUMMARY_KEYS}, **fields})
+

@@ -56,7 +56,8 @@ class FewShotHead(nn.Module):
 class HeadEntry:
     """A registered head's card: its builder, the paper's training preset, its presets per dataset
     (keyed by dataset name or family, :func:`fsv.presets.dataset_family`; applied on top of
-    ``preset``), the features its paper used (``preferred_spec``), a one-line description and its task: ``recognition`` (few-shot classification),
+    ``preset``), the features its paper used (``preferred_spec``), the datasets it reads first when
+    a command names none (``preferred_datasets``), a one-line description and its task: ``recognition`` (few-shot classification),
     ``common`` (few-shot common action localization) or ``wtal`` (weakly-supervised temporal
     action localization)."""
 
@@ -66,6 +67,7 @@ class HeadEntry:
     task: str = "recognition"
     dataset_presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     preferred_spec: str | None = None  # spec name prefix of its paper's features ("c3d"), chosen among a dataset's stores
+    preferred_datasets: tuple[str, ...] = ()  # read first when a command names no dataset (fsv.run_defaults)
 
 
 HEADS: dict[str, HeadEntry] = {}
@@ -76,13 +78,14 @@ TASKS = ("recognition", "common", "wtal")
 
 def register_head(name: str, preset: dict[str, Any], description: str, task: str = "recognition",
                   dataset_presets: dict[str, dict[str, Any]] | None = None, preferred_spec: str | None = None,
-                  ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                  preferred_datasets: tuple[str, ...] = ()) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator adding a head's card to :data:`HEADS` under ``name``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        HEADS[name] = HeadEntry(build, dict(preset), description, task, {k: dict(v) for k, v in (dataset_presets or {}).items()}, preferred_spec)
+        HEADS[name] = HeadEntry(build, dict(preset), description, task, {k: dict(v) for k, v in (dataset_presets or {}).items()}, preferred_spec,
+                                tuple(preferred_datasets))
         return build
 
     return wrap

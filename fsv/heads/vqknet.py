@@ -295,6 +295,7 @@ def stream_attention_branch(in_dim: int, hidden: int, dropout: float) -> nn.Sequ
     task="wtal",
     dataset_presets=DATASET_PRESETS,
     preferred_spec="i3d-rgb+flow",
+    preferred_datasets=("thumos14",),
 )
 class VQKNet(nn.Module):
     """VQK-Net on snippet features ``x`` ``[B, T, feature_dim]`` with ``num_classes`` actions.

@@ -23,8 +23,8 @@ def store_page(path: Path) -> Page:
     lengths = np.array([e.length for e in store.index.values()], dtype=np.int64)
     page = Page(f"fsv store: {Path(path).name}", f"{info['spec_name']} store of {info.get('dataset') or 'no named dataset'} at {path}", kind="store")
     page.section("Store", "store")
-    keys = ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files", "bytes_on_disk")
-    page.table(["", ""], [[k, Cell(str(info[k]), k, float(info[k])) if isinstance(info[k], int | float) else str(info[k])] for k in keys], name="store")
+    page.table(["", ""], [[k, Cell(str(info[k]), k, float(info[k])) if isinstance(info[k], int | float) else str(info[k])] for k in FeatureStore.SUMMARY_KEYS],
+               name="store")
     page.section("Steps per video", "steps")
     if len(lengths):
         page.figure(figures.histogram(lengths, f"feature steps per video ({len(lengths)} videos)", "steps"), "Feature steps per video", name="steps")

@@ -538,6 +538,10 @@ class FeatureStore:
         )
 
     # ------------------------------------------------------------------------------- info
+    #: the entries of :meth:`info` that ``fsv store info`` and the store's report page show
+    SUMMARY_KEYS = ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files",
+                    "bytes_on_disk")
+
     def info(self) -> dict[str, Any]:
         """A summary: spec, key, manifest hash, counts, parts, files and bytes on disk."""
         files = 0
