@@ -140,7 +140,7 @@ def store_info(
     from fsv.report.stores import store_page
 
     if html_page is not None:
-        out.print(f"wrote {store_page(store).write(html_page)}")
+        err.print(f"wrote {store_page(store).write(html_page)}", markup=False, highlight=False)
     s = FeatureStore.open(store)
     info = {**s.info(), **({"failures": {v: e.error for v, e in s.failures.items()}} if failed or as_json else {})}
     if as_json:

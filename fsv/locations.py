@@ -93,7 +93,7 @@ def is_default(name: str) -> bool:
 def set_dataset(name: str, *, default: bool = False, **values: str | Path | None) -> Path:
     """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the datasets file (rewritten
     whole); ``default`` marks it as the dataset heads read when a command names none
-    (:func:`fsv.run_defaults.default_dataset`). A name that is not built in needs a manifest
+    (:func:`fsv.run_defaults.default_dataset`), and unmarks any other. A name that is not built in needs a manifest
     (given now or before)."""
     from fsv.pipeline.manifests import canonical_name, dataset_names
 
@@ -104,7 +104,9 @@ def set_dataset(name: str, *, default: bool = False, **values: str | Path | None
     for key, value in values.items():
         if value is not None:
             entry[key] = str(Path(value).expanduser().resolve())
-    if default:
+    if default:  # one default: marking this one unmarks the others
+        for other in settings["datasets"].values():
+            other.pop("default", None)
         entry["default"] = True
     path = datasets_file()
     path.parent.mkdir(parents=True, exist_ok=True)

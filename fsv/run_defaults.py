@@ -7,8 +7,8 @@
   again resumes it; ``--new`` starts a fresh one beside it (``-2``, ``-3``, ...), never overwriting.
 * **The dataset a head reads**: among the configured datasets (``fsv datasets set``), those with
   one store the head can read (:func:`fsv.run_setup.dataset_store`); the one marked
-  ``--default`` when there is one, else the first of the head card's ``preferred_datasets``, else
-  the only one. Anything else is an input error listing every configured dataset and its stores,
+  ``--default`` (an error when it has no such store), else the first of the head card's
+  ``preferred_datasets``, else the only one. Anything else is an input error listing every configured dataset and its stores,
   with the command that settles it.
 * **The most recent run of a head** (``fsv eval trx``): the run or sweep folder under the runs
   root whose configuration names that head, most recently written.
@@ -75,16 +75,19 @@ def default_dataset(head: str, layers: list) -> tuple[str, str]:
     names = configured_names()
     stores = {n: _readable_store(head, n, layers) for n in names}
     fits = [n for n in names if stores[n][0] is not None]
-    marked = [n for n in fits if is_default(n)]
+    marked = [n for n in names if is_default(n)]
+    if marked and marked[0] not in fits:
+        raise FsvInputError(f"{marked[0]} is marked --default but has no store {head} reads ({stores[marked[0]][1]}); "
+                            f"extract one (fsv extract --dataset {marked[0]} --backbone B), pass --dataset NAME, or mark another with fsv datasets set NAME --default")
     preferred = [n for n in head_card(head).preferred_datasets if n in fits]
-    if len(marked) == 1:
+    if marked:
         return marked[0], f"marked --default, with a store {head} reads"
     if not marked and preferred:
         return preferred[0], f"{head}'s preferred dataset among those configured"
     if not marked and len(fits) == 1:
         return fits[0], f"the one configured dataset with a store {head} reads"
     listing = "; ".join(f"{n} (stores in {locate(n).stores / n}: {stores[n][0].name if stores[n][0] else 'none ' + head + ' reads'})" for n in names) or "none"
-    which = marked if len(marked) > 1 else fits
+    which = fits
     problem = (f"{len(which)} configured datasets have a store {head} reads ({', '.join(which)})" if which
                else f"no configured dataset has a store {head} reads")
     fix = ("pass --dataset NAME, or mark one: fsv datasets set NAME --default" if which else
@@ -93,12 +96,18 @@ def default_dataset(head: str, layers: list) -> tuple[str, str]:
     raise FsvInputError(f"{problem}; configured in {datasets_file()}: {listing}. {fix}")
 
 
-def _last_written(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=folder.stat().st_mtime)
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt")
+
+
+def _last_trained(folder: Path) -> float:
+    """When training last wrote into run or sweep ``folder`` (reports or predictions written into
+    it later do not count)."""
+    times = [p.stat().st_mtime for name in RUN_FILES for p in (*folder.glob(name), *folder.glob(f"seed*/{name}"))]
+    return max(times, default=folder.stat().st_mtime)
 
 
 def latest_run(head: str) -> Path:
-    """The most recently written run (or seed sweep) folder of ``head`` under the runs root."""
+    """The run (or seed sweep) folder of ``head`` under the runs root that training wrote last."""
     from fsv.runs import read_run_record
 
     root = runs_root()
@@ -112,7 +121,7 @@ def latest_run(head: str) -> Path:
     if not found:
         raise FsvInputError(f"no {head} run under {root} (the runs root: ${RUNS_ENV} or `runs` in the datasets file); "
                             f"train one with fsv train-head {head}, or give the run folder")
-    return max(set(found), key=_last_written)
+    return max(set(found), key=_last_trained)
 
 
 def resolve_run(text: str) -> tuple[Path, str | None]:

@@ -136,7 +136,7 @@ def with_defaults(req: RunRequest) -> tuple[RunRequest, list[str]]:
         req = replace(req, dataset=dataset)
         lines.append(f"dataset: {dataset} ({why})")
     if req.run is None:
-        dataset = req.dataset if req.dataset is not None else run_manifest(req).dataset
+        dataset = req.dataset if req.dataset is not None else Manifest.read(req.manifest).dataset
         cfg, _ = run_config(req.head, dataset, req.layers())
         folder, status = default_run_folder(run_name(req.head, dataset, cfg), new=req.new)
         req = replace(req, run=folder)

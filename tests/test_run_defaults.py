@@ -81,3 +81,10 @@ def test_a_head_reads_its_preferred_dataset_and_a_missing_one_says_what_to_do(tm
     proc = fsv("train-head", "strm", env=home, code=2)  # STRM reads ResNet-50 patch grids: neither store fits
     assert "no configured dataset has a store strm reads" in proc.stderr and "activitynet13 (stores in" in proc.stderr and "fsv extract --dataset NAME" in proc.stderr
     assert "no trx run under" in fsv("eval", "trx", env=home, code=2).stderr
+    given = fsv("train-head", "protonet", "--store", tmp_path / "stores" / "thumos14" / f"{spec.name}-{spec.key}.zarr", "--manifest", tmp_path / "anet13.csv",
+                "--print-config", env=home)  # --store and --manifest without --out: the folder is named for the manifest's dataset
+    assert f"run folder: {tmp_path / 'runs' / 'protonet-activitynet13-5shot'} (new)" in given.stderr and "dataset:" not in given.stderr
+    fsv("datasets", "set", "thumos14", "--default", env=home)
+    fsv("datasets", "set", "activitynet13", "--default", env=home)  # one default: the mark moves
+    assert "dataset: activitynet13 (marked --default" in fsv("train-head", "vqknet", "--print-config", env=home).stderr
+    assert "default" not in (tmp_path / "config.toml").read_text().split("[datasets.thumos14]")[1]

@@ -74,10 +74,11 @@ class FeatureSpec:
     @property
     def streams(self) -> tuple[str, ...]:
         """The streams the features concatenate, in order (``rgb``, ``flow``): the per-stream
-        weights of an extracted spec, else ``extra["streams"]`` of a published one; empty when the
-        spec names none."""
+        weights of an extracted spec, else the ``extra["layout"]`` of a published one
+        (``"rgb (1024) then flow (1024)"``); empty when the spec names none."""
         named = tuple(k for k in self.weights if k in ("rgb", "flow"))
-        return named or tuple(self.extra.get("streams", ()))
+        layout = tuple(part.split(" (")[0].strip() for part in str(self.extra.get("layout", "")).split(" then ") if part.strip())
+        return named or (layout if len(layout) > 1 else ())
 
     def to_dict(self, *, with_name: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -35,7 +35,7 @@ def training_curves(columns: dict[str, np.ndarray], x: str) -> bytes:
     """One panel per column of ``metrics.csv`` but ``x`` (loss, validation metric, learning rate...),
     each against ``x`` (episodes or steps); NaN rows (a column not logged at that row) are skipped."""
     plt = _pyplot()
-    names = [k for k in columns if k != x]
+    names = [k for k in columns if k != x] or [x]
     cols = 3 if len(names) > 2 else len(names)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } h2 { font-size: 1.15rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2rem; }
@@ -43,6 +45,17 @@ def num(value: float | None, key: str, digits: int = 2, scale: float = 100.0, su
     if value is None:
         return Cell("–", key, None)
     return Cell(f"{value * scale:.{digits}f}{suffix}", key, float(value))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass
@@ -72,7 +85,7 @@ class Page:
                     attrs = ' class="num"'
                     if c.key is not None:
                         attrs += f' data-key="{html.escape(c.key)}"'
-                    if c.value is not None:
+                    if c.value is not None and np.isfinite(c.value):
                         attrs += f' data-value="{c.value!r}"'
                     cells.append(f"<td{attrs}>{html.escape(c.text)}</td>")
                 else:
@@ -87,7 +100,7 @@ class Page:
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def render(self) -> str:
-        payload = json.dumps(self.data, default=str).replace("</", "<\\/")
+        payload = json.dumps(_finite(self.data), default=str, allow_nan=False).replace("<", "\\u003c")
         return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
                 f"<style>{STYLE}</style></head>\n<body data-fsv-report=\"{html.escape(self.kind)}\">"
                 f"<h1>{html.escape(self.title)}</h1><p class=\"sub\">{html.escape(self.subtitle)}</p>\n"

@@ -1,14 +1,14 @@
 """``fsv report RUN``: the page of a run folder or a seed sweep (what the papers' figures show, for
 the user's own run).
 
-Every page has the evaluation table (the dict ``fsv eval --json`` prints, computed by the same
+Every run page has the evaluation table (the dict ``fsv eval --json`` prints, computed by the same
 code, with the random baseline beside it), the training curves of ``metrics.csv`` and the run's
 provenance (head, preset values and the overrides, store specs and keys, manifest hash, fsv
 versions). Recognition runs add per-class accuracy and the confusion matrix over the fixed test
 episodes; localization runs per-class AP and, for a few test videos, ground truth against the
 top detections with the head's actionness under them (VQK-Net's foreground attention, CDC-CA's
-support-agnostic proposal actionness). A sweep folder shows each seed and the
-mean ± std. The sections of a run are chosen by its head card's task (:data:`TASK_SECTIONS`).
+support-agnostic proposal actionness). A sweep page shows each seed's result, the mean ± std and
+each seed's curves. The sections of a run are chosen by its head card's task (:data:`TASK_SECTIONS`).
 """
 
 from __future__ import annotations

@@ -119,8 +119,7 @@ class BackboneCard:
         return self.feature_spec(
             name=p.preset, streams=p.streams, weights={"name": p.weights, "sha256": None}, sampling=self.sampling,
             preprocess=self.preprocess, flow=DEFAULT_FLOW if "flow" in p.streams else None,
-            layer=self.default_layer if len(self.layers) > 1 else None,
-            extra={**p.extra, "streams": list(p.streams)} if len(p.streams) > 1 else p.extra,
+            layer=self.default_layer if len(self.layers) > 1 else None, extra=p.extra,
         )
 
 

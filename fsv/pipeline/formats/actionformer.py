@@ -65,6 +65,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     written = []
     for r in records:
         written.append(feats / f"{r.video_id}.npy")
+        written[-1].parent.mkdir(parents=True, exist_ok=True)  # ids with "/" keep their folders
         np.save(written[-1], np.asarray(store.get(r.video_id), dtype=np.float32))
     label_id = {c: k for k, c in enumerate(manifest.classes)}
     database = {}

@@ -8,8 +8,7 @@ localization work built on R-C3D)::
 Time base: 16-frame clips every 8 frames at the video's own frame rate, row ``i`` spanning
 ``[8 i / fps, (8 i + 16) / fps]`` s. The ActivityNet annotations carry no frame rate: with none in
 the manifest (``fsv manifest build ... --probe`` fills it from the videos), the rate is taken as
-``8 T / duration``, the proportional mapping their readers use (``t / duration · T``), and the
-spans' source is recorded in the video's metadata.
+``8 T / duration``, the proportional mapping their readers use (``t / duration · T``).
 """
 
 from __future__ import annotations
@@ -87,7 +86,10 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
         raise FsvInputError(f"{out}: exists; export into a new file")
     if not out.parent.is_dir():
         raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
+    from fsv.pipeline.store.transfer import require_h5_names
+
     ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
+    require_h5_names(ids)
     tmp = out.with_name(out.name + ".partial")
     try:
         with h5py.File(tmp, "w") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class SourceVideo:
 
 
 Reader = Callable[[Path, Path | None, FeatureSpec], Iterator[SourceVideo]]
-Writer = Callable[["object", Manifest, Path], list[Path]]
+Writer = Callable[[Any, Manifest, Path], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,10 @@ def published_spec(name: str, *, backbone: str, weights: str, sampling: dict, di
                    streams: tuple[str, ...] = ("rgb",), flow: dict | None = None) -> FeatureSpec:
     """The spec of a published feature set: float32 ``features`` of ``(dim,)`` per step (stored as
     published, so an export gives the same numbers back), with its provenance and, for two-stream
-    features, the streams' order in ``extra`` (VQK-Net gives each stream its own branch)."""
+    features, their layout in ``extra`` (VQK-Net gives each stream its own branch)."""
     extra: dict = {"provenance": provenance}
-    if len(streams) > 1:
-        extra.update(streams=list(streams), layout=" then ".join(f"{st} ({dim // len(streams)})" for st in streams))
+    if len(streams) > 1:  # read back by FeatureSpec.streams
+        extra["layout"] = " then ".join(f"{st} ({dim // len(streams)})" for st in streams)
     return FeatureSpec(name=name, backbone=backbone, weights={"name": weights, "sha256": None}, sampling=sampling,
                        fields={"features": FieldSpec((dim,), "float32")}, flow=flow, extra=extra)
 

@@ -119,6 +119,10 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     ex = export_extractor(store.spec)
     out = fresh_dir(out)
     ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
+    stems = [Path(vid).name for vid in ids]
+    if len(set(stems)) < len(stems):
+        clash = next(s for s in stems if stems.count(s) > 1)
+        raise FsvInputError(f"{store.path}: several videos share the file stem {clash!r}; video_features names files by stem alone")
     written = []
     for vid in ids:
         stem = Path(vid).name

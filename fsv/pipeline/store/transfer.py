@@ -5,13 +5,16 @@ holds one array, or one per spec field) or an HDF5 file with one dataset per vid
 multi-field specs, one group per video holding a dataset per field). Arrays are ``(T, *field
 shape)``; when a spec field is the concatenation of streams stored apart (e.g. ``rgb`` and ``flow``
 of the published THUMOS14 I3D features), ``--concat rgb,flow`` joins them on the last axis.
-Pickled arrays are never loaded (``allow_pickle=False``).
+Pickled arrays are never loaded here (``allow_pickle=False``); published layouts by name
+(``--format``, :mod:`fsv.pipeline.formats`) read their object arrays through
+:mod:`fsv.safe_pickle`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import numpy as np
 from fsv.errors import FsvError, FsvInputError
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
-from fsv.pipeline.spec import step_spans
+from fsv.pipeline.spec import FeatureSpec, step_spans
 from fsv.pipeline.store.store import FeatureStore
 from fsv.progress import make_progress
 
@@ -75,17 +78,23 @@ def h5_videos(path: Path, field_names: set[str]) -> Iterator[SourceVideo]:
         f.close()
 
 
-def source_videos(source: Path, store: FeatureStore, fmt: FeatureFormat | None, annotations: Path | None) -> Iterator[SourceVideo]:
-    """The videos of ``source``: read by ``fmt`` when given, else a plain folder or HDF5 file."""
+def source_videos(source: str | Path, spec: FeatureSpec, fmt: FeatureFormat | None = None, annotations: Path | None = None) -> Iterator[SourceVideo]:
+    """The videos of ``source`` for a store of ``spec``: read by ``fmt`` when given, else a plain
+    folder or HDF5 file. The source is opened and checked now (its first video found), so a source
+    that cannot be read fails before any store or part is written."""
+    source = Path(source)
     if fmt is not None:
-        return fmt.read(source, annotations, store.spec)
-    if annotations is not None:
+        items = fmt.read(source, annotations, spec)
+    elif annotations is not None:
         raise FsvInputError("--annotations applies to --format imports only")
-    if source.is_dir():
-        return folder_videos(source)
-    if source.suffix in (".h5", ".hdf5") and source.is_file():
-        return h5_videos(source, set(store.spec.fields))
-    raise FsvInputError(f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file (or name its layout with --format)")
+    elif source.is_dir():
+        items = folder_videos(source)
+    elif source.suffix in (".h5", ".hdf5") and source.is_file():
+        items = h5_videos(source, set(spec.fields))
+    else:
+        raise FsvInputError(f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file (or name its layout with --format)")
+    first = next(items, None)
+    return itertools.chain([first], items) if first is not None else iter(())
 
 
 def _to_fields(arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[str] | None, where: str) -> dict[str, np.ndarray]:
@@ -129,30 +138,30 @@ def _length_problem(n: int, record: VideoRecord, store: FeatureStore, fmt: Featu
             "the features and the annotations are of different videos or releases")
 
 
-def _spans(features: Features, record: VideoRecord, store: FeatureStore, n: int) -> np.ndarray:
-    """The source's own spans, else the spec's sampling at the video's rate where it says so."""
+def _spans(features: Features, record: VideoRecord, store: FeatureStore, n: int, where: str) -> np.ndarray:
+    """The source's own spans, else the spec's sampling at the video's rate where it says so; a
+    :class:`VideoProblem` when that rate is needed and the manifest does not know it."""
     if features.spans is not None:
         return np.asarray(features.spans, dtype=np.float64)
     sampling = dict(store.spec.sampling)
+    if sampling.get("fps") == "native" and not record.fps:
+        raise VideoProblem(f"{where}: the manifest has no fps for {record.video_id}, and the spec {store.spec.name!r} counts steps at the "
+                           "video's own rate; build the manifest with --probe (or give fps in it)")
     if sampling["kind"] == "frames" or sampling.get("fps") == "native":
         sampling["fps"] = record.fps
     return step_spans(sampling, n, record.duration)
 
 
-def import_features(source: str | Path, store: FeatureStore, manifest: Manifest, *, fmt: FeatureFormat | None = None,
-                    annotations: Path | None = None, concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
-    """Write ``source``'s arrays into ``store`` as one new part, keyed by the manifest's video ids.
-
-    ``fmt`` reads a published layout (:mod:`fsv.pipeline.formats`), else ``source`` is a plain
-    folder or HDF5 file (module docstring). Shapes are checked against the spec (a wrong feature
+def import_features(items: Iterable[SourceVideo], store: FeatureStore, manifest: Manifest, *, fmt: FeatureFormat | None = None,
+                    concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
+    """Write the arrays of ``items`` (:func:`source_videos`; ``fmt`` the published layout they come
+    from, if any) into ``store`` as one new part, keyed by the manifest's video ids. Shapes are checked against the spec (a wrong feature
     dimension stops with the file named); a video whose step count disagrees with the format's
     time base for its duration, or whose file is unreadable, is recorded as failed with the reason
     and the others carry on; ids the manifest does not know are listed and skipped; videos already
     in the store are skipped unless ``overwrite``. Step spans are the source's own timestamps
     where it has them, else the spec's sampling over the manifest's fps and duration.
     """
-    source = Path(source)
-    items = source_videos(source, store, fmt, annotations)
     records = manifest.by_id()
     report = ImportReport()
     seen: set[str] = set()
@@ -183,13 +192,18 @@ def import_features(source: str | Path, store: FeatureStore, manifest: Manifest,
                 problem = _length_problem(n, record, store, fmt)
                 if problem is not None:
                     report.failed[record.video_id] = f"{item.where}: {problem}"
+                else:
+                    try:
+                        spans = _spans(features, record, store, n, item.where)
+                    except VideoProblem as e:
+                        report.failed[record.video_id] = str(e)
             if record.video_id in report.failed:
                 writer.fail(record.video_id, report.failed[record.video_id])
                 continue
             writer.write(
                 record.video_id,
                 fields,
-                spans=_spans(features, record, store, n),
+                spans=spans,
                 fps=record.fps,
                 num_frames=record.num_frames,
                 duration=record.duration,
@@ -198,7 +212,7 @@ def import_features(source: str | Path, store: FeatureStore, manifest: Manifest,
             report.imported += 1
     report.missing = [v for v in records if v not in seen and v not in store.index]
     if report.not_in_manifest:
-        log.warning("%d arrays in %s match no video of the manifest (first: %s)", len(report.not_in_manifest), source, report.not_in_manifest[:3])
+        log.warning("%d arrays match no video of the manifest (first: %s)", len(report.not_in_manifest), report.not_in_manifest[:3])
     return report
 
 
@@ -215,8 +229,9 @@ def import_into(source: str | Path, store: str | Path, manifest: Manifest, *, fm
     feature_spec = get_spec(spec) if spec is not None else layout.spec
     if layout is not None and len(layout.specs) > 1 and feature_spec.name not in {s.name for s in layout.specs}:
         raise FsvInputError(f"--format {layout.name} reads the specs {', '.join(s.name for s in layout.specs)}; got {feature_spec.name!r}")
+    items = source_videos(source, feature_spec, layout, annotations)
     s = FeatureStore.create(store, feature_spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
-    return import_features(source, s, manifest, fmt=layout, annotations=annotations, concat=concat, overwrite=overwrite)
+    return import_features(items, s, manifest, fmt=layout, concat=concat, overwrite=overwrite)
 
 
 def export_store(path: str | Path, *, h5: Path | None = None, fmt: str | None = None, out: Path | None = None, manifest: Manifest | None = None) -> list[str]:
@@ -241,8 +256,8 @@ def export_format(store: FeatureStore, fmt: str, out: str | Path, manifest: Mani
         if layout.build_manifest is not None:
             raise FsvInputError(f"--format {fmt} writes the annotations too: pass the store's --manifest")
         manifest = Manifest(store.attrs.get("dataset") or "store", [], [], "classification")
-    written = layout.write(store, manifest, Path(out))
-    return written, layout.notes(store.spec)
+    notes = layout.notes(store.spec)  # refuses a spec the format cannot express before anything is written
+    return layout.write(store, manifest, Path(out)), notes
 
 
 def export_h5(store: FeatureStore, path: str | Path) -> int:

@@ -28,8 +28,9 @@ ALIASES = {"ucf101": "ucf101_arn", "hmdb51": "hmdb51_arn", "kinetics100": "kinet
 
 
 def dataset_names() -> list[str]:
-    """Names accepted by :func:`build_manifest` (aliases and annotation-carrying feature formats included)."""
-    return sorted(set(BUILDERS) | set(ALIASES) | set(_format_builders()))
+    """Dataset names accepted by :func:`build_manifest` (aliases included; the feature formats
+    that carry annotations are accepted too, but are not datasets)."""
+    return sorted(set(BUILDERS) | set(ALIASES))
 
 
 def _format_builders() -> dict[str, Callable[[Path], Manifest]]:
