@@ -134,11 +134,17 @@ def _localization(page: Page, run: Path, *, episodes: int | None, device: str, v
          *[num(v, f"random:averages:{k}") for k, v in chance["averages"].items()]],
     ], name="evaluation")
     protocol = protocol_for(cfg.task, dataset)
-    per_class = detection_map(scored.ground_truth, scored.predictions, np.asarray(protocol.tious), ambiguous=scored.ambiguous or None)["ap"]
+    truth, found, note = scored.ground_truth, scored.predictions, ""
+    classes = {ep["key"]: ep["label"] for ep in scored.extra.get("episodes", [])}
+    if classes:  # common localization pools every episode as one class "common": per class, its episodes alone
+        truth = {k: [(s, e, classes[k]) for s, e, _ in v] for k, v in truth.items()}
+        found = {k: [(s, e, p, classes[k]) for s, e, p, _ in v] for k, v in found.items()}
+        note = "; each class's episodes scored on their own (the mAP above pools all episodes)"
+    per_class = detection_map(truth, found, np.asarray(protocol.tious), ambiguous=scored.ambiguous or None)["ap"]
     mean_ap = {label: float(np.mean(aps)) for label, aps in per_class.items()}
     page.section("Per class", "classes")
     over = f"at tIoU {keys[0]}" if len(keys) == 1 else f"mean over tIoU {keys[0]}-{keys[-1]}"
-    page.figure(figures.class_bars(mean_ap, f"AP per class, {over}", "AP"), f"Per-class AP ({over})", name="per-class")
+    page.figure(figures.class_bars(mean_ap, f"AP per class, {over}", "AP"), f"Per-class AP ({over}{note})", name="per-class")
     page.table(["class", *[f"AP@{k}" for k in keys]], [[c, *[num(a, f"ap:{c}:{k}") for a, k in zip(aps, keys, strict=True)]] for c, aps in per_class.items()],
                name="per-class")
     shown = sorted(scored.ground_truth, key=lambda v: (-len(scored.ground_truth[v]), v))[:videos]
