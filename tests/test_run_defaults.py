@@ -50,6 +50,8 @@ def test_extract_train_eval_by_dataset_and_head_name_alone(tmp_path: Path, home:
     latest = fsv("eval", "protonet", "--json", "--device", "cpu", env=home)
     assert f"run: {run}-2 (the most recent protonet run)" in latest.stderr
     assert json.loads(latest.stdout) == json.loads(fsv("eval", f"{run}-2", "--json", "--device", "cpu", env=home).stdout)
+    page = fsv("report", "protonet", "--out", tmp_path / "page.html", "--device", "cpu", env=home)  # fsv predict takes a head name the same way
+    assert f"run: {run}-2 (the most recent protonet run)" in page.stderr and (tmp_path / "page.html").is_file()
 
     # a second dataset with a store protonet reads: ambiguous until one is marked --default
     fsv("datasets", "set", "more-clips", "--root", tmp_path / "videos", "--manifest", tmp_path / "mini.csv", env=home)
