@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps
+from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps, stored_records
 from fsv.pipeline.manifests.model import Manifest
 from fsv.pipeline.spec import FeatureSpec
 
@@ -56,9 +56,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     for the manifest's videos that the store holds. Their config must state the store's time base
     (:func:`config_for`), printed by ``fsv store export``."""
     out = fresh_dir(out)
-    records = [r for r in manifest if r.video_id in store.index]
-    if not records:
-        raise FsvInputError(f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest")
+    records = stored_records(store, manifest)
     feats, ann = out / "i3d_features", out / "annotations"
     feats.mkdir()
     ann.mkdir()

@@ -117,3 +117,12 @@ def fresh_dir(out: Path) -> Path:
         raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
     out.mkdir(exist_ok=True)
     return out
+
+
+def stored_records(store: Any, manifest: Manifest) -> list[VideoRecord]:
+    """The manifest's videos that ``store`` holds, in manifest order (what an export with
+    annotations writes); none is an input error: the manifest is not the store's."""
+    records = [r for r in manifest if r.video_id in store.index]
+    if not records:
+        raise FsvInputError(f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest")
+    return records

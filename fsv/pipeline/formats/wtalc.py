@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps
+from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps, stored_records
 from fsv.pipeline.manifests.model import LABEL_SEP, Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
 from fsv.safe_pickle import load_npy
@@ -134,9 +134,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
                             "or video-features, whose readers take the time base from their config or timestamps")
     out = fresh_dir(out)
     prefix = PREFIXES.get(manifest.dataset, manifest.dataset)
-    records = [r for r in manifest if r.video_id in store.index]
-    if not records:
-        raise FsvInputError(f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest")
+    records = stored_records(store, manifest)
     features = np.empty(len(records), dtype=object)
     for i, r in enumerate(records):
         features[i] = np.asarray(store.get(r.video_id), dtype=np.float32)
