@@ -49,7 +49,7 @@ EXTRACT_OPTIONS = {
     "snippet": typer.Option("--snippet", help="Snippet length in frames (default 16)."),
     "stride": typer.Option("--stride", help="Frames between snippet starts (default 16)."),
     "ten_crop": typer.Option("--ten-crop", help="Average features over ten crops (centre, corners, flipped)."),
-    "flow": typer.Option("--flow", help="Optical flow for the flow stream: tvl1, dis or raft (needs torchvision)."),
+    "flow": typer.Option("--flow", help="Optical flow for the flow stream: tvl1 (OpenCV), tvl1-torch (the same TV-L1 in PyTorch, on --device: fast on a GPU), dis, or raft (needs torchvision)."),
     "flow_quantize": typer.Option("--flow-quantize", help="Round flow through uint8 as the classic pipelines stored it."),
     "device": DEVICE,
     "workers": typer.Option("--workers", help="Decoding (and flow) worker processes; 0 decodes in the main process."),

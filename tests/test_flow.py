@@ -1,4 +1,4 @@
-"""Optical flow: TV-L1 and DIS recover a known translation; clipping, uint8 quantisation, workers, errors."""
+"""Optical flow: TV-L1 (OpenCV and torch) and DIS recover a known translation; clipping, uint8 quantisation, workers, errors."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def frames() -> np.ndarray:
     return translating()
 
 
-@pytest.mark.parametrize("method", ["tvl1", "dis"])
+@pytest.mark.parametrize("method", ["tvl1", "tvl1-torch", "dis"])
 def test_recovers_translation(frames: np.ndarray, method: str) -> None:
     flow = compute_flow(frames, method)
     assert flow.shape == (3, 2, 64, 64) and flow.dtype == np.float32
@@ -82,7 +82,7 @@ def test_workers_give_identical_results() -> None:
 
 
 def test_bad_requests_are_input_errors(frames: np.ndarray) -> None:
-    assert FLOW_METHODS == ("tvl1", "dis", "raft")
+    assert FLOW_METHODS == ("tvl1", "tvl1-torch", "dis", "raft")
     with pytest.raises(FsvInputError, match="unknown flow method 'farneback'"):
         compute_flow(frames, "farneback")
     with pytest.raises(FsvInputError, match="at least 2 frames"):

@@ -149,11 +149,16 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
         torch.set_num_threads(options.threads)
     models = {s: StreamModel(recipe, s, device, channels_last=options.channels_last) for s in recipe.streams}
     batcher = Batcher(models, options.batch_size or default_batch_size(recipe, device))
-    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], recipe, decoder=options.decoder, window_frames=options.window_frames)
+    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], recipe, decoder=options.decoder, window_frames=options.window_frames,
+                         flow_device=str(device))
     workers = min(options.workers, len(todo))
+    # decoding workers are spawned, not forked, on CUDA and whenever they compute flow: a fork of a
+    # process whose OpenCV or OpenMP thread pools already ran (an earlier flow computation in the
+    # caller) deadlocks the child at its first cv2 / torch thread call
+    spawn = device.type == "cuda" or "flow" in recipe.streams
     loader = (
         DataLoader(source, batch_size=None, num_workers=workers, prefetch_factor=options.prefetch, worker_init_fn=worker_init,
-                   multiprocessing_context="spawn" if device.type == "cuda" else None)
+                   multiprocessing_context="spawn" if spawn else None)
         if workers > 0
         else source
     )

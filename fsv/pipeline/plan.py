@@ -16,6 +16,7 @@ import numpy as np
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones import BACKBONES, DEFAULT_FLOW, BackboneCard, backbone_card
+from fsv.pipeline.flow import FLOW_METHODS
 from fsv.pipeline.sampling import resample_indices, snippet_starts, tsn_indices
 from fsv.pipeline.spec import FeatureSpec, step_spans
 from fsv.pipeline.weights import WeightsRef
@@ -62,8 +63,9 @@ class ExtractRecipe:
             samp = f"tsn{s['num_segments']}"
         else:
             samp = "frames"
+        method = (self.flow or {}).get("method", DEFAULT_FLOW["method"])
         name = "-".join([self.backbone, "+".join(self.streams), samp] + ([self.layer] if self.layer else [])
-                        + ([self.precision] if self.precision != "fp32" else []))
+                        + ([method] if method != DEFAULT_FLOW["method"] else []) + ([self.precision] if self.precision != "fp32" else []))
         extra = dict(self.extra)
         if self.precision != "fp32":  # reduced-precision features differ from fp32 ones (fp32 keys stay as they were)
             extra["precision"] = self.precision
@@ -125,6 +127,8 @@ def make_recipe(
     flow_cfg = None
     if "flow" in streams:
         flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
+        if flow_cfg["method"] not in FLOW_METHODS:
+            raise FsvInputError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow_cfg['method']!r}")
     return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
 
 

@@ -93,15 +93,18 @@ def worker_init(_: int) -> None:
 
 
 class VideoSource(IterableDataset):
-    """Chunks of ``jobs`` (split across DataLoader workers round-robin) for ``recipe``."""
+    """Chunks of ``jobs`` (split across DataLoader workers round-robin) for ``recipe``; flow that runs
+    in torch (``tvl1-torch``, RAFT) runs on ``flow_device`` (None: CUDA when available)."""
 
-    def __init__(self, jobs: list[VideoJob], recipe: ExtractRecipe, *, decoder: str = "auto", window_frames: int = 256, seed: int = 0) -> None:
+    def __init__(self, jobs: list[VideoJob], recipe: ExtractRecipe, *, decoder: str = "auto", window_frames: int = 256, seed: int = 0,
+                 flow_device: str | None = None) -> None:
         super().__init__()
         self.jobs = jobs
         self.recipe = recipe
         self.decoder = decoder
         self.window_frames = window_frames
         self.seed = seed
+        self.flow_device = flow_device
 
     def __iter__(self) -> Iterator[Chunk | Failure]:
         info = get_worker_info()
@@ -153,7 +156,8 @@ class VideoSource(IterableDataset):
                 from fsv.pipeline.flow import compute_flow
 
                 flow = cfg.flow or {}
-                inputs["flow"] = compute_flow(resized, flow.get("method", "tvl1"), clip=float(flow.get("clip", 20.0)), quantize=bool(flow.get("quantize", False))).astype(np.float16)
+                inputs["flow"] = compute_flow(resized, flow.get("method", "tvl1"), clip=float(flow.get("clip", 20.0)), quantize=bool(flow.get("quantize", False)),
+                                              device=self.flow_device).astype(np.float16)
             last = w == len(plan.windows) - 1
             chunk = Chunk(job.video_id, attempt, w, last, inputs, plan.starts[a:b] - lo, len(idx))
             if last:
