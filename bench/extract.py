@@ -15,6 +15,11 @@ Throughput, per backbone (``resnet50`` TSN-8 grids, ``i3d`` RGB 16-frame snippet
   (``ExtractSummary.seconds``: worker start, decoding, model, store writes; model construction and
   store creation are the "setup s" column).
 
+With ``--streams rgb,flow`` (I3D) the flow stream runs too, its flow computed by ``--flow`` on
+``--device`` (``tvl1-torch``) or the CPU (OpenCV's ``tvl1``, ``dis``): model-only then runs both
+networks on flow computed beforehand, and end-to-end includes computing it, so the ratio shows
+what flow costs. ``--json FILE`` writes the table's rows.
+
 The three run ``--repeats`` times, interleaved, and the fastest round of each counts (the machine is
 shared: single rounds moved the ratio by +-0.3). Each is printed as units/s and the ratio
 end-to-end / model-only (target >= 0.85 with one worker: decoding hidden behind the model).
@@ -36,11 +41,13 @@ GPU run ``--rss-fps 25``.
     python bench/extract.py                      # everything (about fifteen minutes on 2 CPU cores)
     python bench/extract.py --quick              # small sizes, a sanity check
     python bench/extract.py --backbones i3d --skip-rss --device cuda
+    python bench/extract.py --backbones i3d --streams rgb,flow --flow tvl1-torch --skip-rss --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
@@ -70,7 +77,7 @@ from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.manifests import Manifest, VideoRecord, build_manifest
 from fsv.pipeline.plan import ExtractRecipe, make_recipe
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource
-from fsv.pipeline.backbones import resolve_weights
+from fsv.pipeline.backbones import backbone_card, resolve_weights
 
 BACKBONES = ("resnet50", "i3d", "c3d")
 UNITS = {"resnet50": 120, "i3d": 24, "c3d": 32}
@@ -135,18 +142,20 @@ def video_pool(cache: Path, count: int, seconds: float, real: Path | None) -> tu
     return root, order
 
 
-def recipe_for(backbone: str, sampling: dict[str, Any] | None = None) -> ExtractRecipe:
-    """The backbone's default protocol with seeded random weights (``--weights random``)."""
-    return make_recipe(backbone, weights={"rgb": resolve_weights(backbone, "random")}, sampling=sampling)
+def recipe_for(backbone: str, sampling: dict[str, Any] | None = None, streams: tuple[str, ...] = ("rgb",), flow: str = "tvl1") -> ExtractRecipe:
+    """The backbone's default protocol with seeded random weights (``--weights random``) for each of ``streams``."""
+    weights = {s: resolve_weights(backbone_card(backbone).networks[s], "random") for s in streams}
+    return make_recipe(backbone, streams=streams, weights=weights, sampling=sampling, flow={"method": flow} if "flow" in streams else None)
 
 
-def predecode(recipe: ExtractRecipe, root: Path, manifest: Manifest, order: list[str], units: int) -> tuple[list[Chunk], list[VideoRecord]]:
-    """Decoded chunks of the videos of ``order`` taken until they hold ``units`` steps (decoded in
-    this process, as ``extract`` does with ``workers=0``), and those videos' records. A video that
-    fails to decode is left out, as ``extract`` would leave it out."""
+def predecode(recipe: ExtractRecipe, root: Path, manifest: Manifest, order: list[str], units: int, device: str) -> tuple[list[Chunk], list[VideoRecord]]:
+    """Decoded chunks (with their flow, on ``device``, when the recipe has a flow stream) of the
+    videos of ``order`` taken until they hold ``units`` steps (decoded in this process, as
+    ``extract`` does with ``workers=0``), and those videos' records. A video that fails to decode is
+    left out, as ``extract`` would leave it out."""
     records = {r.path: r for r in manifest.records}
     by_id = manifest.by_id()
-    source = VideoSource([VideoJob(records[p].video_id, root / p) for p in order], recipe)
+    source = VideoSource([VideoJob(records[p].video_id, root / p) for p in order], recipe, flow_device=str(resolve_device(device)))
     chunks: list[Chunk] = []
     taken: list[VideoRecord] = []
     for item in source:
@@ -166,7 +175,7 @@ def time_model(recipe: ExtractRecipe, options: RunOptions, chunks: list[Chunk]) 
     """Seconds to run ``chunks`` through crop, normalise and the backbone as ``extract`` batches
     them, after one untimed warm-up batch."""
     device = resolve_device(options.device)
-    batcher = Batcher({"rgb": StreamModel(recipe, "rgb", device, channels_last=options.channels_last)},
+    batcher = Batcher({s: StreamModel(recipe, s, device, channels_last=options.channels_last) for s in recipe.streams},
                       options.batch_size or default_batch_size(recipe, device))
     for chunk in chunks:
         batcher.add(chunk)
@@ -193,10 +202,12 @@ def time_extract(recipe: ExtractRecipe, manifest: Manifest, root: Path, store: P
     return summary, wall
 
 
-def throughput(args: argparse.Namespace, console: Console, work: Path) -> None:
-    """The throughput table (see module docstring)."""
+def throughput(args: argparse.Namespace, console: Console, work: Path) -> list[dict[str, Any]]:
+    """The throughput table (see module docstring); its rows as dicts."""
+    figures: list[dict[str, Any]] = []
     real = None if args.real == "none" else Path(args.real)
     count, seconds = (6, 4.0) if args.quick else (12, 8.0)
+    seconds = args.clip_seconds or seconds
     root, order = video_pool(args.cache, count, seconds, real)
     manifest = build_manifest("folder", root=root)
     n_real = sum(p.startswith("real/") for p in order)
@@ -204,12 +215,17 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> None:
                   f"torch {torch.__version__}, {args.threads} intra-op thread(s) in this process, device {args.device}")
     budget = QUICK_UNITS if args.quick else UNITS
     table = Table(title="End-to-end extraction vs. the backbone alone on pre-decoded frames")
-    for col in ("backbone", "videos", "units", "batch", "model-only units/s", "workers", "end-to-end units/s", "setup s", "ratio", f">= {TARGET_RATIO}"):
-        table.add_column(col, justify="left" if col in ("backbone",) else "right")
+    cuda = args.device.startswith("cuda")
+    for col in ("backbone", "streams", "videos", "units", "batch", "model-only units/s", "workers", "end-to-end units/s", "setup s", "ratio", f">= {TARGET_RATIO}",
+                *(["peak GPU GiB"] if cuda else [])):
+        table.add_column(col, justify="left" if col in ("backbone", "streams") else "right")
     for backbone in args.backbones:
-        recipe = recipe_for(backbone)
+        streams = tuple(args.streams.split(","))
+        recipe = recipe_for(backbone, streams=streams, flow=args.flow)
         kind = "frames" if recipe.unit_frames == 1 else "snippets"
-        chunks, taken = predecode(recipe, root, manifest, order, args.units or budget[backbone])
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(args.device)
+        chunks, taken = predecode(recipe, root, manifest, order, args.units or budget[backbone], args.device)
         steps = sum(len(c.offsets) for c in chunks)
         subset = manifest.with_records(taken)
         base = RunOptions(device=args.device, prefetch=2, progress=False)
@@ -226,11 +242,16 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> None:
         del chunks
         model_ups = steps / model_s
         batch = base.batch_size or default_batch_size(recipe, resolve_device(args.device))
+        peak = torch.cuda.max_memory_allocated(args.device) / 2**30 if cuda else None
+        label = "+".join(streams) + (f" ({args.flow})" if "flow" in streams else "")
         for workers, (seconds, setup) in e2e.items():
             ratio = steps / seconds / model_ups
             first = workers == 1
+            figures.append({"backbone": backbone, "streams": label, "videos": len(taken), "units": steps, "kind": kind, "model_only_per_s": model_ups,
+                            "workers": workers, "end_to_end_per_s": steps / seconds, "ratio": ratio, "peak_gpu_gib": peak})
             table.add_row(
                 backbone if first else "",
+                label if first else "",
                 f"{len(taken)}" if first else "",
                 f"{steps} {kind}" if first else "",
                 f"{batch}" if first else "",
@@ -240,8 +261,10 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> None:
                 f"{setup:.1f}",
                 f"{ratio:.2f}",
                 ("yes" if ratio >= TARGET_RATIO else "NO") if first else "(reference)",
+                *([f"{peak:.1f}" if first else ""] if cuda else []),
             )
     console.print(table)
+    return figures
 
 
 @dataclass
@@ -335,6 +358,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="rounds of model-only / workers 1 / workers 0, interleaved; the fastest of each counts")
     p.add_argument("--real", default=str(REAL), help="folder of real videos to add to the generated ones, or 'none'")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--streams", default="rgb", help="comma-separated: rgb, or rgb,flow (i3d)")
+    p.add_argument("--flow", default="tvl1", help="the flow method with --streams rgb,flow (tvl1, tvl1-torch, dis)")
+    p.add_argument("--json", type=Path, help="also write the throughput rows here")
+    p.add_argument("--clip-seconds", type=float, help="length of the generated clips (default 8; --quick 4)")
     p.add_argument("--threads", type=int, default=max(1, len(os.sched_getaffinity(0)) - 1), help="intra-op threads of the model process")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-rss", action="store_true")
@@ -350,7 +377,9 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         if not args.skip_throughput:
-            throughput(args, console, work)
+            figures = throughput(args, console, work)
+            if args.json:
+                args.json.write_text(json.dumps({"throughput": figures}, indent=1))
         if not args.skip_rss:
             peak_memory(args, console, work)
     finally:

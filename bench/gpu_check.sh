@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The prepared GPU check of the flow work (issue 16): within about 8 minutes on one GPU,
+#   1. installs what fsv needs beyond the machine's PyTorch, from the wheels bench/gpu_prepare.sh
+#      put in .whl/ (such a machine cannot reach the network),
+#   2. bench/flow.py --device cuda: tvl1-torch on CUDA against the reference, and pairs/s,
+#   3. bench/extract.py --device cuda: I3D RGB + tvl1-torch flow, end-to-end against model-only,
+#   4. one summary table (bench/gpu_summary.py): pairs/s, snippets/s, end-to-end / model-only, GPU memory.
+# Figures land in $OUT (or a fresh temporary folder) as flow.json, extract.json and summary.txt.
+#
+#   bash bench/gpu_check.sh           # on the GPU machine
+#   bash bench/gpu_check.sh --cpu     # the same steps at reduced sizes on the CPU (the test suite runs this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+if [ "${1:-}" = "--cpu" ]; then
+  device=cpu
+  flow_args=(--quick --skip-speed)
+  extract_args=(--quick --units 1 --repeats 1 --clip-seconds 1 --flow dis)
+else
+  device=cuda
+  flow_args=(--videos 3 --snippets 1 --pairs 32 --repeats 2)
+  extract_args=(--units 24 --repeats 2 --flow tvl1-torch)
+fi
+if ! "$PY" -c "import zarr, av, zlib_ng" 2>/dev/null; then
+  [ -d .whl ] || { echo "fsv's packages are missing and there is no .whl/: run bench/gpu_prepare.sh where pip works" >&2; exit 2; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fsv-site .whl/*.whl
+  export PYTHONPATH=/tmp/fsv-site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+videos=.gpu/videos
+[ -d "$videos" ] || videos=../shared/data/videos
+[ -d "$videos" ] || videos=none
+"$PY" -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
+[ "$device" = cpu ] || "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: use --cpu')"
+timeout 330 "$PY" bench/flow.py --device "$device" --real "$videos" --json "$out/flow.json" "${flow_args[@]}" | tee "$out/flow.txt"
+timeout 210 "$PY" bench/extract.py --backbones i3d --streams rgb,flow --device "$device" --skip-rss --real "$videos" \
+  --json "$out/extract.json" "${extract_args[@]}" | tee "$out/extract.txt"
+"$PY" bench/gpu_summary.py "$out/flow.json" "$out/extract.json" | tee "$out/summary.txt"

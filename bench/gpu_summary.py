@@ -1,0 +1,48 @@
+"""One table from the GPU check's figures (``bench/gpu_check.sh``): flow pairs/s, equality,
+I3D RGB + flow snippets/s, end-to-end / model-only, GPU memory.
+
+    python bench/gpu_summary.py flow.json extract.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def rows(flow: dict, extract: dict) -> list[tuple[str, str, str]]:
+    """``(measure, value, note)`` rows of the summary."""
+    out: list[tuple[str, str, str]] = []
+    for label, speed in flow.get("speed", {}).items():
+        for method, where, rate, note in speed:
+            out.append((f"flow pairs/s, {label}", f"{rate:.2f}", f"{method} on {where}; {note}"))
+    equal = flow.get("equality", [])
+    if equal:
+        out.append(("flow EPE mean, worst video (px)", f"{max(r['mean'] for r in equal):.4f}", f"{len(equal)} videos, target <= 0.15"))
+        out.append(("flow EPE p95, worst video (px)", f"{max(r['p95'] for r in equal):.4f}", "target <= 0.5"))
+        out.append(("I3D flow feature cosine, worst snippet", f"{min(min(r['cosines']) for r in equal):.5f}", "target >= 0.995"))
+    for r in extract.get("throughput", []):
+        where = f"{r['backbone']} {r['streams']}, {r['workers']} decoding worker(s)"
+        out.append((f"{r['kind']}/s end-to-end, {where}", f"{r['end_to_end_per_s']:.2f}", f"model-only {r['model_only_per_s']:.2f}"))
+        out.append((f"end-to-end / model-only, {where}", f"{r['ratio']:.2f}", "flow computed inside end-to-end"))
+        if r.get("peak_gpu_gib") is not None and r["workers"] == 1:
+            out.append((f"peak GPU memory, {r['backbone']} {r['streams']}", f"{r['peak_gpu_gib']:.1f} GiB", "torch.cuda.max_memory_allocated"))
+    return out
+
+
+def main() -> None:
+    flow, extract = (json.loads(Path(p).read_text()) for p in sys.argv[1:3])
+    table = Table(title="GPU check: flow and two-stream extraction")
+    for col in ("measure", "value", "note"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for row in rows(flow, extract):
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()
