@@ -123,8 +123,8 @@ def test_slurm_shards_equal_a_single_run(short: tuple[Path, Path, Path], tmp_pat
     assert sizes == [2, 2, 2]  # balanced by probed frame counts: 2 videos each here
 
 
-def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_videos(long: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    root, manifest, single = long
+def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_videos(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, manifest, single = short
     store, jobs = tmp_path / "slurm.zarr", tmp_path / "jobs"
     cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "2",
            "--executor", "slurm", *SMALL, "--folder", str(jobs), "--commit-every", "0"]
@@ -138,7 +138,7 @@ def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_v
     assert first.returncode == 1, out + errs
     assert f"job 1/2 (id {array}_0" in errs and "was cancelled" in errs and "CANCELLED" in errs, errs
     done_before = set(FeatureStore.open(store).video_ids())
-    assert 0 < len(done_before) < 12, "the cancel should land mid-run"
+    assert 0 < len(done_before) < 6, "the cancel should land mid-run"
     parts_before = set(FeatureStore.open(store).part_names())
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
