@@ -114,10 +114,12 @@ def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None,
 
 
 def results_json(scored: Scored, cfg: LocConfig) -> dict[str, Any]:
-    """ActivityNet results format: ``{"version", "results": {video: [{"segment", "score", "label"}]}, "external_data"}``."""
+    """ActivityNet results format: ``{"version", "results": {video: [{"segment", "score", "label"}]}, "external_data"}``,
+    at full precision, so that scoring the file reproduces the mAP of ``fsv eval`` exactly (rounding moves
+    detections across tIoU thresholds and reorders tied scores)."""
     return {
         "version": "fsv",
-        "results": {v: [{"segment": [round(s, 3), round(e, 3)], "score": round(p, 6), "label": lab} for s, e, p, lab in dets] for v, dets in scored.predictions.items()},
+        "results": {v: [{"segment": [float(s), float(e)], "score": float(p), "label": lab} for s, e, p, lab in dets] for v, dets in scored.predictions.items()},
         "external_data": {"used": True, "details": f"fsv {cfg.head} on cached features"},
     }
 
