@@ -1,5 +1,5 @@
 """Both localization heads train, predict and evaluate from the CLI on a store written by
-``fsv extract`` (C3D snippets of real encoded videos with annotated instances) and on the same
+``fsv extract`` (I3D snippets of real encoded videos with annotated instances) and on the same
 features brought in by ``fsv store import``; ``fsv score detections`` on the predicted results file
 reproduces the mAP that ``fsv eval`` prints."""
 
@@ -59,7 +59,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Pa
             _video(out / "videos" / f"{vid}.mp4", colour, start, end, 96, seed=10 * c + k)
             records.append(VideoRecord(vid, f"{vid}.mp4", name, split, segments=(Segment(start / FPS, end / FPS, name),)))
     Manifest("colours", records, list(COLOURS), "localization").write(out / "m.csv")
-    run("extract", "--backbone", "c3d", "--manifest", str(out / "m.csv"), "--root", str(out / "videos"), "--store", str(out / "extracted"), "--weights", "random",
+    run("extract", "--backbone", "i3d", "--manifest", str(out / "m.csv"), "--root", str(out / "videos"), "--store", str(out / "extracted"), "--weights", "random",
         "--device", "cpu")
     run("store", "export", str(out / "extracted"), "--h5", str(out / "features.h5"))
     (out / "spec.json").write_text(json.dumps(FeatureStore.open(out / "extracted").spec.to_dict()))
@@ -103,5 +103,5 @@ def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(dat
         args = ["score", "detections", "--gt", str(truth), "--pred", str(preds), "--tiou", tiou, "--json"] + ([] if head == "cdcca" else ["--subset", "test"])
         scored = json.loads(run(*args).stdout)
         for k, v in table["map"].items():
-            assert scored["map"][k] == pytest.approx(v, abs=1e-3)  # results are rounded to 1 ms
+            assert scored["map"][k] == pytest.approx(v, abs=1e-3)
     assert tables[0]["map"] == tables[1]["map"]  # same features, same run settings
