@@ -14,8 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: extraction ~300 s, the rest 100-200 s each). They are collected first so that a parallel run
 #: (``make test``: pytest-xdist, one file per worker at a time) starts them at once instead of
 #: leaving one of them for the end.
-LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_localization_cli.py", "test_synthetic_benchmark.py",
-                 "test_heads_cli.py", "test_demo_extract.py")
+LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_synthetic_benchmark.py", "test_demo_extract.py",
+                 "test_heads_cli.py", "test_report.py", "test_localization_cli.py", "test_localization_synthetic.py", "test_gpu_check.py",
+                 "test_tvl1_torch.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
