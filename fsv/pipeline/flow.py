@@ -109,12 +109,11 @@ def _opencv_flow(frames: np.ndarray, method: str, workers: int) -> np.ndarray:
 
 
 def _torch_device(device: str | None):
-    """The torch device for ``tvl1-torch`` / RAFT: ``device`` if given (``auto``: CUDA when available)."""
-    import torch
+    """The torch device for ``tvl1-torch`` / RAFT: ``device`` resolved as ``--device`` is (None or
+    ``auto``: CUDA when available; ``cuda`` without CUDA is an input error)."""
+    from fsv.pipeline.extract import resolve_device
 
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return resolve_device(device or "auto")
 
 
 def _tvl1_torch_flow(frames: np.ndarray, device: str | None) -> np.ndarray:
