@@ -109,3 +109,19 @@ def test_raft_without_torchvision_says_what_to_install(monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "__import__", no_torchvision)
     with pytest.raises(FsvInputError, match=r"RAFT needs torchvision: pip install fsv\[torchvision\].*--flow tvl1/dis"):
         compute_flow(frames, "raft")
+
+
+def test_unknown_flow_method_is_refused_before_a_store_exists(tmp_path) -> None:
+    import subprocess
+
+    from fsv.pipeline.backbones import resolve_weights
+    from fsv.pipeline.plan import make_recipe
+
+    with pytest.raises(FsvInputError, match="--flow must be one of tvl1, tvl1-torch, dis, raft, got 'farneback'"):
+        make_recipe("i3d", streams=("flow",), weights={"flow": resolve_weights("i3d-flow", "random")}, flow={"method": "farneback"})
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video_id,path,label,split\nv,v.mp4,a,test\n")
+    proc = subprocess.run([sys.executable, "-m", "fsv", "extract", "--backbone", "i3d", "--streams", "flow", "--flow-weights", "random", "--flow", "farneback",
+                           "--manifest", str(manifest), "--root", str(tmp_path), "--store", str(tmp_path / "s.zarr")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--flow must be one of" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.zarr").exists()
