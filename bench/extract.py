@@ -181,13 +181,13 @@ def time_model(recipe: ExtractRecipe, options: RunOptions, chunks: list[Chunk]) 
         batcher.add(chunk)
         if batcher.full:
             break
-    batcher.flush()
+    batcher.flush(final=True)
     t0 = time.perf_counter()
     for chunk in chunks:
         batcher.add(chunk)
         if batcher.full:
             batcher.flush()
-    batcher.flush()
+    batcher.flush(final=True)  # the zero-padded last batch, as extract runs it
     return time.perf_counter() - t0
 
 
@@ -228,7 +228,7 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> list[d
         chunks, taken = predecode(recipe, root, manifest, order, args.units or budget[backbone], args.device)
         steps = sum(len(c.offsets) for c in chunks)
         subset = manifest.with_records(taken)
-        base = RunOptions(device=args.device, prefetch=2, progress=False)
+        base = RunOptions(device=args.device, prefetch=2, progress=False, batch_size=args.batch_size)
         model_s = float("inf")
         e2e: dict[int, tuple[float, float]] = {}  # workers -> (loop seconds, setup seconds) of the fastest round
         for _ in range(args.repeats):
@@ -355,6 +355,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small sizes, a sanity check")
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     p.add_argument("--units", type=int, help="feature steps per backbone (default: resnet50 120 frames, i3d 24 and c3d 32 snippets)")
+    p.add_argument("--batch-size", type=int, help="units per forward pass (default: extract's default for the backbone and device)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of model-only / workers 1 / workers 0, interleaved; the fastest of each counts")
     p.add_argument("--real", default=str(REAL), help="folder of real videos to add to the generated ones, or 'none'")
     p.add_argument("--device", default="cpu")

@@ -17,7 +17,7 @@ mkdir -p "$out"
 if [ "${1:-}" = "--cpu" ]; then
   device=cpu
   flow_args=(--quick --skip-speed)
-  extract_args=(--quick --units 1 --repeats 1 --clip-seconds 1 --flow dis)
+  extract_args=(--quick --units 1 --batch-size 1 --repeats 1 --clip-seconds 1 --flow dis)
 else
   device=cuda
   flow_args=(--videos 3 --snippets 1 --pairs 32 --repeats 2)

@@ -23,6 +23,8 @@ def test_gpu_check_runs_on_the_cpu_and_summarises(tmp_path: Path) -> None:
     assert flow["equality"] and all(r["mean"] <= 0.15 and r["p95"] <= 0.5 and min(r["cosines"]) >= 0.995 for r in flow["equality"])
     rows = json.loads((tmp_path / "extract.json").read_text())["throughput"]
     assert {r["workers"] for r in rows} == {0, 1} and all(r["streams"].startswith("rgb+flow") and r["end_to_end_per_s"] > 0 for r in rows)
+    # end to end runs the same batches as model-only plus decoding and flow: it cannot be much faster
+    assert all(0.05 < r["ratio"] < 1.5 for r in rows), rows
     summary = (tmp_path / "summary.txt").read_text()
     for measure in ("flow EPE mean", "I3D flow feature cosine", "snippets/s end-to-end", "end-to-end / model-only"):
         assert measure in summary, summary
