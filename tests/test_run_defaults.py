@@ -36,7 +36,7 @@ def test_extract_train_eval_by_dataset_and_head_name_alone(tmp_path: Path, home:
     make_videos(tmp_path / "videos", per_class=3)
     fsv("manifest", "build", "folder", "--root", tmp_path / "videos", "--out", tmp_path / "mini.csv", env=home)
     fsv("datasets", "set", "my-clips", "--root", tmp_path / "videos", "--manifest", tmp_path / "mini.csv", env=home)
-    fsv("extract", "--dataset", "my-clips", "--backbone", "resnet50", "--weights", "random", env=home)
+    fsv("extract", "--dataset", "my-clips", "--backbone", "resnet50", "--weights", "random", "--segments", "2", env=home)  # 2 frames a video: the run paths are the point
     train = ["train-head", "protonet", "--way", "3", "--shot", "1", "--set", "query=2", "--set", "head_args.projection_dim=8",
              "--set", "train_episodes=20", "--set", "val_every=10", "--set", "val_episodes=5", "--set", "test_episodes=20", "--device", "cpu"]
     first = fsv(*train, env=home)
