@@ -22,10 +22,12 @@ demo: setup
 	$(BIN)/fsv demo --out fsv-demo
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist; `auto` = one per core), one test file per
-# worker at a time so that a file's shared fixtures are built once; TEST_WORKERS=0 runs it serially.
+# worker at a time so that a file's shared fixtures are built once, in the order of LONGEST_FIRST in
+# tests/conftest.py (--no-loadscope-reorder: xdist would start the files with the most tests first);
+# TEST_WORKERS=0 runs it serially.
 TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python bench/store_read.py

@@ -10,13 +10,13 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-#: The longest test files, longest first (measured serially on a quiet 2-core machine: SLURM ~500 s,
-#: extraction ~300 s, the rest 100-200 s each). They are collected first so that a parallel run
-#: (``make test``: pytest-xdist, one file per worker at a time) starts them at once instead of
-#: leaving one of them for the end.
-LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_synthetic_benchmark.py", "test_demo_extract.py",
-                 "test_heads_cli.py", "test_report.py", "test_localization_cli.py", "test_localization_synthetic.py", "test_gpu_check.py",
-                 "test_tvl1_torch.py")
+#: The longest test files, longest first (measured in a 2-worker run on a quiet 2-core machine:
+#: SLURM ~330 s, extraction ~240 s, faults ~200 s, the rest 30-130 s each). They are collected first,
+#: and ``make test`` keeps that order (``--no-loadscope-reorder``), so that a parallel run (one file
+#: per worker at a time) starts them at once instead of leaving one of them for the end.
+LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_heads_cli.py", "test_demo_extract.py",
+                 "test_synthetic_benchmark.py", "test_localization_cli.py", "test_localization_synthetic.py", "test_report.py",
+                 "test_run_defaults.py", "test_tvl1_torch.py", "test_gpu_check.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
