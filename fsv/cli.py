@@ -279,7 +279,7 @@ def train_head_cmd(
 
     Presets resolve as: the head's paper preset, its preset for the manifest's dataset, --config,
     then --set and the named options. Recognition heads (protonet, trx, strm, ta2n) train on
-    episodes and select on validation accuracy; localization heads (cdcca, vqknet) select on
+    episodes and select on validation accuracy; localization heads (cdcca, protomatch, vqknet) select on
     validation mAP."""
     from fsv.presets import explain
     from fsv.run_setup import plan_run, with_defaults

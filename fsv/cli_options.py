@@ -134,7 +134,7 @@ BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca 
 
 # the options of `fsv train-head` and `fsv submit train-head`, declared once: name -> (option, type
 # as typed on the command line); all default to None ("not given") and become RunRequest fields
-HEAD = typer.Argument(help="protonet | trx | strm | ta2n (recognition); cdcca | vqknet (localization)")
+HEAD = typer.Argument(help="protonet | trx | strm | ta2n (recognition); cdcca | protomatch | vqknet (localization)")
 TRAIN_OPTIONS = {
     "dataset": (DATASET, Optional[str]),
     "stores": (typer.Option("--store", help="Store folder(s), comma-separated to concatenate features."), Optional[str]),

@@ -37,4 +37,4 @@ def evaluate_folder(folder: Path, *, split: str = "test", episodes: int | None =
 def no_benchmark(benchmark: str | None) -> None:
     """``--benchmark`` is for few-shot common localization runs only."""
     if benchmark is not None:
-        raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca)")
+        raise FsvInputError("--benchmark applies to few-shot common localization runs (cdcca, protomatch)")

@@ -17,24 +17,27 @@ from fsv.heads import HEADS, create_head
 from fsv.heads.cdcca import (
     CDCCA,
     PRESET,
-    _max_over_steps,
     cross_correlation,
-    decode_offsets,
-    encode_offsets,
     pairwise_ranking_loss,
     temporal_roi_pool,
-    window_starts,
 )
+from fsv.heads.proposals import decode_offsets, encode_offsets, max_over_steps, mean_over_steps, window_starts
 from fsv.metrics import temporal_iou
 
 D, C, NS = 24, 10, 8
-TRAINER_KEYS = {"lr", "weight_decay", "optimizer", "momentum", "train_episodes", "val_every", "shot"}
+TRAINER_KEYS = {"lr", "weight_decay", "optimizer", "momentum", "train_episodes", "val_every", "shot", "standardize"}
 
 
 def small(**kwargs: object) -> CDCCA:
+    """A small CDC-CA whose QtoS gate is open (0.5, as after some training; it starts at zero) so
+    that every stage computes something."""
     options: dict[str, object] = {"num_snippets": NS, "d": 16, "proposal_hidden": 16, "anchor_scales": (2, 4, 8, 16)}
     options.update(kwargs)
-    return CDCCA(D, C, **options)
+    model = CDCCA(D, C, **options)
+    if model.cdc.qtos_gate is not None:
+        with torch.no_grad():
+            model.cdc.qtos_gate.fill_(0.5)
+    return model
 
 
 @contextmanager
@@ -109,11 +112,14 @@ def test_bad_inputs_are_refused() -> None:
 
 def test_roi_pooling_stages_and_offsets() -> None:
     features = torch.arange(10.0)[:, None].repeat(1, 3)  # step t holds t
-    pooled = temporal_roi_pool(features, torch.tensor([[2.0, 4.0], [0.0, 2.0], [6.5, 9.9]]))
+    segments = torch.tensor([[2.0, 4.0], [0.0, 2.0], [6.5, 9.9]])
+    pooled = temporal_roi_pool(features, segments, "max")
     assert pooled.shape == (3, 3, 3)
     assert pooled[0, :, 0].tolist() == [1.0, 3.0, 4.0]  # [1, 2) | [2, 4) | [4, 5)
     assert pooled[1, :, 0].tolist() == [0.0, 1.0, 2.0]  # starting context before the query: zeros
     assert pooled[2, :, 0].tolist() == [6.0, 9.0, 9.0]  # [4.8, 6.5) | [6.5, 9.9) | clipped [9.9, 10)
+    mean = temporal_roi_pool(features, segments)  # the default: means over the same steps
+    assert mean[0, :, 0].tolist() == [1.0, 2.5, 4.0] and mean[1, :, 0].tolist() == [0.0, 0.5, 2.0] and mean[2, :, 0].tolist() == [5.0, 7.5, 9.0]
     boxes = torch.tensor([[0.0, 4.0], [3.0, 5.5]])
     targets = torch.tensor([[1.0, 3.0], [2.0, 9.0]])
     offsets = encode_offsets(boxes, targets)
@@ -123,9 +129,13 @@ def test_roi_pooling_stages_and_offsets() -> None:
 
 def test_qtos_l2_normalised_shared_and_individual() -> None:
     torch.manual_seed(0)
+    start = CDCCA(D, C, num_snippets=NS, d=16).cdc
+    pooled, supports = torch.randn(7, 3, D), torch.randn(5, NS, D)
+    x_q, x_s = start.encode(pooled, supports)
+    assert start.qtos_gate is not None and float(start.qtos_gate.detach()) == 0.0  # deviation 8: no query context at the start
+    assert torch.equal(start.qtos(x_q, x_s), x_s)
     model = small()
     cdc = model.cdc
-    pooled, supports = torch.randn(7, 3, D), torch.randn(5, NS, D)
     x_q, x_s = cdc.encode(pooled, supports)
     assert torch.allclose(x_q.norm(dim=-1), torch.ones(7)) and torch.allclose(x_s.norm(dim=-1), torch.ones(5, NS))
     # the correlation of Eqs. 2/5/7 normalises rows: rescaling any row changes nothing
@@ -144,7 +154,23 @@ def test_qtos_l2_normalised_shared_and_individual() -> None:
         x_q2, x_s2 = cdc.encode(pooled, supports)
         cdc.qtos(x_q2, x_s2)[k].pow(2).sum().backward()
         assert cdc.w_qs.grad is not None and cdc.w_qs.grad.abs().sum() > 0
-        assert cdc.support_encoder.weight.grad is not None and cdc.support_encoder.weight.grad.abs().sum() > 0
+        assert cdc.encoder.weight.grad is not None and cdc.encoder.weight.grad.abs().sum() > 0
+        assert cdc.qtos_gate.grad is not None and cdc.qtos_gate.grad.abs() > 0
+
+
+def test_one_linear_layer_encodes_proposals_and_support_snippets() -> None:
+    """Sec. 3.2 encodes the proposals and the support snippets "with a linear layer": at the start
+    (the contexts' layer at zero) a proposal pooling to a support snippet's feature is encoded as that
+    snippet, so the cross-correlations compare like with like; the contexts are learned on top."""
+    torch.manual_seed(0)
+    cdc = small().cdc
+    supports = torch.randn(2, NS, D)
+    pooled = torch.stack([torch.randn(NS, D), supports[1], torch.randn(NS, D)], dim=1)  # [NS, 3, D]: contexts, the snippets, contexts
+    x_q, x_s = cdc.encode(pooled, supports)
+    torch.testing.assert_close(x_q, x_s[1])
+    assert [n for n, _ in cdc.named_parameters() if "encoder" in n] == ["encoder.weight", "encoder.bias"]
+    x_q.sum().backward()
+    assert cdc.context.weight.grad is not None and cdc.context.weight.grad.abs().sum() > 0
 
 
 def test_dynamics_attends_each_support_with_all_supports() -> None:
@@ -186,6 +212,25 @@ def test_losses_finite_and_reach_their_parameters() -> None:
     assert terms["aux"] == 0.0
     with pytest.raises(FsvInputError):
         model.loss(model(query, supports), gt)
+
+
+def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> None:
+    """The proposal subnet learns from L_cls^ag + L_reg^ag only and everything else from the
+    support-conditioned terms only: with Adam (per-parameter scale-free steps) a weight on the
+    support-agnostic share of Eq. 9 changes nothing but Adam's epsilon."""
+    torch.manual_seed(0)
+    model = small()
+    query, supports, pseudo, gt = episode(5)
+    out = model(query, supports, pseudo, gt)
+    cls_ag, reg_ag = model.proposal_subnet.loss(out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions)
+    total, _ = model.loss(out, gt)
+    agnostic = dict(model.named_parameters())
+    grads_ag = torch.autograd.grad(cls_ag + reg_ag, list(agnostic.values()), allow_unused=True, retain_graph=True)
+    grads_co = torch.autograd.grad(total - cls_ag - reg_ag, list(agnostic.values()), allow_unused=True)
+    for (name, _), g_ag, g_co in zip(agnostic.items(), grads_ag, grads_co, strict=True):
+        in_subnet = name.startswith("proposal_subnet.")
+        assert (g_ag is not None and g_ag.abs().sum() > 0) == in_subnet, name
+        assert (g_co is None or g_co.abs().sum() == 0) == in_subnet, name
 
 
 def test_ranking_loss_zero_iff_dp_equals_diou() -> None:
@@ -254,11 +299,25 @@ def test_range_max_pooling_matches_a_loop_over_ranges() -> None:
     features = torch.randn(57, 6, requires_grad=True)
     bounds = np.sort(rng.uniform(-5, 62, (300, 2)), axis=1)
     bounds[:5] = [[3, 3.2], [10, 10], [-4, -1], [57, 60], [0, 57]]
-    pooled = _max_over_steps(features, bounds)
+    pooled = max_over_steps(features, bounds)
     for (a, b), row in zip(bounds, pooled, strict=True):
         lo, hi = int(np.clip(np.floor(a), 0, 57)), int(np.clip(np.ceil(b), 0, 57))
         expect = features[lo:hi].amax(0) if hi > lo else torch.zeros(6)
         torch.testing.assert_close(row, expect)
+    pooled.sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_range_mean_pooling_matches_a_loop_over_ranges() -> None:
+    rng = np.random.default_rng(1)
+    features = torch.randn(57, 6, requires_grad=True)
+    bounds = np.sort(rng.uniform(-5, 62, (300, 2)), axis=1)
+    bounds[:4] = [[3, 3.2], [10, 10], [-4, -1], [0, 57]]
+    pooled = mean_over_steps(features, bounds)
+    for (a, b), row in zip(bounds, pooled, strict=True):
+        lo, hi = int(np.clip(np.floor(a), 0, 57)), int(np.clip(np.ceil(b), 0, 57))
+        expect = features[lo:hi].mean(0) if hi > lo else torch.zeros(6)
+        torch.testing.assert_close(row, expect, rtol=1e-5, atol=1e-6)
     pooled.sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
 

@@ -73,10 +73,12 @@ TINY = {
     "vqknet": ["--set", "batch_videos=4", "--set", "min_pairs=1", "--set", "num_segments=8", "--set", "train_steps=2", "--set", "val_every=2"],
     "cdcca": ["--shot", "1", "--set", "train_steps=2", "--set", "val_every=2", "--set", "val_episodes=2", "--set", "test_episodes=3", "--set", "frame_fps=25",
               "--set", "num_pseudo_classes=2"],
+    "protomatch": ["--shot", "1", "--set", "train_steps=2", "--set", "val_every=2", "--set", "val_episodes=2", "--set", "test_episodes=3", "--set", "frame_fps=25"],
 }
+COMMON = ("cdcca", "protomatch")
 
 
-@pytest.mark.parametrize("head", ["vqknet", "cdcca"])
+@pytest.mark.parametrize("head", ["vqknet", "cdcca", "protomatch"])
 def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(data: tuple[Path, Path, Path, Path], head: str) -> None:
     out, extracted, imported, gt = data
     vid = FeatureStore.open(extracted).video_ids()[0]
@@ -87,7 +89,7 @@ def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(dat
         run("train-head", head, "--store", str(store), "--manifest", str(out / "m.csv"), "--out", str(rundir), "--device", "cpu", *TINY[head])
         assert (rundir / "best.pt").is_file() and (rundir / "metrics.csv").read_text().count("\n") == 2
         table = json.loads(run("eval", str(rundir), "--json", "--device", "cpu").stdout)
-        assert table["head"] == head and table["dataset"] == "colours" and set(table["map"]) == ({"0.5"} if head == "cdcca" else {f"0.{i}" for i in range(1, 8)})
+        assert table["head"] == head and table["dataset"] == "colours" and set(table["map"]) == ({"0.5"} if head in COMMON else {f"0.{i}" for i in range(1, 8)})
         assert 0.0 <= table["average_map"] <= 1.0 and "random_proposals" in table
         tables.append(table)
         if store == imported:
@@ -98,9 +100,9 @@ def test_head_trains_predicts_and_evaluates_on_extracted_and_imported_stores(dat
         for dets in results.values():
             for d in dets:
                 assert 0 <= d["segment"][0] < d["segment"][1] <= 96 / FPS + 1e-6 and np.isfinite(d["score"])
-        truth = preds.with_name(preds.name.removesuffix(".json") + ".gt.json") if head == "cdcca" else gt
-        tiou = "0.5" if head == "cdcca" else "0.1:0.7:0.1"
-        args = ["score", "detections", "--gt", str(truth), "--pred", str(preds), "--tiou", tiou, "--json"] + ([] if head == "cdcca" else ["--subset", "test"])
+        truth = preds.with_name(preds.name.removesuffix(".json") + ".gt.json") if head in COMMON else gt
+        tiou = "0.5" if head in COMMON else "0.1:0.7:0.1"
+        args = ["score", "detections", "--gt", str(truth), "--pred", str(preds), "--tiou", tiou, "--json"] + ([] if head in COMMON else ["--subset", "test"])
         scored = json.loads(run(*args).stdout)
         for k, v in table["map"].items():
             assert scored["map"][k] == pytest.approx(v, abs=1e-3)

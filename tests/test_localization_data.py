@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fsv.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.errors import FsvInputError
@@ -24,7 +25,7 @@ from fsv.localization.data import (
     to_steps,
 )
 from fsv.localization.tasks import CommonTask, Scored, WtalTask
-from fsv.localization.trainer import score
+from fsv.localization.trainer import config_for, score
 from fsv.localization.wtal import perturb_indices
 from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
 
@@ -126,6 +127,26 @@ def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> 
     assert hot is not None and 1 <= hot.sum() <= 5
 
 
+def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
+    manifest, store = synth
+    plain = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5), manifest, [store], None)
+    task = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5, standardize=True), manifest, [store], None)
+    assert plain.standardize is None and task.standardize is not None
+    train_videos = sorted({i.video for i in task.instances if task.split_of[i.label] == "train"})
+    test_only = {i.video for i in task.instances if task.split_of[i.label] == "test"} - set(train_videos)
+    assert test_only  # videos the statistics must not read
+    x = np.concatenate([task.bank.features(v).astype(np.float64) for v in train_videos])
+    np.testing.assert_allclose(task.standardize.mean, x.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(task.standardize.std, x.std(0), rtol=1e-4)
+    ep = task.episodes("test").fixed(1, 0)[0]
+    raw, scaled = cm.episode_tensors(task.bank, ep, 8), cm.episode_tensors(task.bank, ep, 8, standardize=task.standardize)
+    torch.testing.assert_close(scaled.query, (raw.query - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std))
+    # supports are standardized step by step before their snippets are averaged (an affine map: the same)
+    torch.testing.assert_close(scaled.supports, (raw.supports - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std),
+                               rtol=1e-4, atol=1e-4)
+    assert config_for("cdcca", "activitynet13").standardize and not config_for("protomatch", "activitynet13").standardize
+
+
 def test_training_crop_keeps_a_ground_truth_instance() -> None:
     spans = np.stack([np.arange(300), np.arange(1, 301)], 1).astype(float)
     bank = VideoBank(np.zeros((300, 4), np.float16), spans, np.array([0]), np.array([300]), [VideoRecord("v", "v", "a", "train")])
@@ -187,8 +208,6 @@ def test_protocol_tables_and_random_baseline_is_low() -> None:
 
 
 def test_presets_follow_the_dataset() -> None:
-    from fsv.localization.trainer import config_for
-
     thumos, anet = config_for("cdcca", "thumos14"), config_for("cdcca", "activitynet13", {"shot": 1})
     assert (thumos.frame_fps, anet.frame_fps, anet.shot, thumos.task) == (25.0, 3.0, 1, "common")
     v_thumos, v_anet12 = config_for("vqknet", "thumos14"), config_for("vqknet", "activitynet12")

@@ -17,11 +17,12 @@ Pipeline of one episode (query ``[T, D]``, supports ``[L, N_S, D]``)::
 
     proposal subnet h (R-C3D): conv1d(D->512, k=3) + ReLU, then per step and anchor scale an
         actionness logit and (dc, dl) offsets                      -> anchors / proposals [P, 2]
-    temporal RoI max pooling (R-C3D) of the proposal and of its two contexts (deviation 4) -> [P, 3, D]
-    linear layers, rows l2-normalised: X_Q [P, d] (from 3D), X_S^(l) [N_S, d] (one layer for all l)
+    temporal RoI pooling (mean: deviation 7) of the proposal and of its two contexts (deviation 4) -> [P, 3, D]
+    one linear layer for the proposals and the support snippets (Sec. 3.2), plus a layer for the
+        proposals' contexts that starts at zero; rows l2-normalised: X_Q [P, d], X_S^(l) [N_S, d]
     QtoS Context-CA, each support on its own (Eqs. 2-3):
         Lambda^(l) = X_Q W_QS X_S^(l)^T [P, N_S];  A^(l) = row-softmax(Lambda^(l))
-        X~_S^(l) = (N_S / P) A^(l)^T X_Q + X_S^(l)                      (mass: deviation 1)
+        X~_S^(l) = g (N_S / P) A^(l)^T X_Q + X_S^(l)     (mass: deviation 1; gate g from 0: deviation 8)
     Dynamics-CA (Eqs. 4-6): X~_S'^(l) = conv1d_k(X~_S^(l)) [N_S-k+1, d] (one conv for all l);
         X~_S' = the tuples of ALL L supports [L(N_S-k+1), d]
         Lambda^(l) = X~_S' W_S'S X~_S^(l)^T;  Y~_S^(l) = (N_S / (L(N_S-k+1))) A^(l)^T X~_S' + X~_S^(l)
@@ -36,10 +37,14 @@ Pipeline of one episode (query ``[T, D]``, supports ``[L, N_S, D]``)::
         support-conditioned ones on the episode class's instances, other classes' being hard negatives
 
 In every cross-correlation (Eqs. 2, 5, 7) both sides' rows are l2-normalised (the paper says so for
-Eq. 2; Eqs. 5 and 7 are "like eq. (2)"). ``W_QS`` and the support's linear layer are one parameter
-each, used for every support (paper, after Eq. 2). The query's proposals have their own linear layer
-(their pooled features are ``3 D`` wide; the paper shares the layer "across all l", i.e. the supports).
-The ``W`` matrices start as ``attention_scale`` times the identity (deviation 5).
+Eq. 2; Eqs. 5 and 7 are "like eq. (2)"). ``W_QS`` and the linear layer are one parameter each, used
+for every support (paper, after Eq. 2), and the linear layer also encodes the proposals: Sec. 3.2
+encodes "the query proposals Q to X_Q and the support snippets S^(l) to X_S^(l), with a linear
+layer". Sharing it is what makes the cross-correlations compare like with like from the start: two
+independently initialised layers (an earlier fsv read the sentence so) map an action's features to
+unrelated directions, and the correlation of a proposal with supports of its own class starts no
+higher than with another class's (measured: the README's "Conditioning"). The ``W`` matrices start as
+``attention_scale`` times the identity (deviation 5).
 
 Ablations (the paper's Tables 2 and 3), constructor switches and so ``--set`` values: ``qtos=False``
 and ``dynamics=False`` drop a stage (both: C-0), ``stoq=False`` drops Eq. 7 (the classifier then
@@ -83,8 +88,12 @@ Where the paper is silent: R-C3D / Yang et al. conventions
 Choices where neither gives a value (the paper's supplementary, which we do not have, may)
 --------------------------------------------------------------------------------------------
 * ``d = 512`` (R-C3D's width), ``num_snippets`` N_S = 8, ``tuple_kernel`` k = 3 (valid convolution, so
-  N_S - k + 1 tuples), ``rank_weight`` lambda = 1, ``rank_temperature`` = 2 (softmax of logits / 2 in
+  N_S - k + 1 tuples), ``rank_weight`` lambda = 3, ``rank_temperature`` = 2 (softmax of logits / 2 in
   L_rank only), ``anchor_scales`` = 1 ... 96 steps (a 768-frame window is 96 steps of 8 frames).
+  lambda = 3 rather than 1: on the hard synthetic tuning cell it raised the margin between own and
+  distractor supports from +31.5 to +44.6 (1-shot) and from +45.2 to +56.0 (5-shot), and on a second
+  cell from +54.5 to +70.2 (1-shot; 5-shot +44.5 to +65.3); L_rank is the loss that asks a hard
+  negative (tIoU 0 with the episode's instances) to score far below a foreground proposal.
 * Auxiliary relational module: Linear(2d + C, d) - ReLU - Linear(d, 1), C = ``num_pseudo_classes``
   (paper default 160). The support prototype is the mean of all rows of Y~_S.
 * Temporal RoI pooling pools the raw snippet features (R-C3D pools the backbone's conv5b).
@@ -118,26 +127,45 @@ Deviations and corrections
    proposal lying inside an action pools to the same vector as the whole action, and neither the
    classifier nor the regressor can tell them apart (our overfit test failed on 2 of 5 seeds that way).
    We therefore pool in SSN's three stages (Zhao et al., ICCV 2017): the starting context
-   ``[s - l/2, s)``, the proposal ``[s, e)`` and the ending context ``[e, e + l/2)``, each by R-C3D's
-   max pooling, and the query's linear layer maps the three ``D``-vectors to ``X_Q``.
+   ``[s - l/2, s)``, the proposal ``[s, e)`` and the ending context ``[e, e + l/2)``. The proposal
+   goes through the linear layer the support snippets go through; the two contexts through a second
+   linear layer that starts at zero, so a proposal starts encoded exactly as a support snippet of
+   the same feature would be, and what its context adds is learned.
 5. **Sharp attention from the start.** The rows of Eqs. 2, 5 and 7 are unit vectors, so with ``W = I``
    (a natural start, the paper gives none) the correlations are cosines in [-1, 1] and the soft-max
    is nearly flat (largest / smallest weight about 1.25 with random weights): the support term is
    then almost the same for every proposal, an offset the classifier cannot use, and ``W`` grows
    slowly from there. The ``W`` start as ``attention_scale`` (10) times the identity, a temperature
-   of 0.1 on the cosine, still learnable. On the synthetic support-control benchmark this and
-   deviation 6, together, are what made the supports matter; neither did alone (README,
-   "Conditioning").
+   of 0.1 on the cosine, still learnable.
 6. **Hard negatives.** Sec. 3.4 says what the classifier predicts, not how proposals are sampled;
    R-C3D samples background at random, and in a query holding another class's instances few random
    background proposals cover them, so a classifier that ignores the supports and scores "any
    action" loses little. ``roi_hard_fraction`` of every batch are proposals on the other classes'
    instances, labelled background (and "not similar" for the auxiliary module).
+7. **Mean RoI pooling.** R-C3D max-pools its conv5b maps over a proposal; here the proposal is
+   compared with support snippets that are means of their steps (Sec. 3.1 splits a support
+   "uniformly into N_S snippets"), and an action whose pattern changes over its course (start,
+   middle, end) max-pools to a mixture of its phases' extremes that matches none of them, while
+   the noise's maxima add an offset that grows with the proposal's length. Every stage is pooled by
+   the mean of its steps (``roi_pool="mean"``; ``"max"`` is R-C3D's).
+8. **Query context enters the supports through a gate (Eq. 3).** QtoS adds to every support snippet
+   the proposals weighted by their relevance; an untrimmed query's proposals are mostly background
+   and other actions, so at full weight the supports take on the query's other content, and StoQ
+   (Eq. 7) then attends to proposals like the query's rather than like the supports' action: on the
+   support-control data every trained model with QtoS at full weight followed its supports less than
+   the same model without it (README, "Conditioning"). The attended term of Eq. 3 is multiplied by
+   a learnable scalar ``qtos_gate`` that starts at zero (ReZero, Bachlechner et al. 2021): the
+   supports start as they are and take in as much query context as training finds useful (trained
+   runs settle near 0.15-0.2). ``qtos_gate=False`` is the paper's Eq. 3 (with deviation 1).
+9. **Standardized features** (the preset's ``standardize``, applied by the task to queries and
+   supports: :class:`fsv.localization.common.Standardizer`). The ActivityNet C3D features the paper's
+   benchmark uses are released PCA-reduced, i.e. centred; a store's raw features are not, and what
+   every snippet shares then dominates every cosine of Eqs. 2, 5 and 7. Each dimension is
+   standardized by the mean and standard deviation of the training classes' videos.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -148,14 +176,14 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import register_head
+from fsv.heads.proposals import ProposalSubnet, decode_offsets, encode_offsets, inside_bounds, max_over_steps, mean_over_steps, segment_iou
 from fsv.metrics import nms
 
 #: R-C3D's ``TWIN_NORMALIZE_STDS``: the classifier's offset targets are divided by these.
 REG_STD = (0.1, 0.2)
-#: Largest ``dl`` applied when decoding (as in Detectron's ``log(1000 / 16)``), against overflow.
-MAX_DL = math.log(1000.0 / 16.0)
 
 PRESET: dict[str, object] = {
+    "standardize": True,
     "optimizer": "adam",
     "lr": 1e-4,
     "momentum": 0.9,
@@ -166,7 +194,7 @@ PRESET: dict[str, object] = {
     "num_snippets": 8,
     "d": 512,
     "tuple_kernel": 3,
-    "rank_weight": 1.0,
+    "rank_weight": 3.0,
     "rank_temperature": 2.0,
     "anchor_scales": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96],
 }
@@ -177,68 +205,19 @@ are R-C3D's solver values; one episode is one query with ``shot`` supports (R-C3
 per iteration); 50,000 episodes validated every 2,500. The rest are constructor arguments."""
 
 
-def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """tIoU of every segment of ``a [N, 2]`` with every one of ``b [M, 2]`` -> ``[N, M]``."""
-    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
-    return inter / union.clamp(min=1e-9)
+def temporal_roi_pool(features: torch.Tensor, segments: torch.Tensor, pool: str = "mean") -> torch.Tensor:
+    """Temporal RoI pooling in SSN's three stages (deviation 4 of the module docstring), by the mean
+    (deviation 7) or R-C3D's max (``pool="max"``) over the steps of each stage.
 
-
-def encode_offsets(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """R-C3D twin offsets of ``targets [N, 2]`` from ``boxes [N, 2]`` -> ``[N, 2]`` = (dc, dl)."""
-    length = (boxes[:, 1] - boxes[:, 0]).clamp(min=1e-6)
-    t_length = (targets[:, 1] - targets[:, 0]).clamp(min=1e-6)
-    dc = ((targets[:, 0] + targets[:, 1]) - (boxes[:, 0] + boxes[:, 1])) / (2 * length)
-    return torch.stack([dc, torch.log(t_length / length)], dim=1)
-
-
-def decode_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`encode_offsets`: ``boxes [N, 2]`` moved by ``offsets [N, 2]`` -> ``[N, 2]``."""
-    length = boxes[:, 1] - boxes[:, 0]
-    centre = (boxes[:, 0] + boxes[:, 1]) / 2 + offsets[:, 0] * length
-    half = length * torch.exp(offsets[:, 1].clamp(max=MAX_DL)) / 2
-    return torch.stack([centre - half, centre + half], dim=1)
-
-
-def _max_over_steps(features: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
-    """Max of ``features [T, D]`` over the steps that each ``[a, b)`` of ``bounds [P, 2]`` overlaps
-    (step ``t`` covers ``[t, t + 1)``) -> ``[P, D]``; zeros where a range lies outside the sequence.
-
-    Range maxima come from a sparse table (level ``k`` holds the maxima of every run of ``2^k``
-    steps; a range is the max of two overlapping runs), built only up to the longest range asked
-    for: one gather per level instead of one reduction per range."""
-    t, d = features.shape
-    starts = np.clip(np.floor(bounds[:, 0]), 0, t).astype(np.int64)
-    ends = np.clip(np.ceil(bounds[:, 1]), 0, t).astype(np.int64)
-    filled = np.flatnonzero(ends > starts)
-    out = features.new_zeros(len(bounds), d)
-    if not len(filled):
-        return out
-    levels = np.floor(np.log2(ends[filled] - starts[filled])).astype(np.int64)
-    table = [features]
-    for k in range(1, int(levels.max()) + 1):
-        half = 1 << (k - 1)
-        table.append(torch.maximum(table[-1][:-half], table[-1][half:]))
-    for k in np.unique(levels).tolist():
-        rows = filled[levels == k]
-        first = torch.as_tensor(starts[rows], device=features.device)
-        last = torch.as_tensor(ends[rows] - (1 << k), device=features.device)
-        out = out.index_put((torch.as_tensor(rows, device=features.device),), torch.maximum(table[k][first], table[k][last]))
-    return out
-
-
-def temporal_roi_pool(features: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-    """Temporal RoI max pooling (R-C3D) in SSN's three stages (deviation 4 of the module docstring).
-
-    ``features [T, D]``, ``segments [P, 2]`` (steps) -> ``[P, 3, D]``: the maxima over the starting
-    context ``[s - l/2, s)``, the proposal ``[s, e)`` (at least one step) and the ending context
+    ``features [T, D]``, ``segments [P, 2]`` (steps) -> ``[P, 3, D]``: the starting context
+    ``[s - l/2, s)``, the proposal ``[s, e)`` (at least one step) and the ending context
     ``[e, e + l/2)``, ``l = e - s``; a context outside the query pools to zeros.
     """
     s, e = segments.detach().double().cpu().numpy().T
     half = (e - s) / 2
-    inside = np.stack([np.minimum(s, features.shape[0] - 1), np.maximum(e, np.floor(s) + 1)], axis=1)
-    stages = [np.stack([s - half, s], axis=1), inside, np.stack([e, e + half], axis=1)]
-    return torch.stack([_max_over_steps(features, b) for b in stages], dim=1)
+    stages = [np.stack([s - half, s], axis=1), inside_bounds(segments, features.shape[0]), np.stack([e, e + half], axis=1)]
+    over = max_over_steps if pool == "max" else mean_over_steps
+    return torch.stack([over(features, b) for b in stages], dim=1)
 
 
 def cross_correlation(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -278,16 +257,6 @@ def pairwise_ranking_loss(co_logits: torch.Tensor, ious: torch.Tensor, positive:
     return ((ious[i] - ious[j]) - (p[i] - p[j])).pow(2).mean()
 
 
-def window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Starts of windows of ``window`` steps over ``length`` steps with ``overlap`` (0.75 = stride of a
-    quarter window); the last window ends at ``length``."""
-    stride = max(1, round(window * (1 - overlap)))
-    starts = list(range(0, max(length - window, 0) + 1, stride))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    return starts
-
-
 @dataclass
 class CDCOutput:
     """What :meth:`CDCCA.forward` returns (all in steps, segments float and end exclusive).
@@ -317,55 +286,41 @@ class CDCOutput:
     actions: torch.Tensor | None = None
 
 
-class ProposalSubnet(nn.Module):
-    """R-C3D proposal subnet on a feature sequence: ``[T, D]`` -> actionness ``[T*K]``, offsets ``[T*K, 2]``."""
-
-    def __init__(self, feature_dim: int, hidden: int, num_anchors: int) -> None:
-        super().__init__()
-        self.num_anchors = num_anchors
-        self.conv = nn.Conv1d(feature_dim, hidden, kernel_size=3, padding=1)
-        self.actionness = nn.Conv1d(hidden, num_anchors, kernel_size=1)
-        self.offsets = nn.Conv1d(hidden, 2 * num_anchors, kernel_size=1)
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[T, D]`` -> ``[T*K]``, ``[T*K, 2]``; or a batch of equal-length windows ``[B, T, D]`` ->
-        ``[B, T*K]``, ``[B, T*K, 2]``."""
-        batch = features if features.dim() == 3 else features.unsqueeze(0)
-        h = F.relu(self.conv(batch.transpose(1, 2)))  # [B, hidden, T]
-        logits = self.actionness(h).transpose(1, 2).reshape(len(batch), -1)  # [B, T*K]
-        offsets = self.offsets(h).transpose(1, 2).reshape(len(batch), -1, 2)  # [B, T*K, 2]
-        return (logits, offsets) if features.dim() == 3 else (logits[0], offsets[0])
-
-
 class CDCCrossAttention(nn.Module):
     """The three stages of CDC-CA (Sec. 3.2). Rows are features (the paper's columns)."""
 
     def __init__(self, feature_dim: int, d: int, tuple_kernel: int, *, attention_scale: float = 1.0, qtos: bool = True, dynamics: bool = True,
-                 stoq: bool = True) -> None:
+                 stoq: bool = True, qtos_gate: bool = True) -> None:
         super().__init__()
         self.use_qtos, self.use_dynamics, self.use_stoq = qtos, dynamics, stoq
-        self.query_encoder = nn.Linear(3 * feature_dim, d)  # proposals' three pooled stages -> X_Q
-        self.support_encoder = nn.Linear(feature_dim, d)  # the linear layer shared by every support -> X_S^(l)
+        self.encoder = nn.Linear(feature_dim, d)  # "a linear layer" (Sec. 3.2): support snippets -> X_S^(l), proposals -> X_Q
+        self.context = nn.Linear(2 * feature_dim, d)  # the proposals' two contexts (deviation 4), starting at zero
+        nn.init.zeros_(self.context.weight)
+        nn.init.zeros_(self.context.bias)
+        self.qtos_gate = nn.Parameter(torch.zeros(())) if qtos_gate else None  # Eq. 3's attended term, starting at zero (deviation 8)
         self.w_qs = nn.Parameter(attention_scale * torch.eye(d))  # W_{Q->S}, Eq. 2
         self.tuple_conv = nn.Conv1d(d, d, kernel_size=tuple_kernel)  # w_k, Eq. 4
         self.w_ss = nn.Parameter(attention_scale * torch.eye(d))  # W_{S'->S}, Eq. 5
         self.w_sq = nn.Parameter(attention_scale * torch.eye(d))  # W_{S->Q}, Eq. 7
 
     def encode(self, pooled: torch.Tensor, supports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``pooled [P, 3, D]``, ``supports [L, N_S, D]`` -> ``X_Q [P, d]``, ``X_S [L, N_S, d]``: the
-        linear layers of Sec. 3.2, rows l2-normalised."""
-        x_q = self.query_encoder(pooled.flatten(1))
-        return F.normalize(x_q, dim=-1), F.normalize(self.support_encoder(supports), dim=-1)
+        """``pooled [P, 3, D]`` (starting context, proposal, ending context), ``supports [L, N_S, D]``
+        -> ``X_Q [P, d]``, ``X_S [L, N_S, d]``: the linear layer of Sec. 3.2 on the proposal and on
+        every support snippet, plus the contexts' layer on the proposal's contexts; rows l2-normalised."""
+        x_q = self.encoder(pooled[:, 1]) + self.context(pooled[:, [0, 2]].flatten(1))
+        return F.normalize(x_q, dim=-1), F.normalize(self.encoder(supports), dim=-1)
 
     def qtos(self, x_q: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
-        """QtoS Context-CA, Eqs. 2-3, each support on its own with the shared ``W_QS``.
+        """QtoS Context-CA, Eqs. 2-3, each support on its own with the shared ``W_QS``, the attended
+        term scaled by the learnable ``qtos_gate`` (deviation 8; 1 with ``qtos_gate=False``).
 
         ``x_q [P, d]``, ``x_s [L, N_S, d]`` -> ``X~_S [L, N_S, d]`` (``x_s`` itself when ablated).
         """
         if not self.use_qtos:
             return x_s
         source = x_q.unsqueeze(0).expand(x_s.shape[0], -1, -1)
-        return attend(source, x_s, self.w_qs) + x_s
+        attended = attend(source, x_s, self.w_qs)
+        return (attended if self.qtos_gate is None else self.qtos_gate * attended) + x_s
 
     def dynamics(self, x_s: torch.Tensor) -> torch.Tensor:
         """Dynamics-CA, Eqs. 4-6: every support attended by the tuple features of all supports.
@@ -427,7 +382,7 @@ class CDCCA(nn.Module):
         num_snippets: int = 8,
         d: int = 512,
         tuple_kernel: int = 3,
-        rank_weight: float = 1.0,
+        rank_weight: float = 3.0,
         rank_temperature: float = 2.0,
         anchor_scales: Sequence[float] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96),
         proposal_hidden: int = 512,
@@ -449,6 +404,8 @@ class CDCCA(nn.Module):
         dynamics: bool = True,
         stoq: bool = True,
         aux: bool = True,
+        qtos_gate: bool = True,
+        roi_pool: str = "mean",
     ) -> None:
         super().__init__()
         if not 1 <= tuple_kernel <= num_snippets:
@@ -457,57 +414,22 @@ class CDCCA(nn.Module):
             raise FsvInputError(f"anchor_scales must be positive step lengths, got {anchor_scales!r}")
         self.feature_dim, self.num_pseudo_classes, self.num_snippets = feature_dim, num_pseudo_classes, num_snippets
         self.rank_weight, self.rank_temperature = rank_weight, rank_temperature
-        self.anchor_pos_iou, self.anchor_neg_iou = anchor_pos_iou, anchor_neg_iou
-        self.anchor_batch, self.anchor_fg_fraction = anchor_batch, anchor_fg_fraction
+        if roi_pool not in ("mean", "max"):
+            raise FsvInputError(f"roi_pool must be mean or max, got {roi_pool!r}")
+        self.roi_pool = roi_pool
         if roi_fg_fraction + roi_hard_fraction > 1:
             raise FsvInputError(f"roi_fg_fraction + roi_hard_fraction must be at most 1, got {roi_fg_fraction} + {roi_hard_fraction}")
         self.roi_batch, self.roi_fg_fraction, self.roi_hard_fraction, self.fg_iou = roi_batch, roi_fg_fraction, roi_hard_fraction, fg_iou
-        self.pre_nms_top, self.train_post_nms_top, self.post_nms_top = pre_nms_top, train_post_nms_top, post_nms_top
-        self.proposal_nms, self.detection_nms = proposal_nms, detection_nms
-        self.register_buffer("anchor_scales", torch.tensor([float(s) for s in anchor_scales]), persistent=False)
+        self.train_post_nms_top, self.post_nms_top, self.detection_nms = train_post_nms_top, post_nms_top, detection_nms
         self.register_buffer("reg_std", torch.tensor(REG_STD), persistent=False)
-        self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, len(anchor_scales))
-        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel, attention_scale=attention_scale, qtos=qtos, dynamics=dynamics, stoq=stoq)
+        self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, anchor_scales, pos_iou=anchor_pos_iou, neg_iou=anchor_neg_iou,
+                                              batch=anchor_batch, fg_fraction=anchor_fg_fraction, pre_nms_top=pre_nms_top, nms_iou=proposal_nms)
+        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel, attention_scale=attention_scale, qtos=qtos, dynamics=dynamics, stoq=stoq,
+                                       qtos_gate=qtos_gate)
         self.classifier = nn.ModuleDict({"cls": nn.Linear(d, 2), "reg": nn.Linear(d, 2)})
         self.aux = nn.Sequential(nn.Linear(2 * d + num_pseudo_classes, d), nn.ReLU(), nn.Linear(d, 1)) if aux else None
 
-    # --- anchors and proposals -------------------------------------------------------------------
-
-    def anchors(self, length: int) -> torch.Tensor:
-        """Anchors of a ``length``-step sequence: ``[length * K, 2]``, centred on ``t + 0.5``."""
-        centres = torch.arange(length, device=self.anchor_scales.device, dtype=self.anchor_scales.dtype) + 0.5
-        half = self.anchor_scales / 2
-        return torch.stack([centres[:, None] - half, centres[:, None] + half], dim=-1).reshape(-1, 2)
-
-    def _proposals(self, anchors: torch.Tensor, logits: torch.Tensor, offsets: torch.Tensor, length: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded anchors clipped to ``[0, length]``, top ``pre_nms_top`` by actionness, NMS
-        ``proposal_nms``, top ``top`` -> (segments ``[P, 2]``, actionness probabilities ``[P]``), detached."""
-        boxes = decode_offsets(anchors, offsets.detach()).clamp(0, length)
-        scores = logits.detach().sigmoid()
-        valid = torch.nonzero(boxes[:, 1] > boxes[:, 0]).squeeze(1)
-        valid = valid[scores[valid].argsort(descending=True)[: self.pre_nms_top]]
-        keep = nms(boxes[valid].cpu().numpy(), scores[valid].cpu().numpy(), self.proposal_nms)[:top]
-        keep_t = valid[torch.as_tensor(keep, device=boxes.device)]
-        return boxes[keep_t], scores[keep_t]
-
-    def _sample_anchors(self, anchors: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """R-C3D anchor labels and a sample of ``anchor_batch`` -> (indices ``[S]``, 0/1 labels ``[S]``)."""
-        label = torch.full((len(anchors),), -1, dtype=torch.long, device=anchors.device)
-        if len(gt):
-            iou = segment_iou(anchors, gt)  # [A, G]
-            best = iou.max(dim=1).values
-            label[best < self.anchor_neg_iou] = 0
-            label[best >= self.anchor_pos_iou] = 1
-            gt_best = iou.max(dim=0).values  # [G]: each ground truth's best anchor is positive too
-            label[((iou == gt_best[None]) & (gt_best[None] > 0)).any(dim=1)] = 1
-        else:
-            label[:] = 0
-        pos = torch.nonzero(label == 1).squeeze(1)
-        neg = torch.nonzero(label == 0).squeeze(1)
-        pos = pos[torch.randperm(len(pos), device=pos.device)[: int(self.anchor_batch * self.anchor_fg_fraction)]]
-        neg = neg[torch.randperm(len(neg), device=neg.device)[: self.anchor_batch - len(pos)]]
-        index = torch.cat([pos, neg])
-        return index, (label[index] == 1).float()
+    # --- proposal sampling, CDC-CA and the relational classifier --------------------------------
 
     def _draw(self, pool: torch.Tensor, n: int) -> torch.Tensor:
         """``n`` entries of ``pool``: without replacement when it is large enough, else with."""
@@ -535,12 +457,10 @@ class CDCCA(nn.Module):
         rest = bg if len(bg) else hard if len(hard) else fg
         return candidates[torch.cat([fg, hard, self._draw(rest, self.roi_batch - len(fg) - len(hard))])]
 
-    # --- CDC-CA and the relational classifier ----------------------------------------------------
-
     def relate(self, query: torch.Tensor, supports: torch.Tensor, proposals: torch.Tensor, pseudo: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """RoI pooling, CDC-CA and the relational classifier for ``proposals [P, 2]`` ->
         (``co_logits [P, 2]``, ``co_offsets [P, 2]``, ``aux_logits [P]`` or ``None`` without ``pseudo [C]``)."""
-        x_q, y_s = self.cdc(temporal_roi_pool(query, proposals), supports)
+        x_q, y_s = self.cdc(temporal_roi_pool(query, proposals, self.roi_pool), supports)
         co_logits, co_offsets = self.classifier["cls"](x_q), self.classifier["reg"](x_q)
         if pseudo is None or self.aux is None:
             return co_logits, co_offsets, None
@@ -565,16 +485,16 @@ class CDCCA(nn.Module):
         self._check(query, supports)
         length = query.shape[0]
         logits, offsets = self.proposal_subnet(query)
-        anchors = self.anchors(length)
+        anchors = self.proposal_subnet.anchors(length)
         anchor_index = anchor_label = None
         if gt is None:
-            proposals, _ = self._proposals(anchors, logits, offsets, length, self.post_nms_top)
+            proposals, _ = self.proposal_subnet.propose(anchors, logits, offsets, length, self.post_nms_top)
         else:
             gt = gt.to(anchors).reshape(-1, 2)
             others = anchors.new_zeros(0, 2) if distractors is None else distractors.to(anchors).reshape(-1, 2)
             actions = torch.cat([gt, others])
-            anchor_index, anchor_label = self._sample_anchors(anchors, actions)
-            candidates, _ = self._proposals(anchors, logits, offsets, length, self.train_post_nms_top)
+            anchor_index, anchor_label = self.proposal_subnet.sample_anchors(anchors, actions)
+            candidates, _ = self.proposal_subnet.propose(anchors, logits, offsets, length, self.train_post_nms_top)
             proposals = self._sample_proposals(torch.cat([candidates, actions]), gt, others)
         co_logits, co_offsets, aux_logits = self.relate(query, supports, proposals, pseudo)
         return CDCOutput(anchors, logits, offsets, proposals, co_logits, co_offsets, aux_logits, anchor_index, anchor_label,
@@ -587,14 +507,7 @@ class CDCCA(nn.Module):
         gt = gt.to(out.anchors).reshape(-1, 2)
         # support-agnostic part, on every action of the query (Sec. 3.4: "any activity"): actionness
         # (binary cross-entropy) and anchor offsets (smooth L1)
-        index, label = out.anchor_index, out.anchor_label
-        cls_ag = F.binary_cross_entropy_with_logits(out.actionness[index], label) if len(index) else out.actionness.sum() * 0
-        pos = index[label > 0.5]
-        reg_ag = out.anchor_offsets.sum() * 0
-        if len(pos):
-            match = segment_iou(out.anchors[pos], out.actions).argmax(dim=1)
-            target = encode_offsets(out.anchors[pos], out.actions[match])
-            reg_ag = F.smooth_l1_loss(out.anchor_offsets[pos], target, reduction="sum") / len(pos)
+        cls_ag, reg_ag = self.proposal_subnet.loss(out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions)
         # support-conditioned part, on the episode class's instances only (other classes' are
         # negatives): action classifier, auxiliary relational module, ranking (Eq. 8)
         if len(gt):
@@ -614,12 +527,9 @@ class CDCCA(nn.Module):
         terms = {"cls_ag": cls_ag, "reg_ag": reg_ag, "cls_co": cls_co, "reg_co": reg_co, "aux": aux, "rank": rank, "total": total}
         return total, {name: float(value.detach()) for name, value in terms.items()}
 
-    @torch.no_grad()
     def step_actionness(self, query: torch.Tensor) -> torch.Tensor:
-        """The support-agnostic actionness of each step of ``query [T, D]``: the probability of
-        "any action" of the best anchor centred on that step, ``[T]`` (what proposals are drawn from)."""
-        logits, _ = self.proposal_subnet(query)
-        return logits.view(query.shape[0], -1).sigmoid().max(dim=1).values
+        """:meth:`ProposalSubnet.step_actionness`: ``query [T, D]`` -> ``[T]``."""
+        return self.proposal_subnet.step_actionness(query)
 
     @torch.no_grad()
     def detect(self, query: torch.Tensor, supports: torch.Tensor, *, windows: Sequence[int] = (), overlap: float = 0.75, max_detections: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -629,22 +539,7 @@ class CDCCA(nn.Module):
         ``detection_nms``; ``K <= max_detections``."""
         self._check(query, supports)
         length = query.shape[0]
-        spans = [(0, length)]
-        if windows and length > max(windows):
-            spans = [(s, s + w) for w in windows for s in window_starts(length, w, overlap)]
-        boxes, scores = [], []
-        for size in sorted({end - start for start, end in spans}):  # one subnet pass per window size
-            starts = [start for start, end in spans if end - start == size]
-            logits, offsets = self.proposal_subnet(torch.stack([query[start:start + size] for start in starts]))
-            anchors = self.anchors(size)
-            for k, start in enumerate(starts):
-                b, s = self._proposals(anchors, logits[k], offsets[k], size, self.post_nms_top)
-                boxes.append(b + start)
-                scores.append(s)
-        proposals = torch.cat(boxes)
-        if len(spans) > 1:  # proposals of all windows in query coordinates, NMS again
-            keep = nms(proposals.cpu().numpy(), torch.cat(scores).cpu().numpy(), self.proposal_nms)
-            proposals = proposals[torch.as_tensor(keep, device=proposals.device)]
+        proposals = self.proposal_subnet.windowed(query, self.post_nms_top, windows, overlap)
         if not len(proposals):
             return np.zeros((0, 2)), np.zeros(0)
         co_logits, co_offsets, _ = self.relate(query, supports, proposals, None)

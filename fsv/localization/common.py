@@ -237,6 +237,36 @@ def support_snippets(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-dimension standardization of snippet features: ``(x - mean) / std``, ``mean`` and ``std``
+    ``[D]`` float32 (``std`` floored at 1e-6 of its largest value, for constant dimensions)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, bank: VideoBank, videos: Sequence[str]) -> "Standardizer":
+        """Mean and standard deviation of every step of ``videos`` (the videos holding the training
+        classes' instances: no test class is read), accumulated in float64 one video at a time."""
+        if not videos:
+            raise FsvInputError("feature standardization needs training videos with features")
+        total, square = np.zeros(bank.dim), np.zeros(bank.dim)
+        count = 0
+        for video in videos:
+            x = bank.features(video).astype(np.float64)
+            total += x.sum(0)
+            square += (x * x).sum(0)
+            count += len(x)
+        mean = total / count
+        std = np.sqrt(np.maximum(square / count - mean * mean, 0.0))
+        return cls(mean.astype(np.float32), np.maximum(std, 1e-6 * max(float(std.max()), 1e-12)).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x [..., D]`` -> standardized float32."""
+        return (x.astype(np.float32) - self.mean) / self.std
+
+
 @dataclass
 class CommonEpisodeTensors:
     """``query`` ``[T, D]``, ``supports`` ``[L, N_S, D]`` (float32), ``gt`` ``[G, 2]`` in query step
@@ -253,10 +283,13 @@ class CommonEpisodeTensors:
 
 def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, crop_steps: int | None = None, rng: np.random.Generator | None = None,
                     pseudo: dict[tuple[str, float, float], int] | None = None, num_pseudo: int = 0,
-                    others: Sequence[tuple[float, float]] = ()) -> CommonEpisodeTensors:
+                    others: Sequence[tuple[float, float]] = (), standardize: Standardizer | None = None) -> CommonEpisodeTensors:
     """Features of an episode. With ``crop_steps`` (training) a query longer than that is cropped to
     a random window of ``crop_steps`` steps around one of its ground-truth instances. ``others``: the
-    query video's instances of other classes (seconds), kept where they overlap the query."""
+    query video's instances of other classes (seconds), kept where they overlap the query.
+    ``standardize``: applied to the query's and the supports' steps (before the supports' snippets
+    are averaged)."""
+    scale = standardize if standardize is not None else (lambda x: x.astype(np.float32))
     i0, i1 = step_range(bank, ep.video, *ep.window)
     spans = bank.step_spans(ep.video)
     gt = to_steps(np.asarray(ep.gt, dtype=np.float64).reshape(-1, 2), spans)
@@ -271,11 +304,11 @@ def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, cr
     gt = gt[gt[:, 1] - gt[:, 0] > 1e-6]
     distractors = np.clip(distractors - i0, 0, i1 - i0)
     distractors = distractors[distractors[:, 1] - distractors[:, 0] > 1e-6]
-    query = torch.from_numpy(bank.features(ep.video)[i0:i1].astype(np.float32))
+    query = torch.from_numpy(scale(bank.features(ep.video)[i0:i1]))
     sups = []
     for video, s, e in ep.supports:
         a, b = step_range(bank, video, s, e)
-        sups.append(support_snippets(bank.features(video)[a:b], num_snippets))
+        sups.append(support_snippets(scale(bank.features(video)[a:b]), num_snippets))
     hot = None
     if pseudo is not None and num_pseudo:
         hot = torch.zeros(num_pseudo)

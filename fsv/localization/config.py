@@ -40,7 +40,9 @@ class LocConfig:
     longer test queries) with ``window_overlap``, ``class_split_seed`` (the 80/10/10 class split),
     ``class_split`` (``seeded``, or a benchmark name such as ``yang2020`` whose query classes become
     the test classes and the others split 8:1 into train and val),
-    ``val_episodes``/``test_episodes`` (fixed episodes), ``num_pseudo_classes`` (k of k-means).
+    ``val_episodes``/``test_episodes`` (fixed episodes), ``num_pseudo_classes`` (k of k-means; 0 for heads that read no
+    pseudo classes, such as ``protomatch``), ``standardize`` (per-dimension standardization of the
+    snippet features by the statistics of the training classes' videos, applied to queries and supports).
     """
 
     head: str
@@ -70,6 +72,7 @@ class LocConfig:
     val_episodes: int = 200
     test_episodes: int = 1000
     num_pseudo_classes: int = 160
+    standardize: bool = False
     head_args: dict[str, Any] = field(default_factory=dict)
 
     @property

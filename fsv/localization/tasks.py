@@ -143,10 +143,11 @@ class CommonTask:
         self._episodes: dict[str, cm.CommonEpisodes] = {}
         train_instances = [i for i in self.instances if self.split_of[i.label] == "train"]
         self.num_pseudo = min(cfg.num_pseudo_classes, len(train_instances))
-        self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed)
+        self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed) if self.num_pseudo else {}
         self.by_video: dict[str, list[cm.Instance]] = {}
         for inst in self.instances:
             self.by_video.setdefault(inst.video, []).append(inst)
+        self.standardize = cm.Standardizer.fit(self.bank, sorted({i.video for i in train_instances})) if cfg.standardize else None
         steps = np.diff(self.bank.spans[:, 0])
         self.step_seconds = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
         log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
@@ -162,7 +163,8 @@ class CommonTask:
         return max(1, int(round(frames / self.cfg.frame_fps / self.step_seconds)))
 
     def build_head(self) -> torch.nn.Module:
-        return create_head(self.cfg.head, feature_dim=self.bank.dim, num_pseudo_classes=max(self.num_pseudo, 1), **self.cfg.head_args)
+        pseudo = {"num_pseudo_classes": max(self.num_pseudo, 1)} if self.cfg.num_pseudo_classes else {}  # heads without pseudo classes take none
+        return create_head(self.cfg.head, feature_dim=self.bank.dim, **pseudo, **self.cfg.head_args)
 
     def batches(self) -> cm.CommonEpisodes:
         return self.episodes("train")
@@ -172,7 +174,8 @@ class CommonTask:
         ep = episodes.episode(rng, f"train{i}")
         others = [(i.start, i.end) for i in self.by_video.get(ep.video, []) if i.label != ep.label]
         t = cm.episode_tensors(self.bank, ep, head.num_snippets, crop_steps=self.frames_to_steps(self.cfg.max_query_frames), rng=rng,
-                               pseudo=self.pseudo, num_pseudo=max(self.num_pseudo, 1), others=others)
+                               pseudo=self.pseudo if self.num_pseudo else None, num_pseudo=max(self.num_pseudo, 1), others=others,
+                               standardize=self.standardize)
         gt = t.gt.to(device)
         out = head(t.query.to(device), t.supports.to(device), t.pseudo.to(device) if t.pseudo is not None else None, gt, t.distractors.to(device))
         return head.loss(out, gt)
@@ -194,7 +197,7 @@ class CommonTask:
         gt: GroundTruth = {}
         actionness: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for ep in eps:
-            t = cm.episode_tensors(self.bank, ep, head.num_snippets)
+            t = cm.episode_tensors(self.bank, ep, head.num_snippets, standardize=self.standardize)
             segs, scores = head.detect(t.query.to(device), t.supports.to(device), windows=windows, overlap=self.cfg.window_overlap)
             spans = self.bank.step_spans(ep.video)
             actionness[ep.key] = (spans[t.offset:t.offset + len(t.query)].mean(1), head.step_actionness(t.query.to(device)).float().cpu().numpy())

@@ -98,7 +98,7 @@ def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None,
 
     cfg, source = load_run(run)
     if not isinstance(cfg, LocConfig):
-        raise FsvInputError(f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, vqknet)")
+        raise FsvInputError(f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, protomatch, vqknet)")
     if cfg.task != "common":
         from fsv.evaluation import no_benchmark
 
