@@ -176,7 +176,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import register_head
-from fsv.heads.proposals import ProposalSubnet, decode_offsets, encode_offsets, inside_bounds, max_over_steps, mean_over_steps, segment_iou
+from fsv.heads.proposals import FRAME_RATES, ProposalSubnet, decode_offsets, encode_offsets, inside_bounds, max_over_steps, mean_over_steps, segment_iou
 from fsv.metrics import nms
 
 #: R-C3D's ``TWIN_NORMALIZE_STDS``: the classifier's offset targets are divided by these.
@@ -348,21 +348,12 @@ class CDCCrossAttention(nn.Module):
         return self.stoq(y_s, x_q), y_s
 
 
-DATASET_PRESETS: dict[str, dict[str, object]] = {
-    "thumos14": {"frame_fps": 25.0},
-    "activitynet": {"frame_fps": 3.0},
-}
-"""Per-dataset overrides: the frame rate in which the paper counts frames (the 768-frame query limit
-and the 512/768-frame windows), R-C3D's 25 fps for THUMOS14 and 3 fps for ActivityNet (the rate of
-the Yang et al. 2020 benchmark frames)."""
-
-
 @register_head(
     "cdcca",
     preset=PRESET,
     description="CDC-CA: few-shot common action localization by context/dynamics cross-attention (Lee et al. ICCV 2023)",
     task="common",
-    dataset_presets=DATASET_PRESETS,
+    dataset_presets=FRAME_RATES,
     preferred_spec="c3d",
     preferred_datasets=("activitynet13", "thumos14"),
 )

@@ -39,6 +39,14 @@ from torch import nn
 
 from fsv.metrics import nms
 
+FRAME_RATES: dict[str, dict[str, object]] = {
+    "thumos14": {"frame_fps": 25.0},
+    "activitynet": {"frame_fps": 3.0},
+}
+"""The common-localization heads' per-dataset presets: the frame rate in which the papers count
+frames (the 768-frame query limit and the 512/768-frame windows), R-C3D's 25 fps for THUMOS14 and
+3 fps for ActivityNet (the rate of the Yang et al. 2020 benchmark frames)."""
+
 #: Largest ``dl`` applied when decoding (as in Detectron's ``log(1000 / 16)``), against overflow.
 MAX_DL = math.log(1000.0 / 16.0)
 

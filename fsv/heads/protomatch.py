@@ -29,8 +29,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import register_head
-from fsv.heads.cdcca import DATASET_PRESETS
-from fsv.heads.proposals import ProposalSubnet, inside_bounds, mean_over_steps
+from fsv.heads.proposals import FRAME_RATES, ProposalSubnet, inside_bounds, mean_over_steps
 from fsv.metrics import nms
 
 PRESET: dict[str, object] = {
@@ -67,7 +66,7 @@ class ProtoOutput:
     preset=PRESET,
     description="Prototype matching: support-agnostic proposals scored by the cosine to the supports' mean feature (the trivial common-localization baseline)",
     task="common",
-    dataset_presets=DATASET_PRESETS,
+    dataset_presets=FRAME_RATES,
     preferred_spec="c3d",
     preferred_datasets=("activitynet13", "thumos14"),
 )
