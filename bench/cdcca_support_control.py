@@ -179,13 +179,13 @@ def diagnose(run: Path, episodes: str, count: int = 60) -> dict[str, dict[str, f
     from fsv.heads.proposals import segment_iou
     from fsv.localization.common import episode_tensors
     from fsv.localization.tasks import make_task
-    from fsv.runs import load_checkpoint, load_run
+    from fsv.runs import load_checkpoint, load_run, restore_model
 
     cfg, source = load_run(run)
     manifest, stores = source.open()
     task = make_task(cfg, manifest, stores, run / "cache")
     head = task.build_head()
-    head.load_state_dict(load_checkpoint(run / "best.pt", torch.device("cpu"))["model"])
+    restore_model(head, load_checkpoint(run / "best.pt", torch.device("cpu"))["model"], run / "best.pt")
     head.eval()
     sums: dict[str, dict[str, list[float]]] = {g: {"mass": [], "p": []} for g in ("own", "distractor", "background")}
     for ep in task.fixed_episodes("test", episodes)[:count]:
@@ -202,7 +202,7 @@ def diagnose(run: Path, episodes: str, count: int = 60) -> dict[str, dict[str, f
             if bool(mask.any()):
                 sums[group]["mass"].append(float(mass[mask].mean()))
                 sums[group]["p"].append(float(p[mask].mean()))
-    return {g: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in sums.items()}
+    return {g: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in sums.items() if d["mass"]}  # groups with proposals
 
 
 def key(row: dict) -> tuple:

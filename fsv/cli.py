@@ -320,7 +320,7 @@ def submit_train_head_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    run: Annotated[str, typer.Argument(help="Localization run folder (cdcca or vqknet), or a head's name for its most recent run.")],
+    run: Annotated[str, typer.Argument(help="Localization run folder (cdcca, protomatch or vqknet), or a head's name for its most recent run.")],
     out_file: Annotated[Path, typer.Option("--out", help="Results file to write (ActivityNet results JSON).")],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
     benchmark: BenchmarkOpt = None,

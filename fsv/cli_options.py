@@ -130,7 +130,7 @@ def scheduler_options(*, time_min: int):
     return with_options(table, ("executor", "cluster", "wait"), make)
 
 
-BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
+BenchmarkOpt = Annotated[Optional[str], typer.Option("--benchmark", help="cdcca and protomatch runs: score the imported fixed episodes (yang2020, or a file) instead of the run's test episodes.")]
 
 # the options of `fsv train-head` and `fsv submit train-head`, declared once: name -> (option, type
 # as typed on the command line); all default to None ("not given") and become RunRequest fields

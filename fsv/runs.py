@@ -140,6 +140,19 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         raise FsvInputError(f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}") from None
 
 
+def restore_model(head: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load ``state`` (a checkpoint's ``model``) into ``head``; a checkpoint whose layers do not match
+    the head as fsv now builds it (trained with an earlier version of the head, or with other
+    ``head_args``) is an input error naming the file and the first differing layers."""
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as e:
+        missing, unexpected = sorted(set(head.state_dict()) - set(state)), sorted(set(state) - set(head.state_dict()))
+        what = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else str(e).splitlines()[0][:160]
+        raise FsvInputError(f"{path}: its layers do not match {type(head).__name__} as this fsv builds it ({what}); it was trained with another "
+                            "version of the head or other head_args: train again into a new --out folder") from None
+
+
 def load_run(run: Path) -> tuple[Any, DataSource]:
     """A run folder's configuration (the class its head's card asks for:
     :func:`fsv.presets.config_class`) and data source."""

@@ -33,7 +33,7 @@ from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.store import FeatureStore
 from fsv.presets import Layer, Resolved, build_config
 from fsv.progress import make_progress
-from fsv.runs import DataSource, load_checkpoint, load_run, write_run_config
+from fsv.runs import DataSource, load_checkpoint, load_run, restore_model, write_run_config
 from fsv.trainer import Schedule, TrainResult, fit
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def evaluate_outcomes(run: Path, *, split: str = "test", episodes: int | None = 
     best = run / "best.pt"
     if not best.is_file():
         raise FsvInputError(f"{run} has no best.pt yet: training has not reached its first validation")
-    head.load_state_dict(load_checkpoint(best, dev)["model"])
+    restore_model(head, load_checkpoint(best, dev)["model"], best)
     count = episodes or cfg.test_episodes
     available = with_features(stores)
     path, eps = fixed_episodes(manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available)

@@ -22,7 +22,7 @@ import torch
 
 from fsv.errors import FsvInputError
 from fsv.progress import make_progress
-from fsv.runs import append_metrics, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fsv.runs import append_metrics, load_checkpoint, restore_model, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def fit(objective: Objective, head: torch.nn.Module, cfg: Any, schedule: Schedul
     last = run / "last.pt"
     if last.is_file():
         ck = _resume_point(load_checkpoint(last, device))
-        head.load_state_dict(ck["model"])
+        restore_model(head, ck["model"], last)
         if opt is not None:
             opt.load_state_dict(ck["optimizer"])
         start, best, best_step = ck["steps"], ck["best_val"], ck["best_step"]

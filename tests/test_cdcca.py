@@ -217,7 +217,8 @@ def test_losses_finite_and_reach_their_parameters() -> None:
 def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> None:
     """The proposal subnet learns from L_cls^ag + L_reg^ag only and everything else from the
     support-conditioned terms only: with Adam (per-parameter scale-free steps) a weight on the
-    support-agnostic share of Eq. 9 changes nothing but Adam's epsilon."""
+    support-agnostic share of Eq. 9 changes only Adam's epsilon and the subnet's weight decay
+    relative to its gradients."""
     torch.manual_seed(0)
     model = small()
     query, supports, pseudo, gt = episode(5)
@@ -231,6 +232,16 @@ def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> N
         in_subnet = name.startswith("proposal_subnet.")
         assert (g_ag is not None and g_ag.abs().sum() > 0) == in_subnet, name
         assert (g_co is None or g_co.abs().sum() == 0) == in_subnet, name
+
+
+def test_a_checkpoint_of_other_layers_is_refused_with_what_to_do(tmp_path) -> None:
+    from fsv.runs import restore_model
+
+    model = small()
+    state = {k.replace("cdc.encoder.", "cdc.support_encoder."): v for k, v in model.state_dict().items()}  # an earlier fsv's layer names
+    with pytest.raises(FsvInputError, match=r"best.pt: its layers do not match CDCCA .*missing \['cdc.encoder.bias'.*train again"):
+        restore_model(model, state, tmp_path / "best.pt")
+    restore_model(model, model.state_dict(), tmp_path / "best.pt")  # its own state loads
 
 
 def test_ranking_loss_zero_iff_dp_equals_diou() -> None:

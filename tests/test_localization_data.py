@@ -147,6 +147,32 @@ def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
     assert config_for("cdcca", "activitynet13").standardize and not config_for("protomatch", "activitynet13").standardize
 
 
+def test_a_run_keeps_the_standardization_it_trained_with(synth, tmp_path: Path) -> None:
+    """Written at training into the run's cache, read back by eval and predict even when the store
+    (and so the training videos with features) changed since; a damaged file is an input error."""
+    manifest, store = synth
+    task = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, standardize=True), manifest, [store], None)
+    videos = sorted({i.video for i in task.instances if task.split_of[i.label] == "train"})
+    first = cm.Standardizer.for_run(task.bank, videos, tmp_path / "cache")
+    assert (tmp_path / "cache" / "standardize.npz").is_file()
+    again = cm.Standardizer.for_run(task.bank, videos[: len(videos) // 2], tmp_path / "cache")
+    np.testing.assert_array_equal(again.mean, first.mean)
+    np.testing.assert_array_equal(again.std, first.std)
+    assert not np.allclose(cm.Standardizer.fit(task.bank, videos[: len(videos) // 2]).mean, first.mean)
+    (tmp_path / "cache" / "standardize.npz").write_bytes(b"not an npz")
+    with pytest.raises(FsvInputError, match="standardize.npz: unreadable"):
+        cm.Standardizer.for_run(task.bank, videos, tmp_path / "cache")
+
+
+@pytest.mark.parametrize(("head", "k"), [("protomatch", 16), ("cdcca", 0)])
+def test_pseudo_classes_must_fit_the_head(synth, head: str, k: int) -> None:
+    from fsv.localization.tasks import check_task
+
+    manifest, store = synth
+    with pytest.raises(FsvInputError, match=f"{head} needs num_pseudo_classes"):
+        check_task(LocConfig(head=head, task="common", num_pseudo_classes=k), manifest, [store])
+
+
 def test_training_crop_keeps_a_ground_truth_instance() -> None:
     spans = np.stack([np.arange(300), np.arange(1, 301)], 1).astype(float)
     bank = VideoBank(np.zeros((300, 4), np.float16), spans, np.array([0]), np.array([300]), [VideoRecord("v", "v", "a", "train")])

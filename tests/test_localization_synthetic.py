@@ -54,9 +54,9 @@ def test_cdcca_follows_its_supports_on_a_hard_cell(tmp_path: Path) -> None:
             "--set", "val_every=500", "--set", "val_episodes=40", "--set", "head_args.proposal_hidden=128", *CPU]
     fsv("train-head", "cdcca", "--out", str(tmp_path / "cdcca"), *data, "--set", "num_pseudo_classes=16", "--set", "head_args.d=128")
     fsv("train-head", "protomatch", "--out", str(tmp_path / "protomatch"), *data)
-    for head, margin in (("cdcca", 0.3), ("protomatch", 0.3)):
+    for head in ("cdcca", "protomatch"):
         tables = {c: json.loads(fsv("eval", str(tmp_path / head), "--benchmark", str(files[c]), "--json", *CPU)) for c in CONTROLS}
         own, distractor, absent = (tables[c]["map"]["0.5"] for c in CONTROLS)
         assert tables["own"]["episodes"] == 120 and tables["own"]["split"] == str(files["own"])
         assert own > tables["own"]["random_proposals"]["map"]["0.5"] + 0.4, (head, tables["own"])
-        assert own > distractor + margin and own > absent + 0.2, (head, own, distractor, absent)
+        assert own > distractor + 0.3 and own > absent + 0.2, (head, own, distractor, absent)

@@ -90,10 +90,11 @@ Choices where neither gives a value (the paper's supplementary, which we do not 
 * ``d = 512`` (R-C3D's width), ``num_snippets`` N_S = 8, ``tuple_kernel`` k = 3 (valid convolution, so
   N_S - k + 1 tuples), ``rank_weight`` lambda = 3, ``rank_temperature`` = 2 (softmax of logits / 2 in
   L_rank only), ``anchor_scales`` = 1 ... 96 steps (a 768-frame window is 96 steps of 8 frames).
-  lambda = 3 rather than 1: on the hard synthetic tuning cell it raised the margin between own and
-  distractor supports from +31.5 to +44.6 (1-shot) and from +45.2 to +56.0 (5-shot), and on a second
-  cell from +54.5 to +70.2 (1-shot; 5-shot +44.5 to +65.3); L_rank is the loss that asks a hard
-  negative (tIoU 0 with the episode's instances) to score far below a foreground proposal.
+  lambda = 3 rather than 1: with the final model, the margin between own and distractor supports
+  is +45.3 / +62.5 (1- / 5-shot) against +0.0 / +53.9 with lambda = 1 on the hard synthetic
+  tuning cell, and +37.1 / +42.9 against +28.7 / +30.7 on a held-out cell (README,
+  "Conditioning"); L_rank is the loss that asks a hard negative (tIoU 0 with the episode's
+  instances) to score far below a foreground proposal.
 * Auxiliary relational module: Linear(2d + C, d) - ReLU - Linear(d, 1), C = ``num_pseudo_classes``
   (paper default 160). The support prototype is the mean of all rows of Y~_S.
 * Temporal RoI pooling pools the raw snippet features (R-C3D pools the backbone's conv5b).

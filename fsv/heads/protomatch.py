@@ -1,5 +1,5 @@
 """Prototype matching: the trivial way to use the supports in few-shot common action localization,
-the baseline a common-localization head has to beat on the same features.
+the baseline a common-localization head has to beat on the same episodes.
 
 Proposals come from R-C3D's proposal subnet (:mod:`fsv.heads.proposals`), trained on the
 support-agnostic terms alone (actionness and boundary regression on every action of the query, as
@@ -44,7 +44,8 @@ PRESET: dict[str, object] = {
     "anchor_scales": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96],
 }
 """CDC-CA's training preset for the proposal subnet (:data:`fsv.heads.cdcca.PRESET`); no pseudo
-classes (there is no auxiliary module)."""
+classes (there is no auxiliary module), and the store's features as they are (CDC-CA's preset
+standardizes them; ``--set standardize=true`` gives the cosine standardized features too)."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -247,8 +248,9 @@ class Standardizer:
 
     @classmethod
     def fit(cls, bank: VideoBank, videos: Sequence[str]) -> "Standardizer":
-        """Mean and standard deviation of every step of ``videos`` (the videos holding the training
-        classes' instances: no test class is read), accumulated in float64 one video at a time."""
+        """Mean and standard deviation of every step of ``videos`` (the caller's: the videos that hold
+        training-class instances; no label is read, and a video holding only val or test classes is
+        not), accumulated in float64 one video at a time."""
         if not videos:
             raise FsvInputError("feature standardization needs training videos with features")
         total, square = np.zeros(bank.dim), np.zeros(bank.dim)
@@ -261,6 +263,29 @@ class Standardizer:
         mean = total / count
         std = np.sqrt(np.maximum(square / count - mean * mean, 0.0))
         return cls(mean.astype(np.float32), np.maximum(std, 1e-6 * max(float(std.max()), 1e-12)).astype(np.float32))
+
+    @classmethod
+    def for_run(cls, bank: VideoBank, videos: Sequence[str], cache: Path | None) -> "Standardizer":
+        """The statistics a run trains with: read from ``cache/standardize.npz`` when the run has
+        written them (eval, predict and resumed training read the training's statistics, whatever
+        the store holds by then), else fitted on ``videos`` and written there."""
+        file = cache / "standardize.npz" if cache is not None else None
+        if file is not None and file.is_file():
+            try:
+                with np.load(file, allow_pickle=False) as saved:
+                    stats = cls(saved["mean"].astype(np.float32), saved["std"].astype(np.float32))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+                raise FsvInputError(f"{file}: unreadable standardization statistics ({type(e).__name__}); delete it and train the run again") from None
+            if stats.mean.shape != (bank.dim,):
+                raise FsvInputError(f"{file} holds statistics of {stats.mean.shape[0]} features, the store's have {bank.dim}; this run was trained on other features")
+            return stats
+        stats = cls.fit(bank, videos)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name("standardize.partial.npz")
+            np.savez(tmp, mean=stats.mean, std=stats.std)
+            tmp.replace(file)
+        return stats
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x [..., D]`` -> standardized float32."""

@@ -10,6 +10,7 @@ the detections and ground truth of a split (what mAP is computed on).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import create_head
+from fsv.heads.base import create_head, head_card
 from fsv.localization import common as cm
 from fsv.localization.benchmark import benchmark_classes, load_benchmark
 from fsv.localization.config import LocConfig
@@ -147,7 +148,7 @@ class CommonTask:
         self.by_video: dict[str, list[cm.Instance]] = {}
         for inst in self.instances:
             self.by_video.setdefault(inst.video, []).append(inst)
-        self.standardize = cm.Standardizer.fit(self.bank, sorted({i.video for i in train_instances})) if cfg.standardize else None
+        self.standardize = cm.Standardizer.for_run(self.bank, sorted({i.video for i in train_instances}), cache) if cfg.standardize else None
         steps = np.diff(self.bank.spans[:, 0])
         self.step_seconds = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
         log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
@@ -163,7 +164,7 @@ class CommonTask:
         return max(1, int(round(frames / self.cfg.frame_fps / self.step_seconds)))
 
     def build_head(self) -> torch.nn.Module:
-        pseudo = {"num_pseudo_classes": max(self.num_pseudo, 1)} if self.cfg.num_pseudo_classes else {}  # heads without pseudo classes take none
+        pseudo = {"num_pseudo_classes": max(self.num_pseudo, 1)} if reads_pseudo_classes(self.cfg) else {}
         return create_head(self.cfg.head, feature_dim=self.bank.dim, **pseudo, **self.cfg.head_args)
 
     def batches(self) -> cm.CommonEpisodes:
@@ -216,12 +217,23 @@ class CommonTask:
         return self.cfg.val_episodes if split == "val" else self.cfg.test_episodes
 
 
+def reads_pseudo_classes(cfg: LocConfig) -> bool:
+    """Whether the run's common-localization head takes pseudo classes (CDC-CA's auxiliary module
+    does, protomatch does not); ``num_pseudo_classes`` that does not fit the head is an input error."""
+    reads = "num_pseudo_classes" in inspect.signature(head_card(cfg.head).build).parameters
+    if reads != bool(cfg.num_pseudo_classes):
+        need = "at least 1" if reads else "0 (it reads no pseudo classes)"
+        raise FsvInputError(f"{cfg.head} needs num_pseudo_classes {need}, got {cfg.num_pseudo_classes}")
+    return reads
+
+
 def check_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
     """Raise :class:`FsvInputError` before any feature is loaded when the manifest and stores
     cannot give this task's training data (split roles, annotated test videos, enough classes)."""
     if cfg.task == "wtal":
         WtalTask(cfg, manifest, stores, None)  # reads no features until a bank is asked for
         return
+    reads_pseudo_classes(cfg)
     have = with_features(stores)
     labels = sorted({s.label for r in manifest if r.video_id in have for s in r.segments})
     if not labels:

@@ -25,7 +25,7 @@ from fsv.localization.tasks import CommonTask, Scored, WtalTask, check_task, mak
 from fsv.metrics import detection_map
 from fsv.presets import Layer
 from fsv.progress import make_progress
-from fsv.runs import DataSource, load_checkpoint, load_run, write_run_config
+from fsv.runs import DataSource, load_checkpoint, load_run, restore_model, write_run_config
 from fsv.trainer import Schedule, TrainResult, fit
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _load_best(run: Path, cfg: LocConfig, source: DataSource, dev: torch.device)
     best = run / "best.pt"
     if not best.is_file():
         raise FsvInputError(f"{run} has no best.pt yet: training has not reached its first validation")
-    head.load_state_dict(load_checkpoint(best, dev)["model"])
+    restore_model(head, load_checkpoint(best, dev)["model"], best)
     return task, head, manifest.dataset
 
 
