@@ -33,13 +33,15 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 when any video
 
 # the options of `fsv extract` and `fsv submit extract`, declared once (types and defaults: ExtractRequest's)
 EXTRACT_OPTIONS = {
-    "backbone": typer.Option("--backbone", help="resnet50 | i3d | c3d."),
+    "backbone": typer.Option("--backbone", help="resnet50 | i3d | c3d | clip-vit-b32 | clip-vit-b16 | clip-vit-l14 | videomaev2-g | videomaev2-b | videomaev2-s | videomae-b | videomae-l."),
+    "recipe": typer.Option("--recipe", help="A published extraction recipe of the backbone (default: its first), e.g. clip: openai, clip-fsar, video-features; videomaev2: thumos14, fineaction."),
+    "grid": typer.Option("--grid", help="Transformers: also store the last block's patch-token grid as field `grid` (STRM / TA2N read it)."),
     "dataset": DATASET,
     "manifest": MANIFEST,
     "root": typer.Option("--root", help="Data root of the manifest's paths."),
     "store": typer.Option("--store", help="Store folder (default: the dataset's store for this spec)."),
     "streams": typer.Option("--streams", help="i3d: rgb, flow or rgb,flow (concatenated rgb then flow)."),
-    "weights": typer.Option("--weights", help="Checkpoint of the (RGB) model, or 'random' (recorded in the spec). Default: the weights cache."),
+    "weights": typer.Option("--weights", help="Checkpoint file or transformers model folder of the (RGB) model, or 'random' (recorded in the spec). Default: the weights cache."),
     "flow_weights": typer.Option("--flow-weights", help="Checkpoint of the I3D flow model, or 'random'. Default: as --weights random, else the cache."),
     "layer": typer.Option("--layer", help="c3d: fc6 (default), fc7 or pool5."),
     "sampling": typer.Option("--sampling", help="resnet50: tsn (default) or frames (every frame)."),

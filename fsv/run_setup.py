@@ -74,30 +74,31 @@ def run_manifest(req: RunRequest) -> Manifest:
     raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
 
 
-def _step_rank(path: Path) -> int:
-    """Dimensions of one step of the first field of the store at ``path`` (1: vectors, 3: grids)."""
+def _step_ranks(path: Path) -> set[int]:
+    """Dimensions of one step of each field of the store at ``path`` (1: vectors, 3: grids; a
+    CLIP store with ``--grid`` has both)."""
     from fsv.pipeline.store import FeatureStore
 
-    return len(next(iter(FeatureStore.open(path).spec.fields.values())).shape)
+    return {len(f.shape) for f in FeatureStore.open(path).spec.fields.values()}
 
 
 def dataset_store(head: str, dataset: str, view: str) -> Path:
     """The one store in ``dataset``'s store folder that ``head`` can read in ``view``: snippet
     vectors for localization heads (the one named for the card's ``preferred_spec`` when several
-    fit), ResNet-50
-    grids for the ``patches`` and ``grid`` views, any store for ``pooled``."""
+    fit), spatial grids (ResNet-50's, or a CLIP store's ``grid`` field) for the ``patches`` and
+    ``grid`` views, any store for ``pooled``."""
     from fsv.locations import locate
     from fsv.heads.base import head_card
 
     folder = locate(dataset).stores / dataset
     candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
     if view == "snippets":
-        fits = [p for p in candidates if _step_rank(p) == 1]
+        fits = [p for p in candidates if 1 in _step_ranks(p)]
         preferred = head_card(head).preferred_spec
         named = [p for p in fits if preferred and p.name.startswith(preferred)]  # fsv extract names stores <spec name>-<key>.zarr
         fits = named if len(named) == 1 else fits
     else:
-        fits = [p for p in candidates if view == "pooled" or _step_rank(p) == 3]
+        fits = [p for p in candidates if view == "pooled" or 3 in _step_ranks(p)]
     if len(fits) != 1:
         found = ", ".join(p.name for p in fits) or "none"
         raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")

@@ -43,8 +43,21 @@ def test_preset_is_what_extraction_computes(name):
     assert {k: v for k, v in preset.extra.items() if k in extracted.extra} == extracted.extra
     from fsv.pipeline.formats import FORMATS
 
-    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | {s.name for f in FORMATS.values() for s in f.specs}
+    recipes = {r.preset for c in BACKBONES.values() for r in c.recipes.values()}
+    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | recipes | {s.name for f in FORMATS.values() for s in f.specs}
     assert preset.streams == card.published.streams or (len(card.published.streams) == 1 and preset.streams == ())
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_recipe_is_its_preset(name):
+    """Each published recipe of a card is a preset equal to what `--recipe` extracts; the first is the card's default."""
+    card = BACKBONES[name]
+    if card.recipes:
+        assert next(iter(card.recipes.values())).preset == card.published.preset
+    for recipe, r in card.recipes.items():
+        extracted = make_recipe(name, weights={"rgb": RANDOM}, recipe=recipe).spec()
+        preset = get_spec(r.preset)
+        assert (preset.sampling, preset.preprocess, preset.fields) == (extracted.sampling, extracted.preprocess, extracted.fields)
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
@@ -59,7 +72,7 @@ def test_field_shape_follows_layers_and_streams():
     assert make_recipe("c3d", weights={"rgb": RANDOM}, layer="fc7").spec().fields["features"].shape == (4096,)
     with pytest.raises(FsvInputError, match="--layer applies to c3d only"):
         make_recipe("resnet50", weights={"rgb": RANDOM}, layer="fc7")
-    with pytest.raises(FsvInputError, match="unknown backbone 'vit'; choose one of resnet50, i3d, c3d"):
+    with pytest.raises(FsvInputError, match="unknown backbone 'vit'; choose one of resnet50, i3d, c3d, clip-vit-b32"):
         backbone_card("vit")
 
 

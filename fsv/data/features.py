@@ -5,9 +5,11 @@ view a head consumes and keeps it as one contiguous ``[V, T, *view]`` float16 ar
 episode is a single gather (numpy's ``take``: on CPU it is about 20x faster than
 ``torch.index_select`` on float16, see ``bench/episodes.py``):
 
-* ``pooled``  — ``[T, D]``: the 7x7 grid mean-pooled (snippet stores: the features as stored);
-* ``patches`` — ``[T, 16, D]``: the 7x7 grid adaptively max-pooled to 4x4 (STRM);
-* ``grid``    — ``[T, D, 7, 7]``: the grid itself (TA2N).
+* ``pooled``  — ``[T, D]``: the 7x7 grid mean-pooled (snippet stores: the features as stored;
+  stores with a ``features`` field beside a token grid, CLIP's: that field);
+* ``patches`` — ``[T, 16, D]``: the grid (ResNet-50's 7x7, CLIP's 7x7 to 16x16 tokens) adaptively
+  max-pooled to 4x4 (STRM);
+* ``grid``    — ``[T, D, h, w]``: the grid itself (TA2N).
 
 Several stores (``--store A,B``) are concatenated along the feature axis (e.g. RGB and flow).
 Videos with more stored steps than ``seq_len`` are cut to ``seq_len`` steps by TSN sampling: centre
@@ -34,6 +36,19 @@ from fsv.pipeline.store import FeatureStore
 log = logging.getLogger(__name__)
 
 VIEWS = ("pooled", "patches", "grid")
+
+
+def view_field(store: FeatureStore, view: str) -> str:
+    """The stored field a view is derived from: the only one, or, in a store with pooled features
+    beside a patch-token grid (CLIP ``--grid``), ``features`` for ``pooled`` (the model's own
+    pooled output, not a mean of its tokens) and ``grid`` for ``patches`` / ``grid``."""
+    fields = list(store.spec.fields)
+    if len(fields) == 1:
+        return fields[0]
+    name = "features" if view == "pooled" else "grid"
+    if name not in fields:
+        raise FsvInputError(f"store {store.path} has fields {fields}; the {view} view reads field {name!r}")
+    return name
 
 
 def derive_view(x: torch.Tensor, view: str) -> torch.Tensor:
@@ -74,7 +89,7 @@ class FeatureBank:
             raise FsvInputError(f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first")
         per_store = []
         for store in stores:
-            packed = store.load(ids, with_spans=False)
+            packed = store.load(ids, field=view_field(store, view), with_spans=False)
             cap = max_steps or int(min(packed.lengths.max(initial=seq_len), 4 * seq_len))
             steps = max(cap, seq_len)
             rows = []

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fsv.data.features import view_field
 from fsv.errors import FsvInputError
 from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.store import FeatureStore
@@ -53,11 +54,12 @@ class VideoBank:
         packs = []
         tag = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
         for k, store in enumerate(stores):
-            est = sum(store.entry(v).length for v in ids) * int(np.prod(next(iter(store.spec.fields.values())).shape)) * 2
+            field = view_field(store, "pooled")
+            est = sum(store.entry(v).length for v in ids) * int(np.prod(store.spec.fields[field].shape)) * 2
             mmap = cache / f"bank-{k}-{tag}.npy" if cache is not None and est > MMAP_ABOVE_BYTES else None
             if mmap is not None:
                 mmap.parent.mkdir(parents=True, exist_ok=True)
-            packs.append(store.load(ids, with_spans=k == 0, mmap_path=mmap))
+            packs.append(store.load(ids, field=field, with_spans=k == 0, mmap_path=mmap))
         for p, s in zip(packs, stores, strict=True):
             if p.data.ndim != 2:
                 raise FsvInputError(f"store {s.path} holds features of shape {tuple(p.data.shape[1:])}; localization heads need snippet features [T, D]")

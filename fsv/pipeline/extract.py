@@ -164,7 +164,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
     )
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     paths = {r.video_id: r.path for r in todo}
-    parts: dict[str, list[np.ndarray]] = {}
+    parts: dict[str, list[dict[str, np.ndarray]]] = {}
     attempts: dict[str, int] = {}
     t0 = time.perf_counter()
     with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256, commit_interval_s=options.commit_interval_s,
@@ -172,14 +172,15 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
         videos = progress.add_task(f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos")
         frames = progress.add_task("  decoded frames", total=None, unit="frames")
 
-        def finish(results: list[tuple[Chunk, np.ndarray]]) -> None:
+        def finish(results: list[tuple[Chunk, dict[str, np.ndarray]]]) -> None:
             for chunk, feats in results:
                 if chunk.attempt != attempts.get(chunk.video_id, 0):
                     continue
                 parts.setdefault(chunk.video_id, []).append(feats)
                 if chunk.last:
                     plan, info = chunk.plan, chunk.info
-                    data = np.concatenate(parts.pop(chunk.video_id))
+                    pieces = parts.pop(chunk.video_id)
+                    data = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
                     meta = {"backend": info["backend"], "path": paths[chunk.video_id], "rotation": info["rotation"]}
                     if recipe.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
@@ -191,7 +192,7 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
                         log.warning("%s", e)
                     else:
                         summary.written += 1
-                        summary.steps += len(data)
+                        summary.steps += len(plan.spans)
                     progress.advance(videos)
 
         for item in loader:

@@ -28,7 +28,8 @@ class ExtractRequest:
 
     Data: ``dataset`` (configured by name), or ``manifest`` + ``root`` + ``store``. Model:
     ``backbone``, ``streams`` (comma-separated), ``weights`` / ``flow_weights`` (path, ``random`` or
-    None for the cache), ``layer``. Sampling: ``sampling`` kind, TSN ``segments`` / ``tsn_mode``,
+    None for the cache), ``layer``, ``recipe`` (a published recipe of the card), ``grid`` (store the
+    patch-token grid too). Sampling: ``sampling`` kind, TSN ``segments`` / ``tsn_mode``,
     snippet ``fps`` / ``snippet`` / ``stride``, ``ten_crop``; ``flow`` method and
     ``flow_quantize``. The rest is how the run goes (see :class:`~fsv.pipeline.extract.RunOptions`).
     """
@@ -42,6 +43,8 @@ class ExtractRequest:
     weights: str | None = None
     flow_weights: str | None = None
     layer: str | None = None
+    recipe: str | None = None
+    grid: bool = False
     sampling: str | None = None
     segments: int | None = None
     tsn_mode: str | None = None
@@ -100,6 +103,7 @@ def extract_job(r: ExtractRequest) -> "ExtractJob":
     recipe = make_recipe(
         r.backbone, streams=streams, weights=refs, sampling={k: v for k, v in sampling.items() if v is not None} or None,
         ten_crop=r.ten_crop, flow={"method": r.flow, "quantize": r.flow_quantize}, layer=r.layer, precision=r.precision,
+        recipe=r.recipe, grid=r.grid,
     )
     store = r.store
     if store is None:

@@ -39,7 +39,9 @@ class StreamModel:
         if recipe.precision == "fp16" and device.type != "cuda":
             raise FsvInputError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
         self.precision = recipe.precision
-        kwargs = {"layer": recipe.layer} if recipe.layer else {}
+        kwargs: dict[str, object] = {"layer": recipe.layer} if recipe.layer else {}
+        if recipe.grid:
+            kwargs["grid"] = True
         model: nn.Module = create_backbone(recipe.network(stream), recipe.weights[stream], **kwargs)
         self.is3d = recipe.unit_frames > 1
         self.memory_format = (torch.channels_last_3d if self.is3d else torch.channels_last) if channels_last else torch.contiguous_format
@@ -56,7 +58,7 @@ class StreamModel:
         """Chunk input -> crop views ``(V, F, C, crop, crop)`` on the device (uint8 for RGB)."""
         t = torch.from_numpy(x).to(self.device)
         t = t.permute(0, 3, 1, 2) if self.stream == "rgb" else t
-        return crop_views(t, self.crop, self.crop_mode, flow=self.stream == "flow")
+        return crop_views(t, self.crop, self.crop_mode, flow=self.stream == "flow", geometry=self.recipe.preprocess.get("geometry"))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Units ``(B, L, C, s, s)`` -> model input: ``(B, C, L, s, s)`` for 3-D models (L frames),
@@ -68,6 +70,8 @@ class StreamModel:
                 x = x.flip(1)
             if pre.get("range") == [-1, 1]:
                 x = x / 127.5 - 1.0
+            elif pre.get("range") == [0, 1]:
+                x = x / 255.0
             elif self._mean is not None and pre.get("std") is not None:
                 x = (x / 255.0 - self._mean) / self._std
             elif self._mean is not None:
@@ -79,18 +83,20 @@ class StreamModel:
         return x.contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``(B, *out)`` float32 of normalised units."""
+    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The stored fields of normalised units, each ``(B, *field shape)`` float32 (a model
+        that returns one tensor gives the card's one field)."""
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(x).float()
+            out = self.model(x)
+        return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else {self.recipe.card.field: out.float()}
 
 
 @dataclass
 class _Pending:
     chunk: Chunk
     views: dict[str, torch.Tensor]
-    outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    outputs: dict[str, list[dict[str, torch.Tensor]]] = field(default_factory=dict)  # stream -> per unit, field -> features
     todo: int = 0
 
 
@@ -123,10 +129,10 @@ class Batcher:
     def full(self) -> bool:
         return any(len(q) >= self.batch_size for q in self.queue.values())
 
-    def flush(self, *, final: bool = False) -> list[tuple[Chunk, np.ndarray]]:
+    def flush(self, *, final: bool = False) -> list[tuple[Chunk, dict[str, np.ndarray]]]:
         """Run every full batch (and, when ``final``, the padded rest); returns the chunks now
-        complete as ``(chunk, features (n, *out) float32)`` in arrival order, streams concatenated
-        along the first feature axis and crop views averaged."""
+        complete as ``(chunk, {field: features (n, *field shape) float32})`` in arrival order,
+        streams concatenated along the first feature axis and crop views averaged."""
         for stream, model in self.models.items():
             q = self.queue[stream]
             unit = model.recipe.unit_frames
@@ -135,15 +141,20 @@ class Batcher:
                 x = torch.stack([p.views[stream][v, o:o + unit] for p, v, o in part])
                 if len(part) < self.batch_size:
                     x = torch.cat([x, x.new_zeros((self.batch_size - len(part), *x.shape[1:]))])
-                y = model.run(model.normalise(x)).cpu()
+                y = {name: v.cpu() for name, v in model.run(model.normalise(x)).items()}
                 for k, (p, _, _) in enumerate(part):
-                    p.outputs[stream].append(y[k])
+                    p.outputs[stream].append({name: v[k] for name, v in y.items()})
                     p.todo -= 1
             self.queue[stream] = q
         results = []
         while self.pending and self.pending[0].todo == 0:
             p = self.pending.pop(0)
             n = len(p.chunk.offsets)
-            feats = [torch.stack(p.outputs[s]).view(m.views, n, *p.outputs[s][0].shape).mean(0) for s, m in self.models.items()]
-            results.append((p.chunk, torch.cat(feats, dim=1).numpy()))
+            names = p.outputs[next(iter(self.models))][0].keys()
+            feats = {
+                name: torch.cat([torch.stack([u[name] for u in p.outputs[s]]).view(m.views, n, *p.outputs[s][0][name].shape).mean(0)
+                                 for s, m in self.models.items()], dim=1).numpy()
+                for name in names
+            }
+            results.append((p.chunk, feats))
         return results

@@ -39,6 +39,8 @@ class ExtractRecipe:
     layer: str | None = None
     precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
+    grid: bool = False
+    recipe: str | None = None
 
     @property
     def card(self) -> BackboneCard:
@@ -58,20 +60,23 @@ class ExtractRecipe:
         weights = {s: self.weights[s].to_spec() for s in self.streams}
         s = self.sampling
         if s["kind"] == "snippets":
-            samp = f"{s['fps']:g}fps-s{s['snippet']}x{s['stride']}"
+            rate = "native" if s["fps"] == "native" else f"{float(s['fps']):g}"
+            samp = f"{rate}fps-s{s['snippet']}x{s['stride']}"
         elif s["kind"] == "tsn":
             samp = f"tsn{s['num_segments']}"
         else:
             samp = "frames"
         method = (self.flow or {}).get("method", DEFAULT_FLOW["method"])
+        default_recipe = next(iter(self.card.recipes), None)
         name = "-".join([self.backbone, "+".join(self.streams), samp] + ([self.layer] if self.layer else [])
+                        + ([self.recipe] if self.recipe and self.recipe != default_recipe else []) + (["grid"] if self.grid else [])
                         + ([method] if method != DEFAULT_FLOW["method"] else []) + ([self.precision] if self.precision != "fp32" else []))
         extra = dict(self.extra)
         if self.precision != "fp32":  # reduced-precision features differ from fp32 ones (fp32 keys stay as they were)
             extra["precision"] = self.precision
         return self.card.feature_spec(
             name=name, streams=self.streams, weights=weights if len(weights) > 1 else next(iter(weights.values())),
-            sampling=s, preprocess=self.preprocess, flow=self.flow, layer=self.layer, extra=extra,
+            sampling=s, preprocess=self.preprocess, flow=self.flow, layer=self.layer, extra=extra, grid=self.grid,
         )
 
 
@@ -85,17 +90,22 @@ def make_recipe(
     flow: dict[str, Any] | None = None,
     layer: str | None = None,
     precision: str = "fp32",
+    recipe: str | None = None,
+    grid: bool = False,
 ) -> ExtractRecipe:
     """Validate the user's choices against the backbone's card and fill in its defaults.
 
-    ``sampling`` entries override the defaults key by key (e.g. ``{"fps": 30}``, or
-    ``{"kind": "frames"}`` for per-frame ResNet-50 features).
+    ``recipe`` picks one of the card's published recipes (None: its defaults); ``sampling``
+    entries then override key by key (e.g. ``{"fps": 30}``, or ``{"kind": "frames"}`` for
+    per-frame ResNet-50 features). ``grid`` also stores the patch-token grid (transformers).
     """
     d = backbone_card(backbone)
     bad = [s for s in streams if s not in d.networks]
     if not streams or bad or len(set(streams)) != len(streams):
         raise FsvInputError(f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.networks)}")
-    samp = dict(d.sampling)
+    if grid and d.grid is None:
+        raise FsvInputError(f"--grid: {backbone} has no patch-token grid; the transformer backbones ({', '.join(n for n, c in BACKBONES.items() if c.grid)}) do")
+    samp, pre = d.recipe_choices(recipe)
     if sampling:
         if sampling.get("kind", samp["kind"]) != samp["kind"]:
             kind = sampling["kind"]
@@ -105,11 +115,10 @@ def make_recipe(
         samp.update({k: v for k, v in sampling.items() if v is not None})
     if samp["kind"] == "snippets":
         for k in ("fps", "snippet", "stride"):
-            if float(samp[k]) <= 0:
+            if not (k == "fps" and samp[k] == "native") and float(samp[k]) <= 0:
                 raise FsvInputError(f"sampling {k} must be positive, got {samp[k]}")
     if samp["kind"] == "tsn" and (int(samp["num_segments"]) <= 0 or samp.get("mode") not in ("center", "random")):
         raise FsvInputError("TSN sampling needs num_segments > 0 and mode center or random")
-    pre = dict(d.preprocess)
     if ten_crop:
         pre["crop_mode"] = "ten"
     if len(d.layers) > 1:
@@ -129,7 +138,7 @@ def make_recipe(
         flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
         if flow_cfg["method"] not in FLOW_METHODS:
             raise FsvInputError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow_cfg['method']!r}")
-    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision)
+    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision, grid=grid, recipe=recipe)
 
 
 @dataclass(frozen=True)
@@ -156,13 +165,18 @@ def plan_video(recipe: ExtractRecipe, timestamps: np.ndarray, fps: float, *, win
     duration = float(timestamps[-1]) + step if n_src else 0.0
     s = recipe.sampling
     if s["kind"] == "snippets":
-        target = float(s["fps"])
-        frames = resample_indices(timestamps, target, duration)
+        native = s["fps"] == "native"
+        frames = np.arange(n_src, dtype=np.int64) if native else resample_indices(timestamps, float(s["fps"]), duration)
         snippet, stride = int(s["snippet"]), int(s["stride"])
         starts = snippet_starts(len(frames), snippet, stride)
         if not len(starts):
-            raise FsvInputError(f"too short: {duration:.2f} s gives {len(frames)} frames at {target:g} fps, fewer than one {snippet}-frame snippet")
-        spans = step_spans(s, len(starts), duration)
+            rate = "native" if native else f"{float(s['fps']):g}"
+            raise FsvInputError(f"too short: {duration:.2f} s gives {len(frames)} frames at {rate} fps, fewer than one {snippet}-frame snippet")
+        if native:  # a snippet spans its frames' presentation times
+            ends = np.append(timestamps[1:], duration)
+            spans = np.minimum(np.stack([timestamps[starts], ends[starts + snippet - 1]], axis=1), duration)
+        else:
+            spans = step_spans(s, len(starts), duration)
         unit = snippet
         per_window = max(1, window_frames // stride)
     elif s["kind"] == "tsn":

@@ -1,6 +1,7 @@
 """Named feature-spec presets, derived from the backbone cards (never written out by hand).
 
-Each card's published features (:class:`fsv.pipeline.backbones.Published`) are a preset, the way
+Each card's published features (:class:`fsv.pipeline.backbones.Published`) and each of its
+published extraction recipes (:class:`fsv.pipeline.backbones.Recipe`) are a preset, the way
 torchvision's weights enums carry their metadata, and so is each published feature format's time
 base and provenance (:mod:`fsv.pipeline.formats`)::
 
@@ -22,6 +23,7 @@ from fsv.pipeline.spec import FeatureSpec
 
 PRESETS: dict[str, FeatureSpec] = {
     **{card.published.preset: card.published_spec() for card in BACKBONES.values()},
+    **{r.preset: card.published_spec(name) for card in BACKBONES.values() for name, r in card.recipes.items()},
     **{spec.name: spec for fmt in FORMATS.values() for spec in fmt.specs},
 }
 

@@ -31,10 +31,15 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 def resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
     """``(N, H, W, 3)`` uint8 -> ``(N, h, w, 3)`` uint8, resized as ``preprocess`` says before cropping:
-    ``resize_short`` (short side to that many pixels, aspect kept) or ``resize`` ``[h, w]`` (fixed,
-    C3D's 128 x 171). Bilinear, antialiased unless ``preprocess["antialias"]`` is false (C3D's
-    Caffe pipeline used plain ``cv::resize``), rounded back to uint8 as the classic pipelines stored
-    their frames. Runs on one thread: ATen's resampling rounds differently with more threads, and
+    ``resize_short`` (short side to that many pixels, aspect kept; the long side rounded, or
+    truncated as torchvision's ``Resize(int)`` does when ``preprocess["geometry"] == "torchvision"``)
+    or ``resize`` ``[h, w]`` (fixed, C3D's 128 x 171). ``interpolation`` bilinear (default) or
+    bicubic (PIL's ``BICUBIC``, what CLIP's preprocessing uses: antialiased bicubic, as PIL does it
+    in two passes, horizontal then vertical, rounding to uint8 between them), antialiased
+    unless ``preprocess["antialias"]`` is false (C3D's Caffe pipeline used plain ``cv::resize``,
+    VideoMAE V2's script ``F.interpolate``), rounded back to uint8 as the classic pipelines stored
+    their frames (pipelines that resize floats, as VideoMAE V2's does, differ by at most half a
+    grey level). Runs on one thread: ATen's resampling rounds differently with more threads, and
     the frames must not depend on where they were decoded."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -57,23 +62,37 @@ def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndar
     h, w = x.shape[-2:]
     if "resize" in preprocess:
         size = (int(preprocess["resize"][0]), int(preprocess["resize"][1]))
+    elif preprocess.get("geometry") == "torchvision":  # torchvision's Resize(int): the long side truncated
+        short = int(preprocess["resize_short"])
+        size = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
     else:
         short, crop = int(preprocess["resize_short"]), int(preprocess["crop"])
         scale = short / min(h, w)
         size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
-    if size != (h, w):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=bool(preprocess.get("antialias", True)))
+    antialias = bool(preprocess.get("antialias", True))
+    if preprocess.get("interpolation") == "bicubic":  # PIL's BICUBIC: the horizontal pass, rounded to uint8, then the vertical
+        if size[1] != w:
+            x = F.interpolate(x, size=(h, size[1]), mode="bicubic", align_corners=False, antialias=antialias).round_().clamp_(0, 255)
+        if size[0] != h:
+            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=antialias)
+    elif size != (h, w):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def crop_views(x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool = False) -> torch.Tensor:
+def crop_views(x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool = False, geometry: str | None = None) -> torch.Tensor:
     """Crops of ``x`` ``(F, C, H, W)`` -> ``(V, F, C, crop, crop)``: ``center`` (V = 1) or ``ten``
     (V = 10: centre and four corners, then the same horizontally flipped). For optical flow
-    (``flow=True``, channel 0 = horizontal motion) a flip also negates the horizontal component."""
+    (``flow=True``, channel 0 = horizontal motion) a flip also negates the horizontal component.
+    The centre's offsets are ``(H - crop) // 2``, or rounded half to even as torchvision's
+    ``CenterCrop`` does when ``geometry == "torchvision"``."""
     h, w = x.shape[-2:]
     if h < crop or w < crop:
         raise ValueError(f"frames {h}x{w} are smaller than the {crop}x{crop} crop")
-    top, left = (h - crop) // 2, (w - crop) // 2
+    if geometry == "torchvision":
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    else:
+        top, left = (h - crop) // 2, (w - crop) // 2
     if mode == "center":
         return x[None, :, :, top:top + crop, left:left + crop]
     if mode != "ten":

@@ -1,5 +1,5 @@
-"""Finding and reading backbone weights, for any backbone: a local path or the cache, checked by
-sha256, never unpickled unsafely.
+"""Finding and reading backbone weights, for any backbone: a local path (a checkpoint file or a
+transformers model folder) or the cache, checked by sha256, never unpickled unsafely.
 
 Nothing here knows a particular backbone: which file names to look for and which weights ship in a
 package come from the backbone's card (:mod:`fsv.pipeline.backbones`), which calls
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from fsv.errors import FsvInputError
+from fsv.pipeline.checkpoint_files import is_torchscript, read_safetensors, read_torchscript
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """sha256 of a checkpoint file; for a model folder, of its config and weight files' names and
+    hashes (so the folder's identity is its content, wherever it lies)."""
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors", ".bin", ".pth", ".pt"))):
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def find_weights(
     network: str,
     weights: str | None,
@@ -70,9 +82,9 @@ def find_weights(
         return WeightsRef("random", None, None, seed=0)
     if weights is not None:
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FsvInputError(f"{option} {path}: the file does not exist")
-        return WeightsRef(path.name, path, sha256_file(path))
+        if not path.exists():
+            raise FsvInputError(f"{option} {path}: no such file or folder")
+        return WeightsRef(path.name, path, sha256_path(path))
     for d in cache_dirs():
         for name in known_files:
             if (d / name).is_file():
@@ -88,14 +100,26 @@ def find_weights(
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a PyTorch checkpoint, loaded with ``weights_only=True``; unwraps ``state_dict`` /
-    ``model`` containers and DataParallel's ``module.`` prefix."""
+    ``model`` / ``module`` containers and DataParallel's ``module.`` prefix."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad or unsafe files
         raise FsvInputError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise FsvInputError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file in any format published weights use: ``.safetensors``, a
+    TorchScript archive (read without running it) or a PyTorch pickle (:func:`load_state_dict`)."""
+    if path.is_dir():
+        raise FsvInputError(f"{path} is a folder; this backbone reads a checkpoint file")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    if is_torchscript(path):
+        return read_torchscript(path)
+    return load_state_dict(path)

