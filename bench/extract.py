@@ -1,7 +1,10 @@
 """Extraction throughput against the backbone alone, and peak memory on a long video.
 
 Throughput, per backbone (``resnet50`` TSN-8 grids, ``i3d`` RGB 16-frame snippets at 25 fps,
-``c3d`` fc6 16-frame snippets at 25 fps; seeded random weights, as ``--weights random``):
+``c3d`` fc6 16-frame snippets at 25 fps, ``clip-vit-b16`` TSN-8 frames, ``videomaev2-s`` 16-frame
+windows every 4 native frames, ``tsp-r2plus1d-34`` 16-frame clips at 15 fps by default, each
+backbone's default recipe; ``--backbones`` adds the other transformer cards; seeded random
+weights, as ``--weights random``):
 
 - the videos: generated clips (320x240, 8 s, alternately 25 fps H.264 and 30 fps MPEG-4, a
   textured square moving over a noisy background) interleaved with the shared real videos
@@ -79,9 +82,12 @@ from fsv.pipeline.plan import ExtractRecipe, make_recipe
 from fsv.pipeline.source import Chunk, Failure, VideoJob, VideoSource
 from fsv.pipeline.backbones import backbone_card, resolve_weights
 
-BACKBONES = ("resnet50", "i3d", "c3d")
-UNITS = {"resnet50": 120, "i3d": 24, "c3d": 32}
-QUICK_UNITS = {"resnet50": 32, "i3d": 6, "c3d": 6}
+BACKBONES = ("resnet50", "i3d", "c3d", "clip-vit-b16", "clip-vit-b32", "clip-vit-l14", "videomaev2-s", "videomaev2-b", "videomaev2-g",
+             "videomae-b", "tsp-r2plus1d-34")
+DEFAULT_BACKBONES = ("resnet50", "i3d", "c3d", "clip-vit-b16", "videomaev2-s", "tsp-r2plus1d-34")
+UNITS = {"resnet50": 120, "i3d": 24, "c3d": 32, "clip-vit-b16": 48, "clip-vit-b32": 96, "clip-vit-l14": 16, "videomaev2-s": 12, "videomaev2-b": 6,
+         "videomaev2-g": 4, "videomae-b": 6, "tsp-r2plus1d-34": 16}
+QUICK_UNITS = {**{name: max(1, n // 8) for name, n in UNITS.items()}, "resnet50": 32, "i3d": 6, "c3d": 6}
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 SIZE = (320, 240)
 TARGET_RATIO = 0.85
@@ -142,10 +148,12 @@ def video_pool(cache: Path, count: int, seconds: float, real: Path | None) -> tu
     return root, order
 
 
-def recipe_for(backbone: str, sampling: dict[str, Any] | None = None, streams: tuple[str, ...] = ("rgb",), flow: str = "tvl1") -> ExtractRecipe:
+def recipe_for(backbone: str, sampling: dict[str, Any] | None = None, streams: tuple[str, ...] = ("rgb",), flow: str = "tvl1",
+               precision: str = "fp32") -> ExtractRecipe:
     """The backbone's default protocol with seeded random weights (``--weights random``) for each of ``streams``."""
     weights = {s: resolve_weights(backbone_card(backbone).networks[s], "random") for s in streams}
-    return make_recipe(backbone, streams=streams, weights=weights, sampling=sampling, flow={"method": flow} if "flow" in streams else None)
+    return make_recipe(backbone, streams=streams, weights=weights, sampling=sampling, flow={"method": flow} if "flow" in streams else None,
+                       precision=precision)
 
 
 def predecode(recipe: ExtractRecipe, root: Path, manifest: Manifest, order: list[str], units: int, device: str) -> tuple[list[Chunk], list[VideoRecord]]:
@@ -221,7 +229,7 @@ def throughput(args: argparse.Namespace, console: Console, work: Path) -> list[d
         table.add_column(col, justify="left" if col in ("backbone", "streams") else "right")
     for backbone in args.backbones:
         streams = tuple(args.streams.split(","))
-        recipe = recipe_for(backbone, streams=streams, flow=args.flow)
+        recipe = recipe_for(backbone, streams=streams, flow=args.flow, precision=args.precision)
         kind = "frames" if recipe.unit_frames == 1 else "snippets"
         if cuda:
             torch.cuda.reset_peak_memory_stats(args.device)
@@ -353,12 +361,13 @@ def peak_memory(args: argparse.Namespace, console: Console, work: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, a sanity check")
-    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
-    p.add_argument("--units", type=int, help="feature steps per backbone (default: resnet50 120 frames, i3d 24 and c3d 32 snippets)")
+    p.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), choices=BACKBONES)
+    p.add_argument("--units", type=int, help="feature steps per backbone (default: UNITS, e.g. resnet50 120 frames, i3d 24 snippets)")
     p.add_argument("--batch-size", type=int, help="units per forward pass (default: extract's default for the backbone and device)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of model-only / workers 1 / workers 0, interleaved; the fastest of each counts")
     p.add_argument("--real", default=str(REAL), help="folder of real videos to add to the generated ones, or 'none'")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision of the backbones (as fsv extract --precision)")
     p.add_argument("--streams", default="rgb", help="comma-separated: rgb, or rgb,flow (i3d)")
     p.add_argument("--flow", default="tvl1", help="the flow method with --streams rgb,flow (tvl1, tvl1-torch, dis)")
     p.add_argument("--json", type=Path, help="also write the throughput rows here")

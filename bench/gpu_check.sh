@@ -4,8 +4,14 @@
 #      put in .whl/ (such a machine cannot reach the network),
 #   2. bench/flow.py --device cuda: tvl1-torch on CUDA against the reference, and pairs/s,
 #   3. bench/extract.py --device cuda: I3D RGB + tvl1-torch flow, end-to-end against model-only,
-#   4. one summary table (bench/gpu_summary.py): pairs/s, snippets/s, end-to-end / model-only, GPU memory.
-# Figures land in $OUT (or a fresh temporary folder) as flow.json, extract.json and summary.txt.
+#   4. bench/extract.py --device cuda --precision bf16: the transformer backbones (CLIP ViT-B/16 frames,
+#      VideoMAE V2-g windows), end-to-end against model-only,
+#   5. bench/vit_forward.py --device cuda --precision bf16: fsv's transformers against transformers'
+#      forward on the same weights (only where the machine's image has transformers: the carried
+#      wheels cannot hold it),
+#   6. one summary table (bench/gpu_summary.py): pairs/s, snippets/s, end-to-end / model-only, GPU memory.
+# Figures land in $OUT (or a fresh temporary folder) as flow.json, extract.json, extract_vit.json,
+# vit_forward.json and summary.txt.
 #
 #   bash bench/gpu_check.sh           # on the GPU machine
 #   bash bench/gpu_check.sh --cpu     # the same steps at reduced sizes on the CPU (the test suite runs this)
@@ -18,10 +24,14 @@ if [ "${1:-}" = "--cpu" ]; then
   device=cpu
   flow_args=(--quick --skip-speed)
   extract_args=(--quick --units 1 --batch-size 1 --repeats 1 --clip-seconds 1 --flow dis)
+  vit_args=(--backbones clip-vit-b32 --quick --units 1 --batch-size 1 --repeats 1 --clip-seconds 1)
+  forward_args=(--backbones clip-vit-b32 --frames 1 --reps 1)
 else
   device=cuda
   flow_args=(--videos 3 --snippets 1 --pairs 32 --repeats 2)
   extract_args=(--units 24 --repeats 2 --flow tvl1-torch)
+  vit_args=(--backbones clip-vit-b16 videomaev2-g --units 64 --repeats 2 --precision bf16)
+  forward_args=(--backbones clip-vit-b16 videomaev2-g --frames 64 --clips 8 --reps 5 --precision bf16)
 fi
 if ! "$PY" -c "import zarr, av, zlib_ng" 2>/dev/null; then
   [ -d .whl ] || { echo "fsv's packages are missing and there is no .whl/: run bench/gpu_prepare.sh where pip works" >&2; exit 2; }
@@ -37,4 +47,10 @@ videos=.gpu/videos
 timeout 330 "$PY" bench/flow.py --device "$device" --real "$videos" --json "$out/flow.json" "${flow_args[@]}" | tee "$out/flow.txt"
 timeout 210 "$PY" bench/extract.py --backbones i3d --streams rgb,flow --device "$device" --skip-rss --real "$videos" \
   --json "$out/extract.json" "${extract_args[@]}" | tee "$out/extract.txt"
-"$PY" bench/gpu_summary.py "$out/flow.json" "$out/extract.json" | tee "$out/summary.txt"
+timeout 180 "$PY" bench/extract.py --device "$device" --skip-rss --real "$videos" --json "$out/extract_vit.json" "${vit_args[@]}" | tee "$out/extract_vit.txt"
+if "$PY" -c "import transformers" 2>/dev/null; then
+  timeout 120 "$PY" bench/vit_forward.py --device "$device" --json "$out/vit_forward.json" "${forward_args[@]}" | tee "$out/vit_forward.txt"
+else
+  echo "vit_forward: skipped (transformers is not installed on this machine)" | tee "$out/vit_forward.txt"
+fi
+"$PY" bench/gpu_summary.py "$out/flow.json" "$out/extract.json" "$out/extract_vit.json" "$out/vit_forward.json" | tee "$out/summary.txt"

@@ -16,8 +16,10 @@ largest relative difference of the pooled features (fp32).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -64,6 +66,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
@@ -72,6 +75,7 @@ def main() -> None:
                         f"{torch.get_num_threads()} threads, median of {args.reps})")
     for col in ("backbone", "batch", "params M", "fsv ms", "reference ms", "reference / fsv", f">= {TARGET}", "max rel diff"):
         table.add_column(col, justify="left" if col == "backbone" else "right")
+    rows = []
     for name in args.backbones:
         cfg = VIT_CONFIGS[name]
         hf, state = reference(name)
@@ -100,8 +104,12 @@ def main() -> None:
         params = sum(p.numel() for p in ours.parameters()) / 1e6
         table.add_row(name, f"{shape[0]} x {'image' if cfg.clip else '16-frame clip'}", f"{params:.1f}", f"{ms['fsv']:.0f}", f"{ms['ref']:.0f}",
                       f"{ratio:.2f}", "yes" if ratio >= TARGET else "NO", f"{diff:.1e}")
+        rows.append({"backbone": name, "batch": shape[0], "fsv_ms": ms["fsv"], "reference_ms": ms["ref"], "ratio": ratio, "max_rel_diff": diff,
+                     "device": str(device), "precision": args.precision})
         del hf, ours
     console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"forward": rows}, indent=1))
 
 
 if __name__ == "__main__":

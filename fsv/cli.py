@@ -175,7 +175,7 @@ def store_import(
     source: Annotated[Path, typer.Argument(help="Features: a folder of .npy/.npz files, an .h5 file, or a published layout (--format).")],
     store: Annotated[Path, typer.Option("--store", help="Store folder (created when absent).")],
     manifest: Annotated[str, typer.Option("--manifest", help="Manifest file or dataset name.")],
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout: wtalc | actionformer | anet-c3d | video-features.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.")] = None,
     spec: Annotated[Optional[str], typer.Option("--spec", help="Feature spec preset or .json file (default: the format's preset).")] = None,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="The format's annotations, where it needs them to name the videos.")] = None,
     concat: Annotated[Optional[str], typer.Option("--concat", help="Join these arrays on the last axis, e.g. rgb,flow.")] = None,
@@ -201,8 +201,8 @@ def store_import(
 def store_export(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
     h5: Annotated[Optional[Path], typer.Option("--h5", help="HDF5 file to write (fsv's own layout).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout to write instead: wtalc | actionformer | anet-c3d | video-features.")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Where --format writes (a new folder, or a file for anet-c3d).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout to write instead: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Where --format writes (a new folder, or a file for anet-c3d and tsp-h5).")] = None,
     manifest: Annotated[Optional[str], typer.Option("--manifest", help="The store's manifest (annotations for wtalc / actionformer).")] = None,
 ) -> None:
     """Write a store to HDF5 (--h5), or in a published layout (--format, --out) that the papers' code reads."""

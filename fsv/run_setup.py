@@ -74,12 +74,17 @@ def run_manifest(req: RunRequest) -> Manifest:
     raise FsvInputError("give --dataset NAME, or --store STORE[,STORE2] --manifest FILE")
 
 
-def _step_ranks(path: Path) -> set[int]:
-    """Dimensions of one step of each field of the store at ``path`` (1: vectors, 3: grids; a
-    CLIP store with ``--grid`` has both)."""
+def _fits(path: Path, view: str) -> bool:
+    """Whether the store at ``path`` can serve ``view``: snippet vectors for ``snippets``, a
+    spatial grid (one field of ``[D, h, w]`` steps: ResNet-50's, a transformer's ``--grid``) for
+    ``patches`` and ``grid``, anything for ``pooled``."""
     from fsv.pipeline.store import FeatureStore
 
-    return {len(f.shape) for f in FeatureStore.open(path).spec.fields.values()}
+    spec = FeatureStore.open(path).spec
+    ranks = {len(f.shape) for f in spec.fields.values()}
+    if view == "snippets":
+        return spec.sampling.get("kind") == "snippets" and 1 in ranks
+    return view == "pooled" or 3 in ranks
 
 
 def dataset_store(head: str, dataset: str, view: str) -> Path:
@@ -92,13 +97,11 @@ def dataset_store(head: str, dataset: str, view: str) -> Path:
 
     folder = locate(dataset).stores / dataset
     candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
+    fits = [p for p in candidates if _fits(p, view)]
     if view == "snippets":
-        fits = [p for p in candidates if 1 in _step_ranks(p)]
         preferred = head_card(head).preferred_spec
         named = [p for p in fits if preferred and p.name.startswith(preferred)]  # fsv extract names stores <spec name>-<key>.zarr
         fits = named if len(named) == 1 else fits
-    else:
-        fits = [p for p in candidates if view == "pooled" or 3 in _step_ranks(p)]
     if len(fits) != 1:
         found = ", ".join(p.name for p in fits) or "none"
         raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")

@@ -282,7 +282,7 @@ def test_a_pickled_dtype_state_that_would_forge_pointers_is_refused(tmp_path: Pa
     """An object dtype whose pickled state clears its "holds objects" flag would make raw bytes
     pointers (a crash, or worse, on first touch): the unpickler refuses it before any array exists."""
     from fsv.errors import FsvInputError
-    from fsv.safe_pickle import load_npy
+    from fsv.safe_pickle.arrays import load_npy
 
     reconstruct = np.empty(0).__reduce__()[0]
 
@@ -303,3 +303,67 @@ def test_a_pickled_dtype_state_that_would_forge_pointers_is_refused(tmp_path: Pa
     honest = tmp_path / "honest.npy"  # the same layout with NumPy's own object dtype still loads
     np.save(honest, objects([np.zeros((2, 3), np.float32), ["label"]]), allow_pickle=True)
     assert load_npy(honest)[1] == ["label"]
+
+
+# ------------------------------------------------------------------------------- videomaev2-tad
+def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_path: Path) -> None:
+    """th14_mae_g_16_4: <stem>.npy of (T, 1408) float32, T = len(range(0, N - 15, 4)) for N native frames."""
+    feats, src = {}, tmp_path / "th14_mae_g_16_4"
+    src.mkdir()
+    rng = np.random.default_rng(6)
+    videos = {"video_validation_0000051": (30.0, 300), "video_test_0000004": (25.0, 320)}  # fps, frames
+    for vid, (fps, n) in videos.items():
+        feats[vid] = rng.standard_normal((len(range(0, n - 15, 4)), 1408)).astype(np.float32)
+        np.save(src / f"{vid}.npy", feats[vid])
+    from fsv.pipeline.manifests import Manifest, VideoRecord
+
+    records = [VideoRecord(vid, f"{vid}.mp4", "BaseballPitch", "test", duration=n / fps, fps=fps) for vid, (fps, n) in videos.items()]
+    manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
+    Manifest("thumos14", records, ["BaseballPitch"], "localization").write(manifest)
+    proc = fsv("store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = FeatureStore.open(store)
+    assert s.spec.name == "videomaev2-tad-th14-mae-g-16-4" and s.spec.fields["features"].shape == (1408,)
+    for vid, (fps, _) in videos.items():
+        np.testing.assert_array_equal(s.get(vid), feats[vid])
+        i = np.arange(len(feats[vid]))
+        np.testing.assert_allclose(s.spans(vid), np.minimum(np.stack([4 * i / fps, (4 * i + 16) / fps], 1), videos[vid][1] / fps))
+    out = tmp_path / "export"
+    proc = fsv("store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for vid, x in feats.items():
+        back = np.load(out / f"{vid}.npy")
+        assert back.dtype == np.float32 and np.array_equal(back, x)
+    # a release of another length (FineAction's stride 16 under the THUMOS14 preset) is named, not imported
+    np.save(src / "video_validation_0000051.npy", feats["video_validation_0000051"][::4])
+    proc = fsv("store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", tmp_path / "s2.zarr")
+    assert proc.returncode == 2 and "video_validation_0000051" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ tsp-h5
+def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> None:
+    ann, _, _ = write_anet(tmp_path / "src", np.random.default_rng(7))
+    durations = {"QOlSCBRmfWY": 20.0, "ehGHCYKzyZ8": 9.6}
+    rng = np.random.default_rng(8)
+    feats = {vid: rng.standard_normal((len(range(0, int(d * 15) - 16 + 1, 16)), 512)).astype(np.float32) for vid, d in durations.items()}
+    h5 = tmp_path / "r2plus1d_34-max_gvf.h5"
+    with h5py.File(h5, "w") as f:
+        for vid, x in feats.items():
+            f.create_dataset(f"v_{vid}", data=x, chunks=True, compression="gzip", compression_opts=9)  # as TSP's merge script writes
+    manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
+    assert fsv("manifest", "build", "activitynet13", "--annotations", ann, "--out", manifest).returncode == 0
+    proc = fsv("store", "import", h5, "--format", "tsp-h5", "--manifest", manifest, "--store", store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = FeatureStore.open(store)
+    assert s.spec.backbone == "tsp-r2plus1d-34" and sorted(s.video_ids()) == sorted(feats)
+    for vid, x in feats.items():
+        np.testing.assert_array_equal(s.get(vid), x)
+        i = np.arange(len(x))
+        np.testing.assert_allclose(s.spans(vid), np.minimum(np.stack([16 * i / 15, (16 * i + 16) / 15], 1), durations[vid]))
+    out = tmp_path / "back.h5"
+    proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(out, "r") as f:
+        assert sorted(f) == sorted(f"v_{v}" for v in feats)
+        for vid, x in feats.items():
+            np.testing.assert_array_equal(f[f"v_{vid}"][()], x)

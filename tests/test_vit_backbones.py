@@ -11,7 +11,9 @@ bicubic), and the VideoMAE V2 script's and CLIP-FSAR's ``F.interpolate`` calls, 
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -25,14 +27,21 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones import BACKBONES, VIT_CONFIGS, create_backbone, resolve_weights
-from fsv.pipeline.backbones.vit import ViTConfig, VisionTransformer
+from fsv.pipeline.backbones.vit import ViTConfig, VisionTransformer, sinusoid_table
 from fsv.pipeline.backbones.vit_weights import read_clip, read_videomae
-from fsv.pipeline.checkpoint_files import read_safetensors
+from fsv.pipeline.weights import read_safetensors
 from fsv.pipeline.plan import make_recipe, plan_video
+from fsv.pipeline.spec_presets import get_spec
 from fsv.pipeline.transforms import crop_views, resize_frames
 from fsv.pipeline.weights import WeightsRef
+from fsv.safe_pickle.torchscript import read_torchscript
 
-transformers = pytest.importorskip("transformers", reason="the hf extra (transformers) is the reference")
+try:
+    import transformers
+except ImportError:
+    if os.environ.get("FSV_REQUIRE_REFERENCES"):
+        raise
+    pytest.skip("the hf extra (transformers), the reference, is not installed", allow_module_level=True)
 
 RANDOM = WeightsRef("random", None, None, seed=0)
 TINY_CLIP = dict(width=32, depth=2, heads=4, mlp=64, patch=8, image=32, proj=16)
@@ -67,7 +76,7 @@ def hf_clip(tmp_path_factory) -> tuple[Path, nn.Module]:
 def test_clip_from_a_transformers_folder_equals_transformers(hf_clip):
     folder, ref = hf_clip
     ours = VisionTransformer(ViTConfig(**TINY_CLIP), grid=True).eval()
-    ours.load_state_dict(read_clip(folder), strict=True)
+    ours.load_state_dict(read_clip(folder, ViTConfig(**TINY_CLIP)), strict=True)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         want = ref(pixel_values=x)
@@ -141,7 +150,7 @@ def openai_files(tmp_path_factory) -> tuple[dict[str, Path], nn.Module]:
     torch.manual_seed(1)
     ref = randomize(OpenAICLIP(), seed=1).half().float()  # OpenAI's files hold fp16 weights
     out = tmp_path_factory.mktemp("openai")
-    scripted = torch.jit.trace(ref.half().float(), torch.randn(1, 3, 32, 32))
+    scripted = torch.jit.trace(copy.deepcopy(ref), torch.randn(1, 3, 32, 32)).half()  # the archive holds HalfStorage, as OpenAI's do
     torch.jit.save(scripted, out / "ViT-T-8.pt")
     half = {k: v.half() for k, v in ref.state_dict().items()}
     torch.save(half, out / "open_clip_pytorch_model.bin")
@@ -160,7 +169,7 @@ def test_clip_from_openai_and_open_clip_files_equals_their_model(openai_files, l
 
     monkeypatch.setattr(torch.jit, "load", no_jit)
     ours = VisionTransformer(ViTConfig(**TINY_CLIP)).eval()
-    ours.load_state_dict(read_clip(files[layout]), strict=True)
+    ours.load_state_dict(read_clip(files[layout], ViTConfig(**TINY_CLIP)), strict=True)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert rel(ours(x)["features"], ref.visual(x)) < 1e-5
@@ -178,7 +187,7 @@ def test_a_torchscript_archive_that_calls_code_is_refused(tmp_path):
         z.writestr("evil/data.pkl", pickle.dumps(Evil(), protocol=2))
         z.writestr("evil/code/__torch__.py", "")
     with pytest.raises(FsvInputError, match=r"refusing to load (posix|os)\.system.*nothing in it was run"):
-        read_clip(path)
+        read_clip(path, ViTConfig(**TINY_CLIP))
 
 
 def test_safetensors_reader_equals_the_package(tmp_path):
@@ -202,7 +211,7 @@ def test_a_folder_that_needs_custom_code_is_refused(hf_clip, tmp_path):
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (custom / "config.json").write_text(json.dumps(config))
     with pytest.raises(FsvInputError, match="needs its own code .*AutoModel.* fsv never runs"):
-        read_clip(custom)
+        read_clip(custom, ViTConfig(**TINY_CLIP))
 
 
 # ----------------------------------------------------------------------------- VideoMAE
@@ -267,7 +276,7 @@ def test_videomae_from_each_layout_equals_transformers(hf_videomae, layout, tmp_
         path = tmp_path / "ckpt.pth"
         torch.save({key: state, "epoch": 3}, path)
     ours = VisionTransformer(ViTConfig(**TINY_VIDEOMAE), grid=True).eval()
-    ours.load_state_dict(read_videomae(path), strict=True)
+    ours.load_state_dict(read_videomae(path, ViTConfig(**TINY_VIDEOMAE)), strict=True)
     x = torch.rand(2, 3, 4, 32, 32)
     # transformers' fc_norm is an nn.LayerNorm with eps 1e-5; the authors' (and fsv's) is 1e-6
     ref.fc_norm.eps = 1e-6
@@ -283,7 +292,7 @@ def test_videomae_from_each_layout_equals_transformers(hf_videomae, layout, tmp_
 def test_a_pretraining_checkpoint_is_refused_with_what_to_use(tmp_path):
     torch.save({"model": {"encoder.blocks.0.norm1.weight": torch.ones(4), "decoder.blocks.0.norm1.weight": torch.ones(4)}}, tmp_path / "pt.pth")
     with pytest.raises(FsvInputError, match="pre-training checkpoint .* fine-tuned or distilled encoder"):
-        read_videomae(tmp_path / "pt.pth")
+        read_videomae(tmp_path / "pt.pth", ViTConfig(**TINY_VIDEOMAE))
 
 
 def test_real_size_cards_load_their_own_layout_strictly(tmp_path):
@@ -365,6 +374,23 @@ def test_videomaev2_windows_are_the_scripts_at_native_fps():
         plan_video(make_recipe("videomaev2-g", weights={"rgb": RANDOM}), np.arange(15) / 30, 30.0)
 
 
+def test_each_recipe_is_its_published_settings():
+    """The presets say what the papers' scripts do (values read from their code, not from fsv's)."""
+    fsar = get_spec("clip-vit-b16-clipfsar-tsn8")
+    assert fsar.preprocess["resize"] == [256, 256] and fsar.preprocess["crop"] == 224 and fsar.sampling == {"kind": "tsn", "num_segments": 8, "mode": "center"}
+    assert get_spec("clip-vit-b32-openai-frames").sampling == {"kind": "frames"}
+    assert get_spec("videomaev2-g-tad-16x4").sampling == {"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4}
+    assert get_spec("videomaev2-g-tad-16x16").sampling["stride"] == 16
+    assert get_spec("videomaev2-g-tad-16x4").fields["features"].shape == (1408,)
+    tsp = get_spec("tsp-r2plus1d-34-thumos14-15fps-16x1")
+    assert tsp.sampling == {"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1} and tsp.preprocess["resize"] == [128, 171]
+    for name in ("clip-vit-b16-clipfsar-tsn8", "videomaev2-s-tad-16x16", "tsp-r2plus1d-34-thumos14-15fps-16x1"):
+        backbone = get_spec(name).backbone
+        recipe = next(r for r, v in BACKBONES[backbone].recipes.items() if v.preset == name)
+        assert make_recipe(backbone, weights={"rgb": RANDOM}, recipe=recipe).spec().to_dict(with_name=False) | {"weights": None, "extra": None} == \
+            get_spec(name).to_dict(with_name=False) | {"weights": None, "extra": None}
+
+
 def test_recipes_and_grid_are_in_the_spec():
     base = make_recipe("clip-vit-b16", weights={"rgb": RANDOM})
     fsar = make_recipe("clip-vit-b16", weights={"rgb": RANDOM}, recipe="clip-fsar")
@@ -377,3 +403,81 @@ def test_recipes_and_grid_are_in_the_spec():
         make_recipe("c3d", weights={"rgb": RANDOM}, grid=True)
     with pytest.raises(FsvInputError, match="clip-vit-b16 has no recipe 'thumos14'; its recipes: openai, clip-fsar, video-features"):
         make_recipe("clip-vit-b16", weights={"rgb": RANDOM}, recipe="thumos14")
+
+
+# ----------------------------------------------------------------------------- the files' traps
+def copy_folder(src: Path, dst: Path, *, config: dict | None = None, state: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    dst.mkdir()
+    (dst / "config.json").write_text(json.dumps(config) if config is not None else (src / "config.json").read_text())
+    if state is None:
+        (dst / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, dst / "model.safetensors")
+    return dst
+
+
+def test_clip_folder_with_position_ids_loads_and_another_architecture_is_refused(hf_clip, tmp_path):
+    folder, ref = hf_clip
+    # the openai/clip-vit-* folders carry the embeddings' position_ids buffer
+    state = dict(read_safetensors(folder / "model.safetensors"))
+    state["vision_model.embeddings.position_ids"] = torch.arange(17)[None]
+    with_ids = copy_folder(folder, tmp_path / "ids", state=state)
+    ours = VisionTransformer(ViTConfig(**TINY_CLIP)).eval()
+    ours.load_state_dict(read_clip(with_ids, ViTConfig(**TINY_CLIP)), strict=True)
+    # a LAION model converted to transformers: exact GELU, which OpenAI's architecture would silently get wrong
+    config = json.loads((folder / "config.json").read_text())
+    config["hidden_act"] = "gelu"
+    with pytest.raises(FsvInputError, match="hidden_act is 'gelu', this backbone's is 'quick_gelu'; .* --backbone hf"):
+        read_clip(copy_folder(folder, tmp_path / "gelu", config=config), ViTConfig(**TINY_CLIP))
+
+
+def test_mmaction2_pos_embed_is_checked_and_dropped(hf_videomae, tmp_path):
+    _, ref = hf_videomae
+    state = hf_to_authors(ref.state_dict(), mmaction=True)
+    state["backbone.pos_embed"] = sinusoid_table(32, 32)[None]  # mmaction2 saves its fixed table
+    torch.save({"state_dict": state}, tmp_path / "mm.pth")
+    ours = VisionTransformer(ViTConfig(**TINY_VIDEOMAE)).eval()
+    ours.load_state_dict(read_videomae(tmp_path / "mm.pth", ViTConfig(**TINY_VIDEOMAE)), strict=True)
+    state["backbone.pos_embed"] = torch.randn(1, 32, 32)
+    torch.save({"state_dict": state}, tmp_path / "learned.pth")
+    with pytest.raises(FsvInputError, match="not VideoMAE's fixed sinusoid table"):
+        read_videomae(tmp_path / "learned.pth", ViTConfig(**TINY_VIDEOMAE))
+
+
+def archive(path: Path, payload: bytes, storages: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("m/data.pkl", payload)
+        z.writestr("m/code/__torch__.py", "")
+        for key, raw in (storages or {}).items():
+            z.writestr(f"m/data/{key}", raw)
+    return path
+
+
+def test_torchscript_reader_bounds_and_isolation(openai_files, tmp_path):
+    files, _ = openai_files
+    def tensor(size: int, stride: int) -> bytes:  # a module holding one float tensor over a 4-float storage
+        return (b"\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage"
+                b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00J" + size.to_bytes(4, "little") + b"\x85J"
+                + stride.to_bytes(4, "little") + b"\x85\x89ccollections\nOrderedDict\n)RtRsb.")
+
+    assert torch.equal(read_torchscript(archive(tmp_path / "ok.pt", tensor(4, 1), {"0": bytes(16)}))["w"], torch.zeros(4))
+    # a view past its storage is refused (not read out of other memory), and so is a stride-0 giant (not copied into memory)
+    with pytest.raises(FsvInputError, match="tensor reaches past its storage"):
+        read_torchscript(archive(tmp_path / "oob.pt", tensor(3, 2), {"0": bytes(16)}))
+    with pytest.raises(FsvInputError, match="tensor of 1073741824 elements from a storage of 4"):
+        read_torchscript(archive(tmp_path / "huge.pt", tensor(2**30, 0), {"0": bytes(16)}))
+    # BUILD on what the unpickler hands out cannot change how the next archive is read
+    poison = b"\x80\x02ctorch\nFloatStorage\nN}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00x\x86b."
+    with pytest.raises(FsvInputError):
+        read_torchscript(archive(tmp_path / "poison.pt", poison))
+    assert read_torchscript(files["pt"])["visual.proj"].dtype == torch.float16
+
+
+def test_a_scripted_archive_reads(tmp_path):
+    """torch.jit.script archives tag int lists (build_intlist); OpenAI's are traced."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    torch.jit.save(torch.jit.script(model), tmp_path / "s.pt")
+    state = read_torchscript(tmp_path / "s.pt")
+    assert set(state) == {"0.weight", "0.bias"} and torch.equal(state["0.weight"], model[0].weight)

@@ -38,24 +38,11 @@ log = logging.getLogger(__name__)
 VIEWS = ("pooled", "patches", "grid")
 
 
-def view_field(store: FeatureStore, view: str) -> str:
-    """The stored field a view is derived from: the only one, or, in a store with pooled features
-    beside a patch-token grid (CLIP ``--grid``), ``features`` for ``pooled`` (the model's own
-    pooled output, not a mean of its tokens) and ``grid`` for ``patches`` / ``grid``."""
-    fields = list(store.spec.fields)
-    if len(fields) == 1:
-        return fields[0]
-    name = "features" if view == "pooled" else "grid"
-    if name not in fields:
-        raise FsvInputError(f"store {store.path} has fields {fields}; the {view} view reads field {name!r}")
-    return name
-
-
 def derive_view(x: torch.Tensor, view: str) -> torch.Tensor:
     """Stored steps ``[n, *field]`` -> the ``view`` (see module docstring), same dtype."""
     if x.dim() == 2:  # snippet or pooled features [n, D]
         if view != "pooled":
-            raise FsvInputError(f"the {view} view needs spatial grids (ResNet-50 stores); these features are {tuple(x.shape[1:])}")
+            raise FsvInputError(f"the {view} view needs spatial grids (ResNet-50 stores, or a transformer's with --grid); these features are {tuple(x.shape[1:])}")
         return x
     if x.dim() != 4:
         raise FsvInputError(f"cannot derive views from features of shape {tuple(x.shape[1:])}")
@@ -89,7 +76,7 @@ class FeatureBank:
             raise FsvInputError(f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first")
         per_store = []
         for store in stores:
-            packed = store.load(ids, field=view_field(store, view), with_spans=False)
+            packed = store.load(ids, field=store.spec.view_field(view), with_spans=False)
             cap = max_steps or int(min(packed.lengths.max(initial=seq_len), 4 * seq_len))
             steps = max(cap, seq_len)
             rows = []

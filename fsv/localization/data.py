@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fsv.data.features import view_field
 from fsv.errors import FsvInputError
 from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.store import FeatureStore
@@ -54,7 +53,7 @@ class VideoBank:
         packs = []
         tag = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
         for k, store in enumerate(stores):
-            field = view_field(store, "pooled")
+            field = store.spec.view_field("pooled")
             est = sum(store.entry(v).length for v in ids) * int(np.prod(store.spec.fields[field].shape)) * 2
             mmap = cache / f"bank-{k}-{tag}.npy" if cache is not None and est > MMAP_ABOVE_BYTES else None
             if mmap is not None:

@@ -72,7 +72,7 @@ class ExtractRequest:
 def extract_job(r: ExtractRequest) -> "ExtractJob":
     """The extraction job ``r`` describes. Raises :class:`FsvInputError` naming the option at fault."""
     from fsv.locations import locate
-    from fsv.pipeline.backbones import backbone_card, resolve_weights
+    from fsv.pipeline.backbones import backbone_networks, resolve_weights
     from fsv.pipeline.cluster import ExtractJob
     from fsv.pipeline.extract import RunOptions, parse_shard
     from fsv.pipeline.plan import make_recipe
@@ -87,11 +87,11 @@ def extract_job(r: ExtractRequest) -> "ExtractJob":
         source = str(r.manifest)
     else:
         raise FsvInputError("give --dataset NAME, or --manifest FILE --root DIR --store DIR")
-    card = backbone_card(r.backbone)
+    networks = backbone_networks(r.backbone)
     streams = tuple(s.strip() for s in r.streams.split(",") if s.strip())
     refs = {}
     for s in streams:
-        network = card.networks.get(s)
+        network = networks.get(s)
         if network is None:
             continue  # make_recipe names the stream the backbone lacks
         given = r.weights if s == "rgb" else (r.flow_weights or ("random" if r.weights == "random" else None))

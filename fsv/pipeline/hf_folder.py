@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.checkpoint_files import read_safetensors
-from fsv.pipeline.weights import load_state_dict
+from fsv.pipeline.weights import load_state_dict, read_safetensors
 
 
 def read_json(path: Path) -> dict[str, Any]:

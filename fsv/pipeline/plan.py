@@ -44,7 +44,7 @@ class ExtractRecipe:
 
     @property
     def card(self) -> BackboneCard:
-        return backbone_card(self.backbone)
+        return backbone_card(self.backbone, self.weights.get("rgb"))
 
     def network(self, stream: str) -> str:
         """The network (a key of :data:`fsv.pipeline.backbones.NETWORKS`) that computes ``stream``."""
@@ -99,7 +99,7 @@ def make_recipe(
     entries then override key by key (e.g. ``{"fps": 30}``, or ``{"kind": "frames"}`` for
     per-frame ResNet-50 features). ``grid`` also stores the patch-token grid (transformers).
     """
-    d = backbone_card(backbone)
+    d = backbone_card(backbone, weights.get("rgb"))
     bad = [s for s in streams if s not in d.networks]
     if not streams or bad or len(set(streams)) != len(streams):
         raise FsvInputError(f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.networks)}")
@@ -138,7 +138,7 @@ def make_recipe(
         flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
         if flow_cfg["method"] not in FLOW_METHODS:
             raise FsvInputError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow_cfg['method']!r}")
-    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision, grid=grid, recipe=recipe)
+    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision, dict(d.spec_extra), grid=grid, recipe=recipe)
 
 
 @dataclass(frozen=True)

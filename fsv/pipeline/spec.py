@@ -103,6 +103,19 @@ class FeatureSpec:
         """Short hash of :meth:`canonical_json`; equal keys mean interchangeable features."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:KEY_LENGTH]
 
+    def view_field(self, view: str) -> str:
+        """The field a view of the features reads: the only one; in a spec with pooled features
+        beside a patch-token grid (``--grid``), ``features`` for ``pooled`` (what the pooled view,
+        localization and the published layouts read: the model's own pooled output, not a mean of
+        its tokens) and ``grid`` for ``patches`` / ``grid``."""
+        names = list(self.fields)
+        if len(names) == 1:
+            return names[0]
+        name = "features" if view == "pooled" else "grid"
+        if name not in names:
+            raise FsvInputError(f"feature spec {self.name!r} has fields {names}; the {view} view reads field {name!r}")
+        return name
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeatureSpec":
         try:

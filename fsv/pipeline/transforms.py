@@ -32,10 +32,12 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 def resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
     """``(N, H, W, 3)`` uint8 -> ``(N, h, w, 3)`` uint8, resized as ``preprocess`` says before cropping:
     ``resize_short`` (short side to that many pixels, aspect kept; the long side rounded, or
-    truncated as torchvision's ``Resize(int)`` does when ``preprocess["geometry"] == "torchvision"``)
-    or ``resize`` ``[h, w]`` (fixed, C3D's 128 x 171). ``interpolation`` bilinear (default) or
-    bicubic (PIL's ``BICUBIC``, what CLIP's preprocessing uses: antialiased bicubic, as PIL does it
-    in two passes, horizontal then vertical, rounding to uint8 between them), antialiased
+    truncated as torchvision's ``Resize(int)`` and transformers' ``shortest_edge`` do when
+    ``preprocess["geometry"]`` is ``torchvision`` or ``transformers``) or ``resize`` ``[h, w]``
+    (fixed, C3D's 128 x 171). ``interpolation`` bilinear (default) or bicubic; with
+    ``resampler: pil`` as PIL resamples (CLIP's and transformers' image processors run PIL):
+    antialiased, in two passes, horizontal then vertical, rounding to uint8 between them. Otherwise
+    antialiased
     unless ``preprocess["antialias"]`` is false (C3D's Caffe pipeline used plain ``cv::resize``,
     VideoMAE V2's script ``F.interpolate``), rounded back to uint8 as the classic pipelines stored
     their frames (pipelines that resize floats, as VideoMAE V2's does, differ by at most half a
@@ -62,7 +64,7 @@ def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndar
     h, w = x.shape[-2:]
     if "resize" in preprocess:
         size = (int(preprocess["resize"][0]), int(preprocess["resize"][1]))
-    elif preprocess.get("geometry") == "torchvision":  # torchvision's Resize(int): the long side truncated
+    elif preprocess.get("geometry") in ("torchvision", "transformers"):  # Resize(int), shortest_edge: the long side truncated
         short = int(preprocess["resize_short"])
         size = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
     else:
@@ -70,13 +72,14 @@ def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndar
         scale = short / min(h, w)
         size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
     antialias = bool(preprocess.get("antialias", True))
-    if preprocess.get("interpolation") == "bicubic":  # PIL's BICUBIC: the horizontal pass, rounded to uint8, then the vertical
+    mode = str(preprocess.get("interpolation", "bilinear"))
+    if preprocess.get("resampler") == "pil":  # as PIL resamples: the horizontal pass, rounded to uint8, then the vertical
         if size[1] != w:
-            x = F.interpolate(x, size=(h, size[1]), mode="bicubic", align_corners=False, antialias=antialias).round_().clamp_(0, 255)
+            x = F.interpolate(x, size=(h, size[1]), mode=mode, align_corners=False, antialias=True).round_().clamp_(0, 255)
         if size[0] != h:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=antialias)
+            x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
     elif size != (h, w):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+        x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=antialias)
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 

@@ -9,7 +9,9 @@ package come from the backbone's card (:mod:`fsv.pipeline.backbones`), which cal
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.checkpoint_files import is_torchscript, read_safetensors, read_torchscript
+from fsv.safe_pickle.torchscript import is_torchscript, read_torchscript
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ def find_weights(
         return WeightsRef(path.name, path, sha256_path(path))
     for d in cache_dirs():
         for name in known_files:
-            if (d / name).is_file():
-                return WeightsRef(name, d / name, sha256_file(d / name))
+            if (d / name).exists():
+                return WeightsRef(name, d / name, sha256_path(d / name))
     found = packaged() if packaged is not None else None
     if found is not None:
         return WeightsRef(found.name, found, sha256_file(found))
@@ -111,6 +113,37 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise FsvInputError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file: an 8-byte header length, a JSON header (name ->
+    dtype, shape, byte range), the raw bytes; parsed here (no ``safetensors`` package needed)."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100 * 2**20:
+                raise ValueError(f"header of {n} bytes")
+            header = json.loads(f.read(n))
+            body = f.read()
+        out = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+            a, b = (int(x) for x in entry["data_offsets"])
+            if not 0 <= a <= b <= len(body):
+                raise ValueError(f"tensor {name} lies outside the file")
+            flat = torch.frombuffer(bytearray(body[a:b]), dtype=dtype) if b > a else torch.empty(0, dtype=dtype)
+            out[name] = flat.reshape([int(s) for s in entry["shape"]])
+        return out
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, struct.error, json.JSONDecodeError) as e:
+        raise FsvInputError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})") from e
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:

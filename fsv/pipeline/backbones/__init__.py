@@ -23,6 +23,9 @@ network               model                                          checkpoints
 ``videomaev2-*``      VideoMAE V2 encoder (g, distilled B / S)       authors' ``.pth``, HF folder
 ``videomae-*``        VideoMAE encoder (B, L)                        authors' ``.pth``, HF folder
 ``tsp-r2plus1d-34``   TSP's R(2+1)D-34, global average pool          TSP's ``.pth`` (``model``)
+``dinov2-b14``        DINOv2 ViT-B/14 (transformers' model)          HF folder (``facebook/dinov2-base``)
+``siglip-b16``        SigLIP ViT-B/16 image tower (transformers')    HF folder (``google/siglip-base-patch16-224``)
+``hf``                any transformers image model folder            HF folder (architecture from its config)
 ====================  =============================================  ==============================
 
 A card may carry several published extraction :class:`Recipe` s (``--recipe``): the same weights
@@ -36,7 +39,7 @@ Adding a backbone: its model in a module of this package, then one :class:`Netwo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +48,30 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR
+from fsv.pipeline.backbones.hf import FAMILIES, HFImageModel, build_model, folder_shapes, load_folder, processor_preprocess
 from fsv.pipeline.backbones.i3d import InceptionI3d, jax_weights_path, load_i3d_state_dict
 from fsv.pipeline.backbones.r2plus1d import KINETICS_MEAN, KINETICS_STD, R2Plus1D34, read_tsp
 from fsv.pipeline.backbones.resnet50 import IMAGENET_MEAN, IMAGENET_STD, ResNet50
 from fsv.pipeline.backbones.vit import ViTConfig, VisionTransformer
 from fsv.pipeline.backbones.vit_weights import read_clip, read_videomae
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
+from fsv.pipeline.hf_folder import read_config
 from fsv.pipeline.weights import WeightsRef, find_weights, load_state_dict
 
 
 @dataclass(frozen=True)
 class Network:
-    """One stream's network: ``build(**kwargs) -> nn.Module``, ``read(path) -> state dict`` for
-    its published checkpoint formats, the file names those checkpoints go by (searched in the
-    weights cache) and ``packaged()``, weights inside an installed package (or None)."""
+    """One stream's network: ``build(**kwargs) -> nn.Module`` (random weights), ``read(path) ->
+    state dict`` for its published checkpoint formats, the file (or folder) names its published
+    checkpoints go by (searched in the weights cache), ``packaged()``, weights inside an installed
+    package (or None), and ``load(path, **kwargs) -> nn.Module`` for networks that a model folder
+    builds whole (transformers models: the folder's config is the architecture)."""
 
     build: Callable[..., nn.Module]
-    read: Callable[[Path], dict[str, torch.Tensor]]
+    read: Callable[[Path], dict[str, torch.Tensor]] | None
     known_files: tuple[str, ...]
     packaged: Callable[[], Path | None] | None = None
+    load: Callable[..., nn.Module] | None = None
 
 
 NETWORKS: dict[str, Network] = {
@@ -101,7 +109,8 @@ VIT_FILES: dict[str, tuple[str, ...]] = {
 
 def _vit_network(name: str) -> Network:
     cfg = VIT_CONFIGS[name]
-    return Network(lambda **kw: VisionTransformer(cfg, **kw), read_clip if cfg.clip else read_videomae, VIT_FILES[name])
+    read = read_clip if cfg.clip else read_videomae
+    return Network(lambda **kw: VisionTransformer(cfg, **kw), lambda path: read(path, cfg), VIT_FILES[name])
 
 
 NETWORKS.update({name: _vit_network(name) for name in VIT_CONFIGS})
@@ -149,6 +158,7 @@ class BackboneCard:
     published: Published
     grid: tuple[int, ...] | None = None
     recipes: dict[str, Recipe] = field(default_factory=dict)
+    spec_extra: dict[str, Any] = field(default_factory=dict)  # recorded in every extracted spec (hf: the folder's architecture)
 
     @property
     def default_layer(self) -> str:
@@ -250,7 +260,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # OpenAI's `_transform`: torchvision Resize(224, BICUBIC) on a PIL image (long side truncated),
 # CenterCrop(224) (offsets rounded half to even), then the CLIP mean / std
-CLIP_OPENAI_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "interpolation": "bicubic",
+CLIP_OPENAI_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "interpolation": "bicubic", "resampler": "pil",
                                           "geometry": "torchvision", "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
 # CLIP-FSAR (Wang et al. 2023): square bilinear resize to 256 x 256 (no antialiasing), centre 224 crop
 CLIP_FSAR_PREPROCESS: dict[str, Any] = {"resize": [256, 256], "antialias": False, "crop": 224, "crop_mode": "center", "mean": list(CLIP_MEAN),
@@ -351,6 +361,69 @@ BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
 )
 
 
+# transformers image models: the published base models' architectures (for random weights) and
+# their image processors' preprocessing (facebook/dinov2-base's BitImageProcessor: shortest edge
+# 256, bicubic, centre crop 224, ImageNet mean / std; google/siglip-base-patch16-224's: 224 x 224
+# bicubic, mean / std 0.5), as transformers' PIL processors compute it
+HF_CARDS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "dinov2-b14": ({"model_type": "dinov2", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4, "patch_size": 14,
+                    "image_size": 518, "layer_norm_eps": 1e-6, "layerscale_value": 1.0},
+                   {"resize_short": 256, "interpolation": "bicubic", "resampler": "pil", "geometry": "transformers", "crop": 224, "crop_mode": "center",
+                    "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}, "dinov2-base"),
+    "siglip-b16": ({"model_type": "siglip_vision_model", "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                    "num_attention_heads": 12, "patch_size": 16, "image_size": 224},
+                   {"resize": [224, 224], "interpolation": "bicubic", "resampler": "pil", "geometry": "transformers", "crop": 224, "crop_mode": "center",
+                    "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}, "siglip-base-patch16-224"),
+}
+
+
+def _hf_network(name: str) -> Network:
+    config, _, folder = HF_CARDS[name]
+    family = FAMILIES[config["model_type"]]
+    types = tuple(t for t, f in FAMILIES.items() if f.model_class == family.model_class)
+    return Network(lambda **kw: HFImageModel(build_model(config, family), family, **kw), None, (folder,),
+                   load=lambda path, **kw: load_folder(path, model_types=types, **kw))
+
+
+def _hf_any(**_: Any) -> nn.Module:
+    raise FsvInputError("the hf backbone takes its architecture from a model folder: pass --weights FOLDER (random weights need a named card)")
+
+
+NETWORKS.update({name: _hf_network(name) for name in HF_CARDS})
+NETWORKS["hf"] = Network(_hf_any, None, (), load=load_folder)
+
+
+def _frame_card(name: str, network: str, preprocess: dict[str, Any], pooled: int, grid: tuple[int, ...], weights: str, extra: dict[str, Any]) -> BackboneCard:
+    """A per-frame transformers card: TSN 8 segments by default, or every frame."""
+    return BackboneCard(
+        name=name, networks={"rgb": network}, sampling={"kind": "tsn", "num_segments": 8, "mode": "center"}, sampling_kinds=("tsn", "frames"),
+        preprocess=dict(preprocess), field="features", dtype="float32", layers={"pooled": (pooled,)},
+        published=Published(f"{name}-tsn8", weights, extra=extra), grid=grid,
+    )
+
+
+BACKBONES["dinov2-b14"] = _frame_card("dinov2-b14", "dinov2-b14", HF_CARDS["dinov2-b14"][1], 768, (768, 16, 16), "facebook/dinov2-base",
+                                      {"output": "pooler_output (layer-normed CLS)"})
+BACKBONES["siglip-b16"] = _frame_card("siglip-b16", "siglip-b16", HF_CARDS["siglip-b16"][1], 768, (768, 14, 14), "google/siglip-base-patch16-224",
+                                      {"output": "pooler_output (attention-pooling head)"})
+
+
+def hf_card(folder: Path) -> BackboneCard:
+    """The card of the transformers model folder ``folder`` (``--backbone hf``): its output sizes from
+    ``config.json``, its preprocessing from ``preprocessor_config.json``; its specs record the
+    folder's ``model_type`` and architecture."""
+    shapes = folder_shapes(folder)
+    config = read_config(folder)
+    arch = {"model_type": config.get("model_type"), "architectures": config.get("architectures")}
+    card = _frame_card("hf", "hf", processor_preprocess(folder), shapes.pooled, shapes.grid, folder.name, arch)
+    return replace(card, spec_extra=arch)
+
+
+def backbone_networks(name: str) -> dict[str, str]:
+    """Stream -> network of backbone ``name`` (``hf`` included, which needs no folder for this)."""
+    return {"rgb": "hf"} if name == "hf" else backbone_card(name).networks
+
+
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
     """``table[name]``; an unknown name is an input error listing the known ones."""
     if name not in table:
@@ -358,8 +431,13 @@ def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
     return table[name]
 
 
-def backbone_card(name: str) -> BackboneCard:
-    """The card of backbone ``name``; an unknown name is an input error listing the known ones."""
+def backbone_card(name: str, weights: WeightsRef | None = None) -> BackboneCard:
+    """The card of backbone ``name`` (``hf``: of the model folder ``weights``); an unknown name is
+    an input error listing the known ones."""
+    if name == "hf":
+        if weights is None or weights.path is None or not weights.path.is_dir():
+            raise FsvInputError("--backbone hf reads a transformers model folder: pass --weights FOLDER")
+        return hf_card(weights.path)
     return _lookup(BACKBONES, name, "backbone")
 
 
@@ -386,6 +464,10 @@ def create_backbone(name: str, weights: WeightsRef, **kwargs: Any) -> nn.Module:
     if weights.path is None:
         torch.manual_seed(weights.seed or 0)
         return net.build(**kwargs).eval()
+    if net.load is not None:
+        if not weights.path.is_dir():
+            raise FsvInputError(f"{weights.path}: {name} reads a transformers model folder (config.json and model.safetensors), not a file")
+        return net.load(weights.path, **kwargs).eval()
     model = net.build(**kwargs)
     state = net.read(weights.path)
     try:

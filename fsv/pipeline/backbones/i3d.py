@@ -25,7 +25,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.weights import load_state_dict
-from fsv.safe_pickle import read_numpy_pickle
+from fsv.safe_pickle.arrays import read_numpy_pickle
 
 # The trunk's endpoints in order; each is an attribute of InceptionI3d of that name.
 ENDPOINTS = (

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class ViTConfig:
     image: int = 224
     frames: int = 1
     tubelet: int = 0
-    family: str = "clip"  # "clip" or "videomae" (the switches in the module docstring)
+    family: Literal["clip", "videomae"] = "clip"  # the switches of the module docstring
     proj: int | None = None  # CLIP's output projection
     eps: float | None = None  # None: the family's (1e-5 CLIP, 1e-6 VideoMAE)
 
@@ -114,6 +115,8 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """``fc2(act(fc1(x)))``, ``[B, N, D] -> [B, N, D]``."""
+
     def __init__(self, width: int, hidden: int, act: nn.Module) -> None:
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)

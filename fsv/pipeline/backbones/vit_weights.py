@@ -15,7 +15,7 @@ mmaction2 VideoMAE              ``vit-base-p16_videomae-k400-pre_16x4x1_...pth``
 transformers VideoMAE           folder: ``config.json`` + ``model.safetensors``     :func:`read_videomae`
 ==============================  ==================================================  ==========================
 
-TorchScript archives are read by :func:`fsv.pipeline.checkpoint_files.read_torchscript` (never
+TorchScript archives are read by :func:`fsv.safe_pickle.torchscript.read_torchscript` (never
 ``torch.jit.load``); ``.pth`` / ``.bin`` with ``torch.load(weights_only=True)``. CLIP's text tower,
 ``logit_scale`` and the classifiers (``head``, ``classifier``) are dropped: features never use
 them. Every tensor comes back as float32. A key the mapping does not know is kept under its own
@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.hf_folder import read_hf_weights
+from fsv.pipeline.backbones.vit import ViTConfig, sinusoid_table
+from fsv.pipeline.hf_folder import read_config, read_hf_weights
 from fsv.pipeline.weights import read_checkpoint
 
 
@@ -126,7 +127,7 @@ def openai_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 def hf_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers ``CLIPModel`` / ``CLIPVisionModelWithProjection`` keys -> fsv's (text tower dropped)."""
-    vision = {k: v for k, v in state.items() if k.startswith(("vision_model.", "visual_projection."))}
+    vision = {k: v for k, v in state.items() if k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")}
     return _fuse_qkv(_rename(vision, HF_CLIP_RULES))
 
 
@@ -134,6 +135,12 @@ def videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The authors' fine-tuned VideoMAE / VideoMAE V2 keys, or mmaction2's (``backbone.`` ...),
     -> fsv's (the classifier, ``head`` or ``cls_head``, dropped)."""
     kept = {k.removeprefix("backbone."): v for k, v in state.items() if not k.startswith(("head.", "cls_head."))}
+    table = kept.pop("pos_embed", None)  # mmaction2 saves its fixed sinusoid table
+    if table is not None:
+        fixed = sinusoid_table(table.shape[-2], table.shape[-1])
+        if table.reshape(fixed.shape).float().sub(fixed).abs().max() > 1e-4:
+            raise FsvInputError("the checkpoint's pos_embed is not VideoMAE's fixed sinusoid table (a learned position embedding): "
+                                "not the architecture of the videomae cards")
     out = _rename(kept, VIDEOMAE_RULES)
     for i in sorted({int(m.group(1)) for k in out if (m := re.match(r"^blocks\.(\d+)\.attn\.q\.bias$", k))}):
         p = f"blocks.{i}.attn."
@@ -144,20 +151,33 @@ def videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers ``VideoMAEForVideoClassification`` / ``VideoMAEModel`` keys -> fsv's."""
-    kept = {k.removeprefix("videomae."): v for k, v in state.items() if not k.startswith("classifier.")}
+    kept = {k.removeprefix("videomae."): v for k, v in state.items() if not k.startswith("classifier.") and not k.endswith("position_ids")}
     return _fuse_qkv(_rename(kept, HF_VIDEOMAE_RULES))
 
 
-def _hf_folder(path: Path) -> dict[str, torch.Tensor] | None:
-    """The tensors of a transformers model folder, or None when ``path`` is a file."""
-    return read_hf_weights(path) if path.is_dir() else None
+def check_folder(path: Path, cfg: ViTConfig) -> None:
+    """A transformers folder's ``config.json`` describes the card's architecture, or an input error
+    names the first difference (an open_clip LAION model converted to transformers uses exact GELU,
+    not OpenAI's quick GELU: its weights would give wrong features without any other error)."""
+    config = read_config(path)
+    vc = dict(config.get("vision_config") or config)
+    want = {"hidden_size": cfg.width, "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.heads, "intermediate_size": cfg.mlp,
+            "patch_size": cfg.patch, "image_size": cfg.image, "hidden_act": "quick_gelu" if cfg.clip else "gelu"}
+    if cfg.tubelet:
+        want |= {"tubelet_size": cfg.tubelet, "num_frames": cfg.frames, "use_mean_pooling": True}
+    for key, value in want.items():
+        if key in vc and vc[key] != value:
+            raise FsvInputError(f"{path / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; "
+                                "read a folder of another architecture with --backbone hf")
 
 
-def read_clip(path: Path) -> dict[str, torch.Tensor]:
-    """CLIP image-tower weights from any layout of the module docstring, in fsv's names."""
-    folder = _hf_folder(path)
-    if folder is not None:
-        return hf_clip_state(folder)
+def read_clip(path: Path, cfg: ViTConfig) -> dict[str, torch.Tensor]:
+    """CLIP image-tower weights from any layout of the module docstring, in fsv's names (a
+    transformers folder checked against ``cfg``). open_clip files carry no architecture: they are
+    read as OpenAI's (quick GELU), which OpenAI's weights and open_clip's ``-quickgelu`` models are."""
+    if path.is_dir():
+        check_folder(path, cfg)
+        return hf_clip_state(read_hf_weights(path))
     state = read_checkpoint(path)
     if any(k.startswith("vision_model.") for k in state):
         return hf_clip_state(state)
@@ -166,10 +186,13 @@ def read_clip(path: Path) -> dict[str, torch.Tensor]:
     return openai_clip_state(state)
 
 
-def read_videomae(path: Path) -> dict[str, torch.Tensor]:
-    """VideoMAE / VideoMAE V2 encoder weights from any layout of the module docstring, in fsv's names."""
-    folder = _hf_folder(path)
-    state = folder if folder is not None else read_checkpoint(path)
+def read_videomae(path: Path, cfg: ViTConfig) -> dict[str, torch.Tensor]:
+    """VideoMAE / VideoMAE V2 encoder weights from any layout of the module docstring, in fsv's
+    names (a transformers folder checked against ``cfg``; its ``layer_norm_eps`` is not: fsv
+    follows the authors' 1e-6)."""
+    if path.is_dir():
+        check_folder(path, cfg)
+    state = read_hf_weights(path) if path.is_dir() else read_checkpoint(path)
     if any(k.startswith(("videomae.", "embeddings.patch_embeddings")) for k in state):
         return hf_videomae_state(state)
     if any(k.startswith("encoder.") for k in state) and not any(k.startswith("blocks.") for k in state):

@@ -6,6 +6,8 @@
 ``actionformer``   ActionFormer / TriDet per-video ``.npy`` + ``thumos14.json`` (:mod:`.actionformer`)
 ``anet-c3d``       ActivityNet challenge C3D PCA-500 HDF5 (:mod:`.anet_c3d`)
 ``video-features`` v-iashin/video_features ``save_numpy`` outputs (:mod:`.video_features`)
+``videomaev2-tad`` VideoMAE V2-g TAD features, per-video ``<stem>.npy`` (:mod:`.videomaev2_tad`)
+``tsp-h5``         TSP's R(2+1)D-34 features, one ``.h5`` (:mod:`.tsp_h5`)
 =================  ==========================================================================
 
 Adding a format is one module defining ``FORMAT`` plus its line in :data:`FORMATS`.
@@ -14,10 +16,10 @@ Adding a format is one module defining ``FORMAT`` plus its line in :data:`FORMAT
 from __future__ import annotations
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats import actionformer, anet_c3d, video_features, wtalc
+from fsv.pipeline.formats import actionformer, anet_c3d, tsp_h5, video_features, videomaev2_tad, wtalc
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo
 
-FORMATS: dict[str, FeatureFormat] = {m.FORMAT.name: m.FORMAT for m in (wtalc, actionformer, anet_c3d, video_features)}
+FORMATS: dict[str, FeatureFormat] = {m.FORMAT.name: m.FORMAT for m in (wtalc, actionformer, anet_c3d, video_features, videomaev2_tad, tsp_h5)}
 
 
 def feature_format(name: str) -> FeatureFormat:

@@ -64,7 +64,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     for r in records:
         written.append(feats / f"{r.video_id}.npy")
         written[-1].parent.mkdir(parents=True, exist_ok=True)  # ids with "/" keep their folders
-        np.save(written[-1], np.asarray(store.get(r.video_id), dtype=np.float32))
+        np.save(written[-1], np.asarray(store.get(r.video_id, field=store.spec.view_field("pooled")), dtype=np.float32))
     label_id = {c: k for k, c in enumerate(manifest.classes)}
     database = {}
     for r in records:
@@ -93,7 +93,7 @@ def config_for(spec: FeatureSpec) -> dict[str, object]:
         raise FsvInputError(f"spec {spec.name!r} samples {s.get('kind')}, not snippets: ActionFormer reads snippet features only")
     fps = None if s.get("fps") == "native" else float(s["fps"])
     return {"feat_stride": int(s["stride"]), "num_frames": int(s["snippet"]), "default_fps": fps,
-            "input_dim": int(np.prod(next(iter(spec.fields.values())).shape))}
+            "input_dim": int(np.prod(spec.fields[spec.view_field("pooled")].shape))}
 
 
 FORMAT = FeatureFormat(

@@ -95,7 +95,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
         with h5py.File(tmp, "w") as f:
             for vid in ids:
                 key = vid if vid.startswith("v_") else f"v_{vid}"
-                f.create_group(key).create_dataset(DATASET, data=np.asarray(store.get(vid), dtype=np.float32))
+                f.create_group(key).create_dataset(DATASET, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -109,7 +109,9 @@ def export_extractor(spec: FeatureSpec) -> Extractor:
     kind = spec.sampling.get("kind")
     if kind == "tsn":
         raise FsvInputError(f"spec {spec.name!r} samples TSN segments, which video_features outputs cannot express (no per-step times)")
-    keys = spec.streams if len(spec.streams) > 1 else ((spec.streams or ("rgb",)) if spec.backbone == "i3d" else (spec.backbone,))
+    # video_features names a frame-wise extractor's key by its family: "clip" for every CLIP model
+    name = "clip" if spec.backbone.startswith("clip-") else spec.backbone
+    keys = spec.streams if len(spec.streams) > 1 else ((spec.streams or ("rgb",)) if spec.backbone == "i3d" else (name,))
     return Extractor(tuple(keys), int(spec.sampling["snippet"]) if kind == "snippets" else None)
 
 
@@ -126,7 +128,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     written = []
     for vid in ids:
         stem = Path(vid).name
-        x, spans, fps = store.get(vid).astype(np.float64), store.spans(vid), store.entry(vid).fps
+        x, spans, fps = store.get(vid, field=store.spec.view_field("pooled")).astype(np.float64), store.spans(vid), store.entry(vid).fps
         if not fps:
             raise FsvInputError(f"{store.path}: video {vid} has no frame rate; video_features files need one")
         for key, part in zip(ex.keys, np.split(x, len(ex.keys), axis=-1), strict=True):

@@ -33,7 +33,7 @@ from fsv.errors import FsvInputError
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps, stored_records
 from fsv.pipeline.manifests.model import LABEL_SEP, Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
-from fsv.safe_pickle import load_npy
+from fsv.safe_pickle.arrays import load_npy
 
 FEATURES_NAME = re.compile(r"^(?P<prefix>.+)-(?P<kind>[A-Za-z0-9]+)-JOINTFeatures\.npy$")
 #: dataset name in fsv <-> the file prefix the lineage uses
@@ -137,7 +137,7 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     records = stored_records(store, manifest)
     features = np.empty(len(records), dtype=object)
     for i, r in enumerate(records):
-        features[i] = np.asarray(store.get(r.video_id), dtype=np.float32)
+        features[i] = np.asarray(store.get(r.video_id, field=store.spec.view_field("pooled")), dtype=np.float32)
     ann = out / f"{prefix}-Annotations"
     ann.mkdir()
 

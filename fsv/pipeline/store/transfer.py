@@ -7,7 +7,7 @@ shape)``; when a spec field is the concatenation of streams stored apart (e.g. `
 of the published THUMOS14 I3D features), ``--concat rgb,flow`` joins them on the last axis.
 Pickled arrays are never loaded here (``allow_pickle=False``); published layouts by name
 (``--format``, :mod:`fsv.pipeline.formats`) read their object arrays through
-:mod:`fsv.safe_pickle`.
+:mod:`fsv.safe_pickle.arrays`.
 """
 
 from __future__ import annotations

