@@ -312,6 +312,24 @@ def test_real_size_cards_load_their_own_layout_strictly(tmp_path):
         assert rel(model(x)["features"], ref.fc_norm(tokens.mean(1))) < 1e-5
     with pytest.raises(FsvInputError, match="does not fit videomaev2-b"):
         create_backbone("videomaev2-b", weights)
+    # and through the CLI, from that file: 24 native frames give windows at 0, 4, 8
+    import subprocess
+    import sys
+
+    from conftest import write_video
+    from fsv.pipeline.manifests import Manifest, VideoRecord
+    from fsv.pipeline.store import FeatureStore
+
+    write_video(tmp_path / "v" / "a.mp4", n_frames=24, fps=30, size=(80, 60))
+    Manifest("m", [VideoRecord("a", "a.mp4", "x", "test")], ["x"], "classification").write(tmp_path / "m.csv")
+    proc = subprocess.run([sys.executable, "-m", "fsv", "extract", "--manifest", str(tmp_path / "m.csv"), "--root", str(tmp_path / "v"),
+                           "--store", str(tmp_path / "s"), "--backbone", "videomaev2-s", "--weights", str(tmp_path / "vit_s_k710_dl_from_giant.pth"),
+                           "--workers", "0"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = FeatureStore.open(tmp_path / "s")
+    assert store.spec.weights == {"name": "vit_s_k710_dl_from_giant.pth", "sha256": weights.sha256}
+    assert store.get("a").shape == (3, 384) and store.spec.name == "videomaev2-s-rgb-nativefps-s16x4"
+    np.testing.assert_allclose(store.spans("a")[:, 0], [0, 4 / 30, 8 / 30], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -481,3 +499,20 @@ def test_a_scripted_archive_reads(tmp_path):
     torch.jit.save(torch.jit.script(model), tmp_path / "s.pt")
     state = read_torchscript(tmp_path / "s.pt")
     assert set(state) == {"0.weight", "0.bias"} and torch.equal(state["0.weight"], model[0].weight)
+
+
+def test_videomae_opentad_frames_equal_opencv_resize():
+    """mmaction2's Resize(scale=(-1, 224)) is mmcv.imresize: cv2.resize INTER_LINEAR (no
+    antialiasing), the long side int(x + 0.5); CenterCrop floors its offsets."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(1)
+    pre = BACKBONES["videomae-b"].preprocess
+    for h, w in [(240, 320), (360, 640), (181, 250)]:
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        s = 224 / min(h, w)
+        size = (int(w * s + 0.5), int(h * s + 0.5))
+        ref = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+        top, left = (size[1] - 224) // 2, (size[0] - 224) // 2
+        want = ref[top:top + 224, left:left + 224].astype(int)
+        ours = fsv_frames(frame[None], pre)[0].astype(int)
+        assert np.abs(ours - want).max() <= 1

@@ -294,8 +294,11 @@ def _clip_card(name: str, files: str) -> BackboneCard:
 # VideoMAE V2's extract_tad_feature.py: native frames scaled to [0, 1], squashed to 224 x 224 by
 # F.interpolate (bilinear, align_corners=False, no antialiasing), no mean / std
 VIDEOMAEV2_TAD_PREPROCESS: dict[str, Any] = {"resize": [224, 224], "antialias": False, "crop": 224, "crop_mode": "center", "range": [0, 1]}
-# OpenTAD's VideoMAE test pipeline (mmaction2): short side 224, centre crop 224, ImageNet mean / std
-VIDEOMAE_OPENTAD_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+# OpenTAD's VideoMAE test pipeline (mmaction2): Resize(scale=(-1, 224)) by mmcv.imresize, i.e.
+# cv2.resize INTER_LINEAR (no antialiasing), short side 224; CenterCrop(224) (offsets floored);
+# mean (123.675, 116.28, 103.53) / std (58.395, 57.12, 57.375) on 0..255, ImageNet's x 255
+VIDEOMAE_OPENTAD_PREPROCESS: dict[str, Any] = {"resize_short": 224, "antialias": False, "crop": 224, "crop_mode": "center", "mean": list(IMAGENET_MEAN),
+                                               "std": list(IMAGENET_STD)}
 
 
 def _videomae_card(name: str, files: str, preprocess: dict[str, Any], recipes: dict[str, Recipe]) -> BackboneCard:
