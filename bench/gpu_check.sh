@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# The prepared GPU check of the flow work (issue 16): within about 8 minutes on one GPU,
-#   1. installs what fsv needs beyond the machine's PyTorch, from the wheels bench/gpu_prepare.sh
-#      put in .whl/ (such a machine cannot reach the network),
-#   2. bench/flow.py --device cuda: tvl1-torch on CUDA against the reference, and pairs/s,
-#   3. bench/extract.py --device cuda: I3D RGB + tvl1-torch flow, end-to-end against model-only,
-#   4. bench/extract.py --device cuda --precision bf16: the transformer backbones (CLIP ViT-B/16 frames,
-#      VideoMAE V2-g windows), end-to-end against model-only,
-#   5. bench/vit_forward.py --device cuda --precision bf16: fsv's transformers against transformers'
-#      forward on the same weights (only where the machine's image has transformers: the carried
-#      wheels cannot hold it),
-#   6. one summary table (bench/gpu_summary.py): pairs/s, snippets/s, end-to-end / model-only, GPU memory.
-# Figures land in $OUT (or a fresh temporary folder) as flow.json, extract.json, extract_vit.json,
-# vit_forward.json and summary.txt.
+# The prepared GPU check, in two parts that each fit one device call (600 s):
+#   flow (the default; issue 16), within about 8 minutes on one GPU:
+#     1. installs what fsv needs beyond the machine's PyTorch, from the wheels bench/gpu_prepare.sh
+#        put in .whl/ (such a machine cannot reach the network),
+#     2. bench/flow.py --device cuda: tvl1-torch on CUDA against the reference, and pairs/s,
+#     3. bench/extract.py --device cuda: I3D RGB + tvl1-torch flow, end-to-end against model-only,
+#     4. one summary table (bench/gpu_summary.py): pairs/s, snippets/s, end-to-end / model-only, GPU memory;
+#   transformers (issue 29), within about 5 minutes:
+#     1. as above,
+#     2. bench/extract.py --device cuda --precision bf16: CLIP ViT-B/16 frames and VideoMAE V2-g
+#        windows, end-to-end against model-only,
+#     3. bench/vit_forward.py --device cuda --precision bf16: fsv's transformers against transformers'
+#        forward on the same weights (only where the machine's image has transformers: the carried
+#        wheels cannot hold it),
+#     4. the summary table.
+# Figures land in $OUT (or a fresh temporary folder): flow.json, extract.json and summary.txt;
+# extract_vit.json, vit_forward.json and summary_transformers.txt.
 #
-#   bash bench/gpu_check.sh           # on the GPU machine
-#   bash bench/gpu_check.sh --cpu     # the same steps at reduced sizes on the CPU (the test suite runs this)
+#   bash bench/gpu_check.sh [flow]             # on the GPU machine
+#   bash bench/gpu_check.sh transformers       # on the GPU machine, a second call
+#   bash bench/gpu_check.sh --cpu [PART]       # the same steps at reduced sizes on the CPU (the test suite runs this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
-if [ "${1:-}" = "--cpu" ]; then
+cpu=0
+if [ "${1:-}" = "--cpu" ]; then cpu=1; shift; fi
+part=${1:-flow}
+case "$part" in flow|transformers) ;; *) echo "unknown part $part: flow or transformers" >&2; exit 2 ;; esac
+if [ "$cpu" = 1 ]; then
   device=cpu
   flow_args=(--quick --skip-speed)
   extract_args=(--quick --units 1 --batch-size 1 --repeats 1 --clip-seconds 1 --flow dis)
@@ -44,13 +53,17 @@ videos=.gpu/videos
 [ -d "$videos" ] || videos=none
 "$PY" -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
 [ "$device" = cpu ] || "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: use --cpu')"
-timeout 330 "$PY" bench/flow.py --device "$device" --real "$videos" --json "$out/flow.json" "${flow_args[@]}" | tee "$out/flow.txt"
-timeout 210 "$PY" bench/extract.py --backbones i3d --streams rgb,flow --device "$device" --skip-rss --real "$videos" \
-  --json "$out/extract.json" "${extract_args[@]}" | tee "$out/extract.txt"
-timeout 180 "$PY" bench/extract.py --device "$device" --skip-rss --real "$videos" --json "$out/extract_vit.json" "${vit_args[@]}" | tee "$out/extract_vit.txt"
-if "$PY" -c "import transformers" 2>/dev/null; then
-  timeout 120 "$PY" bench/vit_forward.py --device "$device" --json "$out/vit_forward.json" "${forward_args[@]}" | tee "$out/vit_forward.txt"
+if [ "$part" = flow ]; then
+  timeout 330 "$PY" bench/flow.py --device "$device" --real "$videos" --json "$out/flow.json" "${flow_args[@]}" | tee "$out/flow.txt"
+  timeout 210 "$PY" bench/extract.py --backbones i3d --streams rgb,flow --device "$device" --skip-rss --real "$videos" \
+    --json "$out/extract.json" "${extract_args[@]}" | tee "$out/extract.txt"
+  "$PY" bench/gpu_summary.py "$out/flow.json" "$out/extract.json" | tee "$out/summary.txt"
 else
-  echo "vit_forward: skipped (transformers is not installed on this machine)" | tee "$out/vit_forward.txt"
+  timeout 180 "$PY" bench/extract.py --device "$device" --skip-rss --real "$videos" --json "$out/extract_vit.json" "${vit_args[@]}" | tee "$out/extract_vit.txt"
+  if "$PY" -c "import transformers" 2>/dev/null; then
+    timeout 100 "$PY" bench/vit_forward.py --device "$device" --json "$out/vit_forward.json" "${forward_args[@]}" | tee "$out/vit_forward.txt"
+  else
+    echo "vit_forward: skipped (transformers is not installed on this machine)" | tee "$out/vit_forward.txt"
+  fi
+  "$PY" bench/gpu_summary.py "$out/extract_vit.json" "$out/vit_forward.json" | tee "$out/summary_transformers.txt"
 fi
-"$PY" bench/gpu_summary.py "$out/flow.json" "$out/extract.json" "$out/extract_vit.json" "$out/vit_forward.json" | tee "$out/summary.txt"

@@ -1,9 +1,11 @@
 """One table from the GPU check's figures (``bench/gpu_check.sh``): flow pairs/s, equality,
 I3D RGB + flow snippets/s, end-to-end / model-only, GPU memory.
 
-    python bench/gpu_summary.py flow.json extract.json [extract_vit.json] [vit_forward.json]
+    python bench/gpu_summary.py flow.json extract.json
+    python bench/gpu_summary.py extract_vit.json vit_forward.json
 
-The transformer files are optional (a missing one is left out).
+Each file is read for what it holds (flow's ``speed`` / ``equality``, extraction ``throughput``,
+``forward`` comparisons); a missing file is left out.
 """
 
 from __future__ import annotations
@@ -40,15 +42,16 @@ def rows(flow: dict, extract: dict, forward: dict | None = None) -> list[tuple[s
     return out
 
 
-def _optional(path: str | None) -> dict:
-    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
-
-
 def main() -> None:
-    flow, extract = (json.loads(Path(p).read_text()) for p in sys.argv[1:3])
-    vit, forward = (_optional(p) for p in (sys.argv[3:4] or [None]) + (sys.argv[4:5] or [None]))
-    extract = {"throughput": extract.get("throughput", []) + vit.get("throughput", [])}
-    table = Table(title="GPU check: flow and two-stream extraction")
+    merged: dict = {}
+    for path in map(Path, sys.argv[1:]):
+        if path.is_file():
+            for key, value in json.loads(path.read_text()).items():
+                merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else merged.get(key, []) + value
+    flow = {k: merged[k] for k in ("speed", "equality") if k in merged}
+    extract = {"throughput": merged.get("throughput", [])}
+    forward = {"forward": merged.get("forward", [])}
+    table = Table(title="GPU check: " + ", ".join(Path(p).stem for p in sys.argv[1:]))
     for col in ("measure", "value", "note"):
         table.add_column(col, justify="right" if col == "value" else "left")
     for row in rows(flow, extract, forward):

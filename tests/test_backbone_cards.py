@@ -48,12 +48,26 @@ def test_preset_is_what_extraction_computes(name):
     assert preset.streams == card.published.streams or (len(card.published.streams) == 1 and preset.streams == ())
 
 
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_recipe_is_its_preset(name):
+    """Each published recipe of a card is a registered preset equal to what `--recipe` extracts,
+    and the first is the card's default (the wiring; test_vit_backbones checks the values)."""
+    card = BACKBONES[name]
+    if card.recipes:
+        assert next(iter(card.recipes.values())).preset == card.published.preset
+    for recipe, r in card.recipes.items():
+        extracted = make_recipe(name, weights={"rgb": RANDOM}, recipe=recipe).spec()
+        preset = get_spec(r.preset)
+        assert (preset.sampling, preset.preprocess, preset.fields) == (extracted.sampling, extracted.preprocess, extracted.fields)
+
+
 @pytest.mark.parametrize("network", sorted(set(NETWORKS) - {"hf"}))
 def test_every_network_builds_with_random_weights(network):
     if NETWORKS[network].load is not None:
         pytest.importorskip("transformers", reason="transformers models need the hf extra")
-    model = create_backbone(network, RANDOM)
-    assert isinstance(model, torch.nn.Module) and not model.training
+    with torch.device("meta"):  # the construction, without spending seconds filling a billion random weights
+        model = create_backbone(network, RANDOM)
+    assert isinstance(model, torch.nn.Module) and not model.training and sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_hf_needs_a_model_folder():

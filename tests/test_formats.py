@@ -335,6 +335,8 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
         back = np.load(out / f"{vid}.npy")
         assert back.dtype == np.float32 and np.array_equal(back, x)
     # a release of another length (FineAction's stride 16 under the THUMOS14 preset) is named, not imported
+    proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", tmp_path / "as-tsp.h5")
+    assert proc.returncode == 2 and "not TSP's time base" in proc.stderr and not (tmp_path / "as-tsp.h5").exists(), proc.stderr
     np.save(src / "video_validation_0000051.npy", feats["video_validation_0000051"][::4])
     proc = fsv("store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", tmp_path / "s2.zarr")
     assert proc.returncode == 2 and "video_validation_0000051" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -367,3 +369,6 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
         assert sorted(f) == sorted(f"v_{v}" for v in feats)
         for vid, x in feats.items():
             np.testing.assert_array_equal(f[f"v_{vid}"][()], x)
+    # another time base is refused, nothing written: TSP's clips are not VideoMAE V2's windows
+    proc = fsv("store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", tmp_path / "as-vmae")
+    assert proc.returncode == 2 and "not VideoMAE V2's time base" in proc.stderr and not (tmp_path / "as-vmae").exists(), proc.stderr

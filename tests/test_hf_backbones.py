@@ -99,7 +99,7 @@ def test_hf_folder_features_equal_the_models_own(folders, kind):
 def test_hf_frames_equal_transformers_processors(folders, kind, hw):
     """fsv's frames, normalised, against transformers' PIL image processor of the same folder."""
     folder, _ = folders[kind]
-    processor = transformers.AutoImageProcessor.from_pretrained(folder)
+    processor = transformers.AutoImageProcessor.from_pretrained(folder, backend="pil")  # the PIL processor, whether or not torchvision imports
     rng = np.random.default_rng(hw[0])
     frame = (rng.random((*hw, 3)) * 80 + np.linspace(0, 170, hw[1])[None, :, None]).astype(np.uint8)
     want = processor(images=frame, return_tensors="np")["pixel_values"][0]
@@ -121,6 +121,29 @@ def test_named_cards_match_the_published_processors(folders):
         create_backbone("dinov2-b14", resolve_weights("dinov2-b14", str(folders["siglip"][0])))
     with pytest.raises(FsvInputError, match="reads a transformers model folder .* not a file"):
         create_backbone("siglip-b16", resolve_weights("siglip-b16", str(folders["siglip"][0] / "config.json")))
+    # and only its own size: this tiny DINOv2 is not ViT-B/14
+    with pytest.raises(FsvInputError, match="hidden_size is 32, this backbone's is 768; read it with --backbone hf"):
+        create_backbone("dinov2-b14", resolve_weights("dinov2-b14", str(folders["dinov2"][0])))
+
+
+def test_a_folder_missing_a_weight_is_refused_and_a_bin_folder_reads(folders, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder, model = folders["dinov2"]
+    state = load_file(folder / "model.safetensors")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_bytes((folder / "config.json").read_bytes())
+    (cut / "preprocessor_config.json").write_bytes((folder / "preprocessor_config.json").read_bytes())
+    save_file({k: v for k, v in state.items() if "layer.1." not in k}, cut / "model.safetensors")
+    with pytest.raises(FsvInputError, match="does not fit Dinov2Model .* missing or of another shape"):
+        create_backbone("hf", resolve_weights("hf", str(cut)))
+    (cut / "model.safetensors").unlink()
+    torch.save(model.state_dict(), cut / "pytorch_model.bin")
+    ours = create_backbone("hf", resolve_weights("hf", str(cut)))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["features"], model(pixel_values=x).pooler_output, rtol=1e-5, atol=1e-6)
 
 
 def test_hf_extracts_through_the_cli_and_refuses_custom_code(folders, tmp_path):

@@ -401,7 +401,7 @@ def test_each_recipe_is_its_published_settings():
     assert get_spec("videomaev2-g-tad-16x16").sampling["stride"] == 16
     assert get_spec("videomaev2-g-tad-16x4").fields["features"].shape == (1408,)
     tsp = get_spec("tsp-r2plus1d-34-thumos14-15fps-16x1")
-    assert tsp.sampling == {"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1} and tsp.preprocess["resize"] == [128, 171]
+    assert tsp.sampling == {"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1, "count": "ceil"} and tsp.preprocess["resize"] == [128, 171]
     for name in ("clip-vit-b16-clipfsar-tsn8", "videomaev2-s-tad-16x16", "tsp-r2plus1d-34-thumos14-15fps-16x1"):
         backbone = get_spec(name).backbone
         recipe = next(r for r, v in BACKBONES[backbone].recipes.items() if v.preset == name)

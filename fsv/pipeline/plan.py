@@ -166,7 +166,7 @@ def plan_video(recipe: ExtractRecipe, timestamps: np.ndarray, fps: float, *, win
     s = recipe.sampling
     if s["kind"] == "snippets":
         native = s["fps"] == "native"
-        frames = np.arange(n_src, dtype=np.int64) if native else resample_indices(timestamps, float(s["fps"]), duration)
+        frames = np.arange(n_src, dtype=np.int64) if native else resample_indices(timestamps, float(s["fps"]), duration, count=s.get("count", "floor"))
         snippet, stride = int(s["snippet"]), int(s["stride"])
         starts = snippet_starts(len(frames), snippet, stride)
         if not len(starts):

@@ -24,13 +24,15 @@ def tsn_indices(num_frames: int, num_segments: int = 8, *, mode: str = "center",
     return np.clip(idx.astype(np.int64), 0, num_frames - 1)
 
 
-def resample_indices(timestamps: np.ndarray, fps: float, duration: float | None = None) -> np.ndarray:
+def resample_indices(timestamps: np.ndarray, fps: float, duration: float | None = None, *, count: str = "floor") -> np.ndarray:
     """Frames shown at ``0, 1/fps, 2/fps, ...`` of a video whose frames start at ``timestamps``
     (seconds, ``(num_frames,)``): for each target time the last frame presented at or before it.
 
     Returns ``(floor(duration * fps),)`` int64 indices (non-decreasing; frames repeat when the video
-    is slower than ``fps`` and are skipped when faster). ``duration`` defaults to the last frame's
-    start plus one median frame interval.
+    is slower than ``fps`` and are skipped when faster), or with ``count="ceil"`` every target time
+    before the end, ``ceil(duration * fps)`` of them (TSP's ``frames[::2]`` of a 30 fps video keeps
+    the last odd frame). ``duration`` defaults to the last frame's start plus one median frame
+    interval.
     """
     ts = np.asarray(timestamps, dtype=np.float64)
     if ts.size == 0:
@@ -38,7 +40,7 @@ def resample_indices(timestamps: np.ndarray, fps: float, duration: float | None 
     if duration is None:
         step = float(np.median(np.diff(ts))) if ts.size > 1 else 1.0 / fps
         duration = float(ts[-1]) + step
-    n = int(np.floor(duration * fps + 1e-6))
+    n = int(np.floor(duration * fps + 1e-6)) if count == "floor" else int(np.ceil(duration * fps - 1e-6))
     t = np.arange(n, dtype=np.float64) / fps
     idx = np.searchsorted(ts, t + 1e-6, side="right") - 1
     return np.clip(idx, 0, ts.size - 1).astype(np.int64)

@@ -52,7 +52,9 @@ class FeatureSpec:
     """A feature spec (see module docstring).
 
     ``sampling`` is one of ``{"kind": "tsn", "num_segments": 8, "mode": "center"}``,
-    ``{"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16}`` or ``{"kind": "frames"}``;
+    ``{"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16}`` (``"fps": "native"``: every
+    frame; ``"count": "ceil"``: resampled frames up to the video's end, see
+    :func:`fsv.pipeline.sampling.resample_indices`) or ``{"kind": "frames"}``;
     ``weights`` is ``{"name": ..., "sha256": ...}`` or ``{"name": "random", "seed": ...}``.
     """
 

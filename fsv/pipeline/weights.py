@@ -8,6 +8,7 @@ package come from the backbone's card (:mod:`fsv.pipeline.backbones`), which cal
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -83,7 +84,7 @@ def find_weights(
     if weights == "random":
         return WeightsRef("random", None, None, seed=0)
     if weights is not None:
-        path = Path(weights).expanduser()
+        path = Path(weights).expanduser().resolve()  # absolute: a cluster job reads it from elsewhere
         if not path.exists():
             raise FsvInputError(f"{option} {path}: no such file or folder")
         return WeightsRef(path.name, path, sha256_path(path))
@@ -101,10 +102,12 @@ def find_weights(
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a PyTorch checkpoint, loaded with ``weights_only=True``; unwraps ``state_dict`` /
-    ``model`` / ``module`` containers and DataParallel's ``module.`` prefix."""
+    """Tensors of a PyTorch checkpoint, loaded with ``weights_only=True`` (plain data, tensors and
+    ``argparse.Namespace``, which training scripts save their options as); unwraps ``state_dict``
+    / ``model`` / ``module`` containers and DataParallel's ``module.`` prefix."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # TSP and many training scripts save their args
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad or unsafe files
         raise FsvInputError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     for key in ("state_dict", "model", "module"):

@@ -349,7 +349,8 @@ TSP_PREPROCESS: dict[str, Any] = {"resize": [128, 171], "antialias": False, "cro
 BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
     name="tsp-r2plus1d-34",
     networks={"rgb": "tsp-r2plus1d-34"},
-    sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16},
+    # TSP takes frames[::2] of its 30 fps videos: every 15 fps time before the end ("count": "ceil")
+    sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16, "count": "ceil"},
     sampling_kinds=("snippets",),
     preprocess=dict(TSP_PREPROCESS),
     field="features",
@@ -385,7 +386,7 @@ def _hf_network(name: str) -> Network:
     family = FAMILIES[config["model_type"]]
     types = tuple(t for t, f in FAMILIES.items() if f.model_class == family.model_class)
     return Network(lambda **kw: HFImageModel(build_model(config, family), family, **kw), None, (folder,),
-                   load=lambda path, **kw: load_folder(path, model_types=types, **kw))
+                   load=lambda path, **kw: load_folder(path, model_types=types, expect=config, **kw))
 
 
 def _hf_any(**_: Any) -> nn.Module:
@@ -415,10 +416,11 @@ def hf_card(folder: Path) -> BackboneCard:
     """The card of the transformers model folder ``folder`` (``--backbone hf``): its output sizes from
     ``config.json``, its preprocessing from ``preprocessor_config.json``; its specs record the
     folder's ``model_type`` and architecture."""
-    shapes = folder_shapes(folder)
     config = read_config(folder)
+    preprocess = processor_preprocess(folder)
+    shapes = folder_shapes(config, preprocess, folder)
     arch = {"model_type": config.get("model_type"), "architectures": config.get("architectures")}
-    card = _frame_card("hf", "hf", processor_preprocess(folder), shapes.pooled, shapes.grid, folder.name, arch)
+    card = _frame_card("hf", "hf", preprocess, shapes.pooled, shapes.grid, folder.name, arch)
     return replace(card, spec_extra=arch)
 
 

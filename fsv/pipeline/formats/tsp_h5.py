@@ -7,9 +7,10 @@ Layout::
                        (ActivityNet stems are ``v_<youtube id>``)
 
 Time base (``extract_features.py`` with the released settings): videos re-encoded at 30 fps, every
-second frame (15 fps), 16-frame clips every 16 frames (``STRIDE=16``), row ``i`` spanning
-``[16 i / 15, (16 i + 16) / 15]`` s. The same features as ``fsv extract --backbone
-tsp-r2plus1d-34`` computes (its ``activitynet`` recipe).
+second frame (15 fps), 16-frame clips every 16 frames (``STRIDE=16``, ActivityNet), row ``i``
+spanning ``[16 i / 15, (16 i + 16) / 15]`` s; or every frame (``STRIDE=1``, THUMOS14: preset
+``tsp-r2plus1d-34-thumos14-h5``, with ``--spec``). The same features as ``fsv extract --backbone
+tsp-r2plus1d-34`` computes (its ``activitynet`` and ``thumos14`` recipes).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from fsv.errors import FsvInputError
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, published_spec, snippet_steps
 from fsv.pipeline.manifests.model import Manifest
 
-SPEC = published_spec(
-    "tsp-r2plus1d-34-activitynet-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_activitynet (TSP release)",
-    sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16}, dim=512,
-    provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 ActivityNet features, HumamAlwassel/TSP; read by BMN, G-TAD and ActionFormer's ActivityNet runs",
+SPECS = (
+    published_spec("tsp-r2plus1d-34-activitynet-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_activitynet (TSP release)",
+                   sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16}, dim=512,
+                   provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 ActivityNet features, HumamAlwassel/TSP; "
+                              "read by BMN, G-TAD and ActionFormer's ActivityNet runs"),
+    published_spec("tsp-r2plus1d-34-thumos14-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_thumos14 (TSP release)",
+                   sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1}, dim=512,
+                   provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 THUMOS14 features (dense clips, STRIDE=1), HumamAlwassel/TSP"),
 )
 
 
@@ -59,6 +64,10 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     for ActivityNet ids; written to a temporary name and renamed, so a failed export leaves nothing)."""
     from fsv.pipeline.store.transfer import require_h5_names
 
+    s = store.spec.sampling
+    if s.get("kind") != "snippets" or s.get("fps") != 15 or int(s.get("snippet", 0)) != 16 or len(store.spec.fields[store.spec.view_field("pooled")].shape) != 1:
+        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} samples {s}, not TSP's time base (16-frame clips at 15 fps), which "
+                            "its readers assume; export it as actionformer or video-features instead")
     if out.exists():
         raise FsvInputError(f"{out}: exists; export into a new file")
     if not out.parent.is_dir():
@@ -83,8 +92,8 @@ FORMAT = FeatureFormat(
     name="tsp-h5",
     source="one .h5 file, a dataset per video (TSP's merged features)",
     used_by="TSP's ActivityNet features (HumamAlwassel/TSP); BMN, G-TAD, ActionFormer on ActivityNet",
-    time_base="16 frames every 16 at 15 fps",
-    specs=(SPEC,),
+    time_base="16 frames every 16 (THUMOS14: every 1) at 15 fps",
+    specs=SPECS,
     read=read,
     write=write,
     video_ids=video_ids,

@@ -44,6 +44,10 @@ def read(source: Path, annotations: Path | None, spec: FeatureSpec) -> Iterator[
 def write(store, manifest: Manifest, out: Path) -> list[Path]:
     """``out/<stem>.npy`` (float32 ``(T, D)``) for every video of the store, as the release names
     them (the video file's stem)."""
+    s = store.spec.sampling
+    if s.get("kind") != "snippets" or s.get("fps") != "native" or int(s.get("snippet", 0)) != 16:
+        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} samples {s}, not VideoMAE V2's time base (16 native frames per "
+                            "window), which the configs that read it assume; export it as actionformer or video-features instead")
     ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
     stems = [Path(vid).name for vid in ids]
     if len(set(stems)) < len(stems):

@@ -17,7 +17,7 @@ Layout, as sujoyp/wtalc-pytorch and its successors read it::
 Every row of a feature array is RGB I3D (1024) then flow I3D (1024) of 16 frames at 25 fps
 without overlap: row ``i`` covers ``[0.64 i, 0.64 (i + 1)]`` s (their evaluation's factor 25/16).
 The object arrays are pickles (Python 2 ones, read with ``encoding="bytes"`` by their code): fsv
-reads them with :func:`fsv.safe_pickle.load_npy`, which admits NumPy arrays only. The manifest's
+reads them with :func:`fsv.safe_pickle.arrays.load_npy`, which admits NumPy arrays only. The manifest's
 video-level labels are ``labels_all``.
 """
 
