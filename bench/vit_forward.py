@@ -106,7 +106,6 @@ def main() -> None:
                       f"{ratio:.2f}", "yes" if ratio >= TARGET else "NO", f"{diff:.1e}")
         rows.append({"backbone": name, "batch": shape[0], "fsv_ms": ms["fsv"], "reference_ms": ms["ref"], "ratio": ratio, "max_rel_diff": diff,
                      "device": str(device), "precision": args.precision})
-        del hf, ours
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps({"forward": rows}, indent=1))

@@ -25,7 +25,7 @@ from torch import nn
 
 from fsv.pipeline.backbones import BACKBONES, create_backbone, resolve_weights
 from fsv.pipeline.plan import make_recipe, plan_video
-from fsv.pipeline.transforms import crop_views, resize_frames
+from fsv.pipeline.transforms import resize_frames
 from fsv.pipeline.weights import WeightsRef
 
 REFERENCE = Path(os.environ.get("FSV_TORCHVISION_FILES", Path(sys.prefix) / "reference")) / "torchvision"
