@@ -45,15 +45,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsv.data.synthetic_loc import CONTROLS, HELD_OUT, SUPPORT_GRID, LocSyntheticConfig, write_support_control, write_synthetic_localization
+from fsv.data.synthetic_loc import (
+    CONTROLS,
+    HELD_OUT,
+    SUPPORT_GRID,
+    LocSyntheticConfig,
+    write_support_control,
+    write_synthetic_localization,
+)
 from fsv.pipeline.manifests import Manifest
 from fsv.pipeline.store import FeatureStore
 
 #: Training settings (the synthetic scale: snippets of 0.5 s, a few minutes of CPU per run).
-TRAIN = ["--set", "mode=multi", "--set", "frame_fps=2", "--set", "lr=1e-3", "--set", "train_steps=1500", "--set", "val_every=500",
-         "--set", "val_episodes=40", "--set", "num_pseudo_classes=16", "--set", "head_args.d=128", "--set", "head_args.proposal_hidden=128"]
+TRAIN = [
+    "--set",
+    "mode=multi",
+    "--set",
+    "frame_fps=2",
+    "--set",
+    "lr=1e-3",
+    "--set",
+    "train_steps=1500",
+    "--set",
+    "val_every=500",
+    "--set",
+    "val_episodes=40",
+    "--set",
+    "num_pseudo_classes=16",
+    "--set",
+    "head_args.d=128",
+    "--set",
+    "head_args.proposal_hidden=128",
+]
 #: What each head reads of TRAIN (protomatch has no CDC-CA layers and no auxiliary module).
-HEAD_KEYS = {"cdcca": None, "protomatch": ("mode", "frame_fps", "lr", "train_steps", "val_every", "val_episodes", "head_args.proposal_hidden")}
+HEAD_KEYS = {
+    "cdcca": None,
+    "protomatch": ("mode", "frame_fps", "lr", "train_steps", "val_every", "val_episodes", "head_args.proposal_hidden"),
+}
 #: The paper's ablations (Table 2: C-0 has neither QtoS nor Dynamics; Table 3: R-0 neither the ranking
 #: loss nor the auxiliary relational module, R-1 / R-2 one of them), plus StoQ, without which the
 #: classifier never sees the supports.
@@ -109,7 +137,7 @@ def probe_accuracy(manifest: Manifest, store: FeatureStore, folds: int = 5, seed
         x = store.get(r.video_id).astype(np.float32)
         step = r.duration / len(x)
         for s in r.segments:
-            feats.append(x[int(s.start / step):max(int(round(s.end / step)), int(s.start / step) + 1)].mean(0))
+            feats.append(x[int(s.start / step) : max(int(round(s.end / step)), int(s.start / step) + 1)].mean(0))
             labels.append(s.label)
     classes = sorted(set(labels))
     x = torch.from_numpy(np.stack(feats))
@@ -144,23 +172,70 @@ def prepare(out: Path, cell: str, cfg: LocSyntheticConfig) -> dict[str, object]:
         return json.loads(meta.read_text())
     manifest, store = write_synthetic_localization(folder / "data", cfg)
     files = write_support_control(folder / "episodes", manifest)
-    info = {"cell": cell, "store": str(folder / "data" / "store.zarr"), "manifest": str(folder / "data" / "manifest.jsonl"),
-            "files": {c: str(f) for c, f in files.items()}, "probe": probe_accuracy(manifest, store)}
+    info = {
+        "cell": cell,
+        "store": str(folder / "data" / "store.zarr"),
+        "manifest": str(folder / "data" / "manifest.jsonl"),
+        "files": {c: str(f) for c, f in files.items()},
+        "probe": probe_accuracy(manifest, store),
+    }
     meta.write_text(json.dumps(info))
     return info
 
 
-def run_one(out: Path, info: dict, head: str, variant: str, shot: int, extra: list[str], device: str, threads: int, diagnosed: bool) -> dict:
+def run_one(
+    out: Path,
+    info: dict,
+    head: str,
+    variant: str,
+    shot: int,
+    extra: list[str],
+    device: str,
+    threads: int,
+    diagnosed: bool,
+) -> dict:
     tag = "-".join(s.replace("head_args.", "").replace("=", "") for s in extra[1::2])
     run = out / "runs" / info["cell"] / (f"{head}-{variant}-{shot}shot" + (f"-{tag}" if tag else ""))
     t0 = time.perf_counter()
-    fsv("train-head", head, "--store", info["store"], "--manifest", info["manifest"], "--out", str(run), "--shot", str(shot),
-        "--device", device, "--set", f"class_split={info['files']['own']}", *training_args(head), *VARIANTS[variant], *extra, threads=threads)
+    fsv(
+        "train-head",
+        head,
+        "--store",
+        info["store"],
+        "--manifest",
+        info["manifest"],
+        "--out",
+        str(run),
+        "--shot",
+        str(shot),
+        "--device",
+        device,
+        "--set",
+        f"class_split={info['files']['own']}",
+        *training_args(head),
+        *VARIANTS[variant],
+        *extra,
+        threads=threads,
+    )
     train_s = time.perf_counter() - t0
-    scores = {c: json.loads(fsv("eval", str(run), "--benchmark", info["files"][c], "--json", "--device", device, threads=threads)) for c in CONTROLS}
-    row = {"cell": info["cell"], "head": head, "variant": variant, "shot": shot, "sets": extra[1::2], "train_s": round(train_s, 1),
-           "random": scores["own"]["random_proposals"]["map"]["0.5"], **{c: scores[c]["map"]["0.5"] for c in CONTROLS},
-           "episodes": scores["own"].get("episodes"), "probe": info["probe"]}
+    scores = {
+        c: json.loads(
+            fsv("eval", str(run), "--benchmark", info["files"][c], "--json", "--device", device, threads=threads)
+        )
+        for c in CONTROLS
+    }
+    row = {
+        "cell": info["cell"],
+        "head": head,
+        "variant": variant,
+        "shot": shot,
+        "sets": extra[1::2],
+        "train_s": round(train_s, 1),
+        "random": scores["own"]["random_proposals"]["map"]["0.5"],
+        **{c: scores[c]["map"]["0.5"] for c in CONTROLS},
+        "episodes": scores["own"].get("episodes"),
+        "probe": info["probe"],
+    }
     if diagnosed and head == "cdcca" and variant == "full":
         torch.set_num_threads(threads)
         row["diagnosis"] = diagnose(run, info["files"]["own"])
@@ -195,14 +270,26 @@ def diagnose(run: Path, episodes: str, count: int = 60) -> dict[str, dict[str, f
         x_q, x_s = head.cdc.encode(temporal_roi_pool(t.query, proposals, head.roi_pool), t.supports)
         y_s = head.cdc.dynamics(head.cdc.qtos(x_q, x_s)).reshape(-1, x_q.shape[1])
         mass = cross_correlation(y_s, x_q, head.cdc.w_sq).softmax(dim=-1).sum(dim=0) * len(x_q) / len(y_s)
-        p = head.classifier["cls"](head.cdc.stoq(y_s.reshape(t.supports.shape[0], -1, x_q.shape[1]), x_q)).softmax(dim=-1)[:, 1]
+        p = head.classifier["cls"](head.cdc.stoq(y_s.reshape(t.supports.shape[0], -1, x_q.shape[1]), x_q)).softmax(
+            dim=-1
+        )[:, 1]
         own = segment_iou(proposals, t.gt).max(dim=1).values
-        dis = segment_iou(proposals, t.distractors).max(dim=1).values if len(t.distractors) else torch.zeros(len(proposals))
-        for group, mask in (("own", own >= 0.5), ("distractor", (dis >= 0.5) & (own < 0.5)), ("background", (own < 0.3) & (dis < 0.3))):
+        dis = (
+            segment_iou(proposals, t.distractors).max(dim=1).values
+            if len(t.distractors)
+            else torch.zeros(len(proposals))
+        )
+        for group, mask in (
+            ("own", own >= 0.5),
+            ("distractor", (dis >= 0.5) & (own < 0.5)),
+            ("background", (own < 0.3) & (dis < 0.3)),
+        ):
             if bool(mask.any()):
                 sums[group]["mass"].append(float(mass[mask].mean()))
                 sums[group]["p"].append(float(p[mask].mean()))
-    return {g: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in sums.items() if d["mass"]}  # groups with proposals
+    return {
+        g: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in sums.items() if d["mass"]
+    }  # groups with proposals
 
 
 def key(row: dict) -> tuple:
@@ -212,16 +299,29 @@ def key(row: dict) -> tuple:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench-out/cdcca-support-control"))
-    ap.add_argument("--cells", nargs="+", default=["a1.5-const-white-large"], help="cell names, or all / hard / held-out")
+    ap.add_argument(
+        "--cells", nargs="+", default=["a1.5-const-white-large"], help="cell names, or all / hard / held-out"
+    )
     ap.add_argument("--heads", nargs="+", default=["cdcca", "protomatch"], choices=list(HEAD_KEYS))
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS))
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="extra training settings for every CDC-CA run")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra training settings for every CDC-CA run",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--threads", type=int, default=None, help="threads of each run (default: cores / jobs)")
-    ap.add_argument("--diagnose", action="store_true", help="also measure how each full CDC-CA run reads its supports (attention mass and "
-                    "probability per proposal group, on the own-support episodes)")
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also measure how each full CDC-CA run reads its supports (attention mass and "
+        "probability per proposal group, on the own-support episodes)",
+    )
     args = ap.parse_args()
     cells = cells_named(args.cells)
     results = args.out / "results.jsonl"
@@ -232,7 +332,7 @@ def main() -> None:
     todo = []
     for cell in cells:
         for head in args.heads:
-            for variant in (args.variants if head == "cdcca" else ["full"]):
+            for variant in args.variants if head == "cdcca" else ["full"]:
                 for shot in args.shots:
                     sets = extra if head == "cdcca" else []
                     if (cell, head, variant, shot, tuple(sets[1::2])) not in done:
@@ -250,21 +350,37 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         for row in pool.map(work, todo):
             done[key(row)] = row
-    wanted = [r for r in done.values() if r["cell"] in cells and r["head"] in args.heads and (r["head"] != "cdcca" or
-              (r["variant"] in args.variants and r["sets"] == extra[1::2])) and r["shot"] in args.shots]
-    print_table(sorted(wanted, key=lambda r: (list(cells).index(r["cell"]), args.heads.index(r["head"]), r["variant"], r["shot"])))
+    wanted = [
+        r
+        for r in done.values()
+        if r["cell"] in cells
+        and r["head"] in args.heads
+        and (r["head"] != "cdcca" or (r["variant"] in args.variants and r["sets"] == extra[1::2]))
+        and r["shot"] in args.shots
+    ]
+    print_table(
+        sorted(
+            wanted, key=lambda r: (list(cells).index(r["cell"]), args.heads.index(r["head"]), r["variant"], r["shot"])
+        )
+    )
 
 
 def print_table(rows: list[dict]) -> None:
     if not rows:
         return
-    print(f"\nmAP@0.5 (%) on {rows[0]['episodes']} fixed multi-instance test episodes of unseen classes per cell, per support set")
-    print("| cell | probe | head | variant | shot | own | distractor | absent | own - distractor | own - absent | random | train s |")
+    print(
+        f"\nmAP@0.5 (%) on {rows[0]['episodes']} fixed multi-instance test episodes of unseen classes per cell, per support set"
+    )
+    print(
+        "| cell | probe | head | variant | shot | own | distractor | absent | own - distractor | own - absent | random | train s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         own, dis, ab = (100 * r[c] for c in CONTROLS)
-        print(f"| {r['cell']} | {100 * r['probe']:.0f} | {r['head']} | {r['variant']}{''.join(' ' + s for s in r['sets'])} | {r['shot']} | {own:.1f} | "
-              f"{dis:.1f} | {ab:.1f} | {own - dis:+.1f} | {own - ab:+.1f} | {100 * r['random']:.1f} | {r['train_s']:.0f} |")
+        print(
+            f"| {r['cell']} | {100 * r['probe']:.0f} | {r['head']} | {r['variant']}{''.join(' ' + s for s in r['sets'])} | {r['shot']} | {own:.1f} | "
+            f"{dis:.1f} | {ab:.1f} | {own - dis:+.1f} | {own - ab:+.1f} | {100 * r['random']:.1f} | {r['train_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

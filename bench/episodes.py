@@ -51,7 +51,11 @@ def main() -> None:
     rows = []
     for view, shape, target in (("pooled", (2048,), 1000), ("patches", (16, 2048), 100)):
         for stored in (8, 16):
-            data = np.random.default_rng(0).standard_normal((len(ids), stored, *shape), dtype=np.float32).astype(np.float16)
+            data = (
+                np.random.default_rng(0)
+                .standard_normal((len(ids), stored, *shape), dtype=np.float32)
+                .astype(np.float16)
+            )
             bank = FeatureBank(data, {v: i for i, v in enumerate(ids)}, view, 8)
             train = stored > 8
 
@@ -62,11 +66,19 @@ def main() -> None:
                 np.take(data, np.random.randint(0, len(ids), 50), axis=0)
 
             eps, base = rate(load, args.seconds), rate(baseline, args.seconds)
-            rows.append((f"{view} 8x{'x'.join(map(str, shape))}", stored, "jitter" if train else "-", eps, base, target))
-    print(f"torch threads {torch.get_num_threads()}, bank of {len(ids)} videos, 5-way 5-shot, 5 queries per class (50 videos per episode)")
-    print(f"{'view':22s} {'stored':>6s} {'aug':>6s} {'episodes/s':>11s} {'np.take/s':>15s} {'ratio':>6s} {'target':>7s} {'met':>4s}")
+            rows.append(
+                (f"{view} 8x{'x'.join(map(str, shape))}", stored, "jitter" if train else "-", eps, base, target)
+            )
+    print(
+        f"torch threads {torch.get_num_threads()}, bank of {len(ids)} videos, 5-way 5-shot, 5 queries per class (50 videos per episode)"
+    )
+    print(
+        f"{'view':22s} {'stored':>6s} {'aug':>6s} {'episodes/s':>11s} {'np.take/s':>15s} {'ratio':>6s} {'target':>7s} {'met':>4s}"
+    )
     for view, stored, aug, eps, base, target in rows:
-        print(f"{view:22s} {stored:6d} {aug:>6s} {eps:11.0f} {base:15.0f} {eps / base:6.2f} {target:7d} {'yes' if eps >= target else 'NO':>4s}")
+        print(
+            f"{view:22s} {stored:6d} {aug:>6s} {eps:11.0f} {base:15.0f} {eps / base:6.2f} {target:7d} {'yes' if eps >= target else 'NO':>4s}"
+        )
     bank_load(ids)
 
 
@@ -74,7 +86,13 @@ def bank_load(ids: list[str]) -> None:
     """Print the checked read of a bank's store of ``ids`` (8 x 2048 float16 each) over the
     unchecked read of the same rows."""
     data = np.random.default_rng(1).standard_normal((len(ids), 8, 2048), dtype=np.float32).astype(np.float16)
-    spec = FeatureSpec("bench", "bench", {"name": "random"}, {"kind": "tsn", "num_segments": 8}, {"features": FieldSpec((2048,), "float16")})
+    spec = FeatureSpec(
+        "bench",
+        "bench",
+        {"name": "random"},
+        {"kind": "tsn", "num_segments": 8},
+        {"features": FieldSpec((2048,), "float16")},
+    )
     with tempfile.TemporaryDirectory(prefix="fsv-bench-") as tmp:
         store = FeatureStore.create(Path(tmp) / "store", spec)
         with store.writer() as w:
@@ -83,13 +101,18 @@ def bank_load(ids: list[str]) -> None:
         store = FeatureStore.open(Path(tmp) / "store")
         best = {"checked": float("inf"), "unchecked": float("inf")}
         for _ in range(5):
-            for name, load in (("checked", lambda: store.load(ids, with_spans=False)), ("unchecked", lambda: store.load(ids, with_spans=False, check=False))):
+            for name, load in (
+                ("checked", lambda: store.load(ids, with_spans=False)),
+                ("unchecked", lambda: store.load(ids, with_spans=False, check=False)),
+            ):
                 t0 = time.perf_counter()
                 load()
                 best[name] = min(best[name], time.perf_counter() - t0)
     ratio = best["unchecked"] / best["checked"]
-    print(f"bank load of {len(ids)} videos ({data.nbytes / 1e6:.0f} MB): checked {best['checked']:.3f} s, unchecked read {best['unchecked']:.3f} s, "
-          f"x unchecked {ratio:.2f} (target >= 0.8: {'yes' if ratio >= 0.8 else 'NO'})")
+    print(
+        f"bank load of {len(ids)} videos ({data.nbytes / 1e6:.0f} MB): checked {best['checked']:.3f} s, unchecked read {best['unchecked']:.3f} s, "
+        f"x unchecked {ratio:.2f} (target >= 0.8: {'yes' if ratio >= 0.8 else 'NO'})"
+    )
 
 
 if __name__ == "__main__":

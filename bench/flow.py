@@ -65,8 +65,15 @@ def synthetic(n: int, size: tuple[int, int], dx: float, dy: float, seed: int) ->
     rng = np.random.default_rng(seed)
     tex = cv2.GaussianBlur(rng.uniform(0, 255, (h + 64, w + 64)).astype(np.float32), (0, 0), 2.0)
     tex = cv2.normalize(tex, None, 0, 255, cv2.NORM_MINMAX)
-    frames = [cv2.warpAffine(tex, np.float32([[1, 0, 32 - t * dx], [0, 1, 32 - t * dy]]), (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
-              for t in range(n)]
+    frames = [
+        cv2.warpAffine(
+            tex,
+            np.float32([[1, 0, 32 - t * dx], [0, 1, 32 - t * dy]]),
+            (w, h),
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        )
+        for t in range(n)
+    ]
     grey = np.clip(np.rint(np.stack(frames)), 0, 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, -1)
 
@@ -83,7 +90,7 @@ def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
     """``(..., H, W)`` -> ``(..., size, size)`` from the centre."""
     h, w = x.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size]
+    return x[..., top : top + size, left : left + size]
 
 
 # ----------------------------------------------------------------------------- equality
@@ -111,7 +118,7 @@ def snippet_features(model: torch.nn.Module, flow: np.ndarray, device: torch.dev
     """``(T-1, 2, H, W)`` flow in pixels -> ``(T // 16, 1024)`` features of its 16-frame snippets."""
     x = torch.from_numpy(centre_crop(np.clip(flow, -CLIP, CLIP) / CLIP, crop)).float()
     n = len(x) // SNIPPET
-    units = x[:n * SNIPPET].reshape(n, SNIPPET, 2, crop, crop).permute(0, 2, 1, 3, 4)
+    units = x[: n * SNIPPET].reshape(n, SNIPPET, 2, crop, crop).permute(0, 2, 1, 3, 4)
     return model(units.to(device)).cpu()
 
 
@@ -137,15 +144,28 @@ def has_opencv_tvl1() -> bool:
 def equality(name: str, frames: np.ndarray, model: torch.nn.Module, device: torch.device, crop: int) -> Equality:
     """Both flows of ``frames`` and their EPE and I3D feature cosines. The reference is OpenCV's
     ``tvl1``, or where OpenCV lacks contrib ``tvl1-torch`` on the CPU (equal to it, measured where it is)."""
-    ref = _pixels(compute_flow(frames, "tvl1") if has_opencv_tvl1() else compute_flow(frames, "tvl1-torch", device="cpu"))
+    ref = _pixels(
+        compute_flow(frames, "tvl1") if has_opencv_tvl1() else compute_flow(frames, "tvl1-torch", device="cpu")
+    )
     ours = _pixels(compute_flow(frames, "tvl1-torch", device=str(device)))
     err = _epe(ref, ours)
-    cos = torch.nn.functional.cosine_similarity(snippet_features(model, ref, device, crop), snippet_features(model, ours, device, crop), dim=1)
+    cos = torch.nn.functional.cosine_similarity(
+        snippet_features(model, ref, device, crop), snippet_features(model, ours, device, crop), dim=1
+    )
     floor = _epe(ref, opencv_perturbed(frames)) if has_opencv_tvl1() else None
     h, w = frames.shape[1:3]
-    return Equality(name, f"{w}x{h}", len(ref), float(err.mean()), float(np.percentile(err, 95)), float(err.max()),
-                    float((err > 1).mean()), [float(c) for c in cos],
-                    None if floor is None else float(floor.mean()), None if floor is None else float(np.percentile(floor, 95)))
+    return Equality(
+        name,
+        f"{w}x{h}",
+        len(ref),
+        float(err.mean()),
+        float(np.percentile(err, 95)),
+        float(err.max()),
+        float((err > 1).mean()),
+        [float(c) for c in cos],
+        None if floor is None else float(floor.mean()),
+        None if floor is None else float(np.percentile(floor, 95)),
+    )
 
 
 def _epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,10 +178,16 @@ def opencv_perturbed(frames: np.ndarray, sigma: float = 1e-4) -> np.ndarray:
     of a pair (float input): the noise floor, how far OpenCV moves from itself under a change
     of the order of float32 rounding. Returns ``(T-1, 2, H, W)`` pixels, clipped to +-20."""
     rng = np.random.default_rng(0)
-    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]).astype(np.float32) / 255  # float input is scaled by 255
+    grey = (
+        np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]).astype(np.float32) / 255
+    )  # float input is scaled by 255
     algo = cv2.optflow.DualTVL1OpticalFlow_create()
-    out = [algo.calc(grey[i] + rng.normal(0, sigma / 255, grey[i].shape).astype(np.float32), grey[i + 1], None).transpose(2, 0, 1)
-           for i in range(len(grey) - 1)]
+    out = [
+        algo.calc(grey[i] + rng.normal(0, sigma / 255, grey[i].shape).astype(np.float32), grey[i + 1], None).transpose(
+            2, 0, 1
+        )
+        for i in range(len(grey) - 1)
+    ]
     return np.clip(np.stack(out), -CLIP, CLIP)
 
 
@@ -179,23 +205,60 @@ def equality_table(args: argparse.Namespace, console: Console) -> list[Equality]
     short = 256 if not args.quick else 64
     motions = [(1.5, -0.75), (4.25, 2.5)]
     for i, (dx, dy) in enumerate(motions):
-        rows.append(equality(f"generated ({dx:g}, {dy:g}) px/frame", synthetic(n, (short, short * 4 // 3), dx, dy, seed=i), model, device, crop))
-    real = [p for p in sorted(args.real.glob("*")) if p.suffix in (".mp4", ".avi", ".mkv", ".webm")] if args.real and args.real.is_dir() else []
-    for path in real[:args.videos]:
+        rows.append(
+            equality(
+                f"generated ({dx:g}, {dy:g}) px/frame",
+                synthetic(n, (short, short * 4 // 3), dx, dy, seed=i),
+                model,
+                device,
+                crop,
+            )
+        )
+    real = (
+        [p for p in sorted(args.real.glob("*")) if p.suffix in (".mp4", ".avi", ".mkv", ".webm")]
+        if args.real and args.real.is_dir()
+        else []
+    )
+    for path in real[: args.videos]:
         frames = real_frames(path, n, short, crop)
         if len(frames) < SNIPPET + 1:
             continue
         rows.append(equality(path.name, frames, model, device, crop))
     reference = "OpenCV tvl1" if has_opencv_tvl1() else "tvl1-torch on the CPU (no OpenCV contrib here)"
-    table = Table(title=f"tvl1-torch ({device.type}) vs {reference}: EPE after the +-20 px clip, and I3D flow features ({described})")
-    for col in ("video", "size", "pairs", "mean EPE px", "p95 EPE px", "max EPE px", "> 1 px", "I3D cosine min", "mean", "on target",
-                "floor mean px", "floor p95 px"):
+    table = Table(
+        title=f"tvl1-torch ({device.type}) vs {reference}: EPE after the +-20 px clip, and I3D flow features ({described})"
+    )
+    for col in (
+        "video",
+        "size",
+        "pairs",
+        "mean EPE px",
+        "p95 EPE px",
+        "max EPE px",
+        "> 1 px",
+        "I3D cosine min",
+        "mean",
+        "on target",
+        "floor mean px",
+        "floor p95 px",
+    ):
         table.add_column(col, justify="left" if col == "video" else "right")
     for r in rows:
         ok = r.mean <= TARGETS["mean"] and r.p95 <= TARGETS["p95"] and min(r.cosines) >= TARGETS["cosine"]
-        table.add_row(r.video, r.size, str(r.pairs), f"{r.mean:.4f}", f"{r.p95:.4f}", f"{r.max:.2f}", f"{100 * r.over_1px:.3f} %",
-                      f"{min(r.cosines):.5f}", f"{np.mean(r.cosines):.5f}", "yes" if ok else "NO",
-                      "-" if r.floor_mean is None else f"{r.floor_mean:.4f}", "-" if r.floor_p95 is None else f"{r.floor_p95:.4f}")
+        table.add_row(
+            r.video,
+            r.size,
+            str(r.pairs),
+            f"{r.mean:.4f}",
+            f"{r.p95:.4f}",
+            f"{r.max:.2f}",
+            f"{100 * r.over_1px:.3f} %",
+            f"{min(r.cosines):.5f}",
+            f"{np.mean(r.cosines):.5f}",
+            "yes" if ok else "NO",
+            "-" if r.floor_mean is None else f"{r.floor_mean:.4f}",
+            "-" if r.floor_p95 is None else f"{r.floor_p95:.4f}",
+        )
     console.print(table)
     return rows
 
@@ -239,21 +302,34 @@ def speed_rows(frames: np.ndarray, args: argparse.Namespace) -> list[tuple[str, 
         rows.append(("tvl1 (OpenCV)", f"cpu, {cores} threads", opencv("tvl1", cores), "cv2.setNumThreads"))
         rows.append(("tvl1 (OpenCV)", f"cpu, {cores} processes", opencv("tvl1", 1, workers=cores), "fsv's workers"))
     rows.append(("dis (OpenCV)", "cpu, 1 thread", opencv("dis", 1), "a faster approximation"))
-    rows.append(("tvl1-torch", f"cpu, {torch.get_num_threads()} threads",
-                 pairs / _time(lambda: compute_flow(frames, "tvl1-torch", device="cpu"), min(args.repeats, 2)), "batch 16"))
+    rows.append(
+        (
+            "tvl1-torch",
+            f"cpu, {torch.get_num_threads()} threads",
+            pairs / _time(lambda: compute_flow(frames, "tvl1-torch", device="cpu"), min(args.repeats, 2)),
+            "batch 16",
+        )
+    )
     if args.device.startswith("cuda"):
         device = torch.device(args.device)
         grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
         for batch in args.gpu_batches:
             reps = int(np.ceil(batch / pairs))
-            stack = torch.from_numpy(np.concatenate([grey[:-1]] * reps)[:batch + 1]).to(device)
+            stack = torch.from_numpy(np.concatenate([grey[:-1]] * reps)[: batch + 1]).to(device)
             torch.cuda.reset_peak_memory_stats(device)
             try:
                 sec = _time(lambda: (tvl1_flow(stack), _sync(device)), args.repeats)
             except torch.OutOfMemoryError:
                 rows.append(("tvl1-torch", f"{device}, batch {batch}", float("nan"), "out of memory"))
                 break
-            rows.append(("tvl1-torch", f"{device}, batch {batch}", batch / sec, f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"))
+            rows.append(
+                (
+                    "tvl1-torch",
+                    f"{device}, batch {batch}",
+                    batch / sec,
+                    f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB",
+                )
+            )
         rows.append(_raft_row(frames, device, args.repeats))
     return rows
 
@@ -268,7 +344,12 @@ def _raft_row(frames: np.ndarray, device: torch.device, repeats: int) -> tuple[s
         return ("raft (torchvision)", str(device), float("nan"), f"not run: {e}"[:90])
     torch.cuda.reset_peak_memory_stats(device)
     sec = _time(lambda: compute_flow(frames, "raft", device=str(device)), repeats)
-    return ("raft (torchvision)", str(device), pairs / sec, f"other flow; peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    return (
+        "raft (torchvision)",
+        str(device),
+        pairs / sec,
+        f"other flow; peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB",
+    )
 
 
 def speed_table(args: argparse.Namespace, console: Console) -> dict[str, list]:
@@ -278,7 +359,9 @@ def speed_table(args: argparse.Namespace, console: Console) -> dict[str, list]:
     if real:
         frames = real_frames(real[0], n, 64 if args.quick else 256, args.crop)
         sizes[f"{real[0].name} short side {frames.shape[1]} ({frames.shape[2]}x{frames.shape[1]})"] = frames
-        sizes[f"{real[0].name} crop {args.crop}x{args.crop}"] = np.ascontiguousarray(centre_crop(frames.transpose(0, 3, 1, 2), args.crop).transpose(0, 2, 3, 1))
+        sizes[f"{real[0].name} crop {args.crop}x{args.crop}"] = np.ascontiguousarray(
+            centre_crop(frames.transpose(0, 3, 1, 2), args.crop).transpose(0, 2, 3, 1)
+        )
     else:
         sizes[f"generated {args.crop}x{args.crop}"] = synthetic(n, (args.crop, args.crop), 1.5, -0.75, seed=0)
     out = {}
@@ -306,19 +389,25 @@ def main() -> None:
     p.add_argument("--gpu-batches", type=int, nargs="+", default=[32, 128, 256], help="tvl1-torch batch sizes on CUDA")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--crop", type=int, default=224)
-    p.add_argument("--flow-weights", type=Path, help="an I3D flow checkpoint (piergiaj's flow_imagenet.pt) for the feature cosine")
+    p.add_argument(
+        "--flow-weights", type=Path, help="an I3D flow checkpoint (piergiaj's flow_imagenet.pt) for the feature cosine"
+    )
     p.add_argument("--skip-equality", action="store_true")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--json", type=Path, help="also write the figures here")
-    p.add_argument("--quick", action="store_true", help="small sizes: one snippet of 64-pixel frames, 4 pairs, 1 repeat")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes: one snippet of 64-pixel frames, 4 pairs, 1 repeat"
+    )
     args = p.parse_args()
     if str(args.real) == "none":
         args.real = None
     if args.quick:
         args.snippets, args.videos, args.repeats, args.crop, args.gpu_batches = 1, 1, 1, 64, [8]
     console = Console(width=200)
-    console.print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, {len(os.sched_getaffinity(0))} cores"
-                  + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else ""))
+    console.print(
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}, {len(os.sched_getaffinity(0))} cores"
+        + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else "")
+    )
     t0 = time.perf_counter()
     figures: dict[str, object] = {}
     if not args.skip_equality:

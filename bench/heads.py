@@ -82,10 +82,16 @@ def main() -> None:
         eval_s = timed(eval_step, args.reps, device)
         n_params = sum(p.numel() for p in params)
         rows.append((name, view, n_params, base, train_s, eval_s))
-    print(f"device {device}, torch threads {torch.get_num_threads()}, 5-way 5-shot, 5 queries per class, D = 2048, median of {args.reps}")
-    print(f"{'head':9s} {'view':8s} {'params':>11s} {'load ms':>8s} {'train ms':>9s} {'x load':>7s} {'eval ms':>8s} {'x load':>7s}")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, 5-way 5-shot, 5 queries per class, D = 2048, median of {args.reps}"
+    )
+    print(
+        f"{'head':9s} {'view':8s} {'params':>11s} {'load ms':>8s} {'train ms':>9s} {'x load':>7s} {'eval ms':>8s} {'x load':>7s}"
+    )
     for name, view, n, base, tr, ev in rows:
-        print(f"{name:9s} {view:8s} {n:11,d} {base * 1e3:8.1f} {tr * 1e3:9.0f} {tr / base:7.0f} {ev * 1e3:8.0f} {ev / base:7.0f}")
+        print(
+            f"{name:9s} {view:8s} {n:11,d} {base * 1e3:8.1f} {tr * 1e3:9.0f} {tr / base:7.0f} {ev * 1e3:8.0f} {ev / base:7.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,12 @@ def bench_vqknet(device: torch.device, reps: int, video_steps: int) -> tuple[flo
         with torch.inference_mode():
             localize(head, head(video))
 
-    return timed(load, max(reps, 5), device), timed(train_step, reps, device), timed(infer, reps, device), sum(p.numel() for p in head.parameters())
+    return (
+        timed(load, max(reps, 5), device),
+        timed(train_step, reps, device),
+        timed(infer, reps, device),
+        sum(p.numel() for p in head.parameters()),
+    )
 
 
 def bench_cdcca(device: torch.device, reps: int, video_steps: int) -> tuple[float, float, float, int]:
@@ -103,7 +108,12 @@ def bench_cdcca(device: torch.device, reps: int, video_steps: int) -> tuple[floa
         head.eval()
         head.detect(query, supports, windows=[32, 48], overlap=0.75)
 
-    return timed(episode, max(reps, 5), device), timed(train_step, reps, device), timed(infer, reps, device), sum(p.numel() for p in head.parameters())
+    return (
+        timed(episode, max(reps, 5), device),
+        timed(train_step, reps, device),
+        timed(infer, reps, device),
+        sum(p.numel() for p in head.parameters()),
+    )
 
 
 def main() -> None:
@@ -116,10 +126,16 @@ def main() -> None:
     device = torch.device(args.device)
     runs = {"vqknet": bench_vqknet, "cdcca": bench_cdcca}
     rows = [(name, *runs[name](device, args.reps, args.video_steps)) for name in args.heads]
-    print(f"device {device}, torch threads {torch.get_num_threads()}, median of {args.reps}; inference on one video of {args.video_steps} steps")
-    print(f"{'head':7s} {'params':>11s} {'load ms':>8s} {'train step ms':>14s} {'x load':>7s} {'infer/video ms':>15s} {'x load':>7s}")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, median of {args.reps}; inference on one video of {args.video_steps} steps"
+    )
+    print(
+        f"{'head':7s} {'params':>11s} {'load ms':>8s} {'train step ms':>14s} {'x load':>7s} {'infer/video ms':>15s} {'x load':>7s}"
+    )
     for name, base, tr, inf, n in rows:
-        print(f"{name:7s} {n:11,d} {base * 1e3:8.1f} {tr * 1e3:14.0f} {tr / base:7.0f} {inf * 1e3:15.0f} {inf / base:7.0f}")
+        print(
+            f"{name:7s} {n:11,d} {base * 1e3:8.1f} {tr * 1e3:14.0f} {tr / base:7.0f} {inf * 1e3:15.0f} {inf / base:7.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,18 @@ def synthetic(n: int = 20_000, seed: int = 0) -> Manifest:
     rng = np.random.default_rng(seed)
     durations = np.exp(rng.normal(np.log(120.0), 1.2, n))
     fps = rng.choice([25.0, 29.97, 30.0], n)
-    records = [VideoRecord(f"v{i:05d}", f"v{i:05d}.mp4", "a", "train", fps=float(f), duration=float(d)) for i, (d, f) in enumerate(zip(durations, fps))]
+    records = [
+        VideoRecord(f"v{i:05d}", f"v{i:05d}.mp4", "a", "train", fps=float(f), duration=float(d))
+        for i, (d, f) in enumerate(zip(durations, fps))
+    ]
     return Manifest("longtail", records, ["a"], "classification")
 
 
 def main() -> None:
-    manifests = {"thumos14 (shipped, 412 videos)": load_manifest("thumos14"), "long-tailed synthetic (20,000 videos)": synthetic()}
+    manifests = {
+        "thumos14 (shipped, 412 videos)": load_manifest("thumos14"),
+        "long-tailed synthetic (20,000 videos)": synthetic(),
+    }
     print("| manifest | N | every N-th (max/mean) | balanced (max/mean) | bound: longest / mean | plan time |")
     print("|---|---|---|---|---|---|")
     for name, manifest in manifests.items():

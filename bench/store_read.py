@@ -165,7 +165,13 @@ class StoreFormat(Format):
     def __init__(self, path: Path, layout_name: str, shape: tuple[int, ...]) -> None:
         self.name, self.path = f"fsv store {layout_name}", path
         self.layout = LAYOUTS[layout_name]
-        self.spec = FeatureSpec("bench", "bench", {"name": "random"}, {"kind": "tsn", "num_segments": STEPS}, {"features": FieldSpec(shape, "float16")})
+        self.spec = FeatureSpec(
+            "bench",
+            "bench",
+            {"name": "random"},
+            {"kind": "tsn", "num_segments": STEPS},
+            {"features": FieldSpec(shape, "float16")},
+        )
         self.store: FeatureStore | None = None
 
     def write(self, ids, feats):
@@ -187,7 +193,9 @@ class StoreFormat(Format):
         return self._s().load(ids, with_spans=False, check=check).data
 
 
-def best_load_s(loads: Sequence[Callable[[], np.ndarray]], path: Path, cold: bool, passes: int = 2) -> tuple[list[float], int]:
+def best_load_s(
+    loads: Sequence[Callable[[], np.ndarray]], path: Path, cold: bool, passes: int = 2
+) -> tuple[list[float], int]:
     """Seconds of the fastest of ``passes`` runs of each load, the loads taking turns within a
     pass so that a shared machine's slow spells hit them alike (the first pass also pays the VM's
     first-touch page faults); and the bytes each load returned. Each array is dropped before the
@@ -238,15 +246,40 @@ def run(args: argparse.Namespace) -> None:
                 loads = [lambda: fmt.load_all(ids)]
                 if isinstance(fmt, StoreFormat):  # what the per-video CRC-32 check on every read costs
                     loads.append(lambda: fmt.load_all(ids, check=False))
-                (load_s, *unchecked), loaded_bytes = best_load_s(loads, fmt.path, args.cold, passes=6 if len(loads) > 1 else 2)
+                (load_s, *unchecked), loaded_bytes = best_load_s(
+                    loads, fmt.path, args.cold, passes=6 if len(loads) > 1 else 2
+                )
                 unchecked_s = unchecked[0] if unchecked else None
                 assert loaded_bytes == raw
                 if isinstance(fmt, H5Format):
                     fmt.close()
-                rows.append((fmt.name, episode_vps, raw / load_s / 1e9, size, files, write_s, None if unchecked_s is None else unchecked_s / load_s))
+                rows.append(
+                    (
+                        fmt.name,
+                        episode_vps,
+                        raw / load_s / 1e9,
+                        size,
+                        files,
+                        write_s,
+                        None if unchecked_s is None else unchecked_s / load_s,
+                    )
+                )
             base = rows[0]
-            table = Table(title=f"{kind}: {args.videos} videos x {feats[0].shape} float16 ({raw / 1e6:.0f} MB raw), {'cold' if args.cold else 'warm'} page cache")
-            for col in ("format", "episode reads videos/s", "x npy", "split load GB/s", "x npy", "x unchecked", "disk MB", "x npy", "files", "write s"):
+            table = Table(
+                title=f"{kind}: {args.videos} videos x {feats[0].shape} float16 ({raw / 1e6:.0f} MB raw), {'cold' if args.cold else 'warm'} page cache"
+            )
+            for col in (
+                "format",
+                "episode reads videos/s",
+                "x npy",
+                "split load GB/s",
+                "x npy",
+                "x unchecked",
+                "disk MB",
+                "x npy",
+                "files",
+                "write s",
+            ):
                 table.add_column(col, justify="left" if col == "format" else "right")
             for name, vps, gbs, size, files, write_s, vs_unchecked in rows:
                 table.add_row(

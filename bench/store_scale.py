@@ -82,16 +82,26 @@ def main() -> None:
         shutil.rmtree(args.dir, ignore_errors=True)
         FeatureStore.create(path, SPEC, dataset="ssv2-scale")
         t0 = time.perf_counter()
-        chunks = [(str(path), list(range(i, args.parts, args.procs)), args.videos, args.parts) for i in range(args.procs)]
+        chunks = [
+            (str(path), list(range(i, args.parts, args.procs)), args.videos, args.parts) for i in range(args.procs)
+        ]
         with get_context("spawn").Pool(args.procs) as pool:
             pool.map(write_parts, chunks)
-        print(f"wrote {args.videos:,} videos in {args.parts} parts with {args.procs} processes in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"wrote {args.videos:,} videos in {args.parts} parts with {args.procs} processes in {time.perf_counter() - t0:.0f} s"
+        )
 
     rng = np.random.default_rng(1)
     reads = []
     for _ in range(args.reads):
         vid = f"video{int(rng.integers(args.videos)):06d}"
-        reads.append(json.loads(subprocess.run([sys.executable, "-c", OPEN, str(path), vid], capture_output=True, text=True, check=True).stdout))
+        reads.append(
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", OPEN, str(path), vid], capture_output=True, text=True, check=True
+                ).stdout
+            )
+        )
     open_s = float(np.median([r["open_s"] for r in reads]))
     first_read = float(np.median([r["first_read_s"] for r in reads]))
 
@@ -104,7 +114,10 @@ def main() -> None:
     info_cli_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr
     loads = {}
-    for kind, picks in (("random", rng.choice(args.videos, args.split, replace=False)), ("in manifest order", np.arange(args.split))):
+    for kind, picks in (
+        ("random", rng.choice(args.videos, args.split, replace=False)),
+        ("in manifest order", np.arange(args.split)),
+    ):
         ids = [f"video{int(v):06d}" for v in picks]
         t0 = time.perf_counter()
         packed = store.load(ids)
@@ -115,13 +128,17 @@ def main() -> None:
     print("| measure | value | target |")
     print("|---|---|---|")
     print(f"| open the store and merge the {args.parts} parts' indexes | {open_s:.2f} s | < 2 s |")
-    print(f"| read one video right after open (fresh process, median of {args.reads}) | {first_read * 1e3:.1f} ms | < 5 ms |")
+    print(
+        f"| read one video right after open (fresh process, median of {args.reads}) | {first_read * 1e3:.1f} ms | < 5 ms |"
+    )
     print(f"| `fsv store info` (command, with start-up) | {info_cli_s:.2f} s | |")
     print(f"| `FeatureStore.info()` (call, store open) | {info_s:.2f} s | |")
     for kind, (secs, nbytes) in loads.items():
         print(f"| load a {args.split:,}-video split, {kind} | {secs:.2f} s ({nbytes / secs / 1e9:.2f} GB/s) | |")
     print(f"| files | {files:,} | < 2,000 |")
-    print(f"\n(python start-up and `import fsv` take {float(np.median([r['import_s'] for r in reads])):.2f} s more per process)")
+    print(
+        f"\n(python start-up and `import fsv` take {float(np.median([r['import_s'] for r in reads])):.2f} s more per process)"
+    )
     if not args.keep:
         shutil.rmtree(args.dir, ignore_errors=True)
 

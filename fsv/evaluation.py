@@ -24,8 +24,14 @@ def seed_runs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("seed*") if (p / "config.json").is_file())
 
 
-def evaluate_folder(folder: Path, *, split: str = "test", episodes: int | None = None, benchmark: str | None = None,
-                    device: str = "auto") -> dict[str, Any]:
+def evaluate_folder(
+    folder: Path,
+    *,
+    split: str = "test",
+    episodes: int | None = None,
+    benchmark: str | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
     """The evaluation of run or sweep folder ``folder`` (``"seeds"`` and ``"runs"`` for a sweep)."""
     seeds = seed_runs(folder)
     runs = seeds or [folder]

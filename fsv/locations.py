@@ -98,7 +98,9 @@ def set_dataset(name: str, *, default: bool = False, **values: str | Path | None
     from fsv.pipeline.manifests import canonical_name, dataset_names
 
     if canonical_name(name) not in dataset_names() and values.get("manifest") is None and locate(name).manifest is None:
-        raise FsvInputError(f"{name!r} is not a built-in dataset ({', '.join(dataset_names())}): give its --manifest FILE too")
+        raise FsvInputError(
+            f"{name!r} is not a built-in dataset ({', '.join(dataset_names())}): give its --manifest FILE too"
+        )
     settings = read_datasets_file()
     entry = settings.setdefault("datasets", {}).setdefault(name, {})
     for key, value in values.items():
@@ -123,7 +125,14 @@ def datasets_overview() -> list[dict[str, str]]:
     for name in builtin + [n for n in configured_names() if n not in builtin]:
         loc = locate(name)
         default = "(built from shipped files)" if name in builtin else "-"
-        rows.append({"name": name, "root": str(loc.root or "-"), "manifest": str(loc.manifest or default), "stores": str(loc.stores)})
+        rows.append(
+            {
+                "name": name,
+                "root": str(loc.root or "-"),
+                "manifest": str(loc.manifest or default),
+                "stores": str(loc.stores),
+            }
+        )
     return rows
 
 

@@ -43,7 +43,9 @@ def nms(segments: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarra
     return np.asarray(keep, dtype=np.int64)
 
 
-def soft_nms(segments: np.ndarray, scores: np.ndarray, *, sigma: float = 0.5, threshold: float = 0.0, max_keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def soft_nms(
+    segments: np.ndarray, scores: np.ndarray, *, sigma: float = 0.5, threshold: float = 0.0, max_keep: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian soft-NMS (Bodla et al. 2017) in 1-D: repeatedly keep the best segment and decay the
     others' scores by ``exp(-tIoU^2 / sigma)``. Returns (indices, decayed scores) in the order kept,
     dropping scores at or below ``threshold``."""
@@ -100,8 +102,14 @@ def _check_rule(ambiguous_rule: str) -> None:
         raise ValueError(f"ambiguous_rule {ambiguous_rule!r}: expected one of {', '.join(AMBIGUOUS_RULES)}")
 
 
-def class_average_precision(ground_truth: dict[str, np.ndarray], predictions: list[tuple[str, float, float, float]], tious: np.ndarray, *,
-                            ambiguous: dict[str, np.ndarray] | None = None, ambiguous_rule: str = "thumos14") -> np.ndarray:
+def class_average_precision(
+    ground_truth: dict[str, np.ndarray],
+    predictions: list[tuple[str, float, float, float]],
+    tious: np.ndarray,
+    *,
+    ambiguous: dict[str, np.ndarray] | None = None,
+    ambiguous_rule: str = "thumos14",
+) -> np.ndarray:
     """AP of one class at each tIoU threshold, as ActivityNet's ``compute_average_precision_detection``
     computes it (github.com/activitynet/ActivityNet, ``Evaluation/eval_detection.py``).
 
@@ -169,8 +177,14 @@ def class_average_precision(ground_truth: dict[str, np.ndarray], predictions: li
     return ap
 
 
-def detection_map(ground_truth: dict[str, list[tuple[float, float, str]]], predictions: dict[str, list[tuple[float, float, float, str]]], tious: np.ndarray, *,
-                  ambiguous: dict[str, np.ndarray] | None = None, ambiguous_rule: str = "thumos14") -> dict[str, object]:
+def detection_map(
+    ground_truth: dict[str, list[tuple[float, float, str]]],
+    predictions: dict[str, list[tuple[float, float, float, str]]],
+    tious: np.ndarray,
+    *,
+    ambiguous: dict[str, np.ndarray] | None = None,
+    ambiguous_rule: str = "thumos14",
+) -> dict[str, object]:
     """mAP over the classes of ``ground_truth`` at each threshold of ``tious``, as ActivityNet's
     ``ANETdetection.evaluate`` computes it (see :func:`class_average_precision` for the matching).
 
@@ -199,7 +213,12 @@ def detection_map(ground_truth: dict[str, list[tuple[float, float, str]]], predi
     # (thresholds, classes), class columns in activity_index order, averaged along that axis as the official code does
     table = np.zeros((len(tious), len(gt_by_label)))
     for c, (label, gt) in enumerate(gt_by_label.items()):
-        table[:, c] = class_average_precision(gt, preds_by_label[label], tious, ambiguous=ambiguous, ambiguous_rule=ambiguous_rule)
+        table[:, c] = class_average_precision(
+            gt, preds_by_label[label], tious, ambiguous=ambiguous, ambiguous_rule=ambiguous_rule
+        )
     maps = table.mean(axis=1) if gt_by_label else np.zeros(len(tious))
-    return {"map": {f"{t:.2f}".rstrip("0").rstrip("."): float(m) for t, m in zip(tious, maps, strict=True)},
-            "average_map": float(maps.mean()), "ap": {label: table[:, c].tolist() for c, label in enumerate(gt_by_label)}}
+    return {
+        "map": {f"{t:.2f}".rstrip("0").rstrip("."): float(m) for t, m in zip(tious, maps, strict=True)},
+        "average_map": float(maps.mean()),
+        "ap": {label: table[:, c].tolist() for c, label in enumerate(gt_by_label)},
+    }

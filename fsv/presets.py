@@ -26,8 +26,16 @@ from typing import Any
 from fsv.errors import FsvInputError
 
 # Name prefixes (lower case, without "-" and "_") of the built-in datasets' families.
-FAMILIES = (("thumos", "thumos14"), ("activitynet", "activitynet"), ("anet", "activitynet"), ("ssv2", "ssv2"),
-            ("somethingsomething", "ssv2"), ("ucf101", "ucf101"), ("hmdb51", "hmdb51"), ("kinetics", "kinetics100"))
+FAMILIES = (
+    ("thumos", "thumos14"),
+    ("activitynet", "activitynet"),
+    ("anet", "activitynet"),
+    ("ssv2", "ssv2"),
+    ("somethingsomething", "ssv2"),
+    ("ucf101", "ucf101"),
+    ("hmdb51", "hmdb51"),
+    ("kinetics", "kinetics100"),
+)
 
 
 def dataset_family(dataset: str) -> str:
@@ -77,7 +85,9 @@ def card_layers(head: str, dataset: str | None) -> tuple[list[Layer], str | None
     return layers, key
 
 
-def user_layers(config: Path | None = None, sets: list[str] | None = None, options: dict[str, tuple[str, Any]] | None = None) -> list[Layer]:
+def user_layers(
+    config: Path | None = None, sets: list[str] | None = None, options: dict[str, tuple[str, Any]] | None = None
+) -> list[Layer]:
     """Layers 3 and 4: ``config`` (a JSON file), ``sets`` (``["lr=0.01", "lr_milestones=[1000]"]``,
     values parsed as JSON when they are JSON) and ``options`` (``{"shot": ("--shot", 1)}``, unset
     ones None)."""
@@ -134,8 +144,15 @@ def resolve(names: set[str], layers: list[Layer], aliases: dict[str, str] | None
     return out
 
 
-def build_config(cls: type, head: str, dataset: str | None, given: list[Layer], *, aliases: dict[str, str] | None = None,
-                 fixed: dict[str, Any] | None = None) -> tuple[Any, Resolved]:
+def build_config(
+    cls: type,
+    head: str,
+    dataset: str | None,
+    given: list[Layer],
+    *,
+    aliases: dict[str, str] | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> tuple[Any, Resolved]:
     """Dataclass ``cls`` for ``head`` on ``dataset``: the card's layers then ``given``, onto every
     field but ``head``, ``head_args`` and those in ``fixed`` (set as given); and the resolution."""
     from dataclasses import fields
@@ -173,6 +190,13 @@ def explain(cfg: Any, resolved: Resolved) -> dict[str, Any]:
     from dataclasses import asdict
 
     config = asdict(cfg)
-    keys = [k for k in config if k not in ("head", "task", "head_args")] + [f"head_args.{k}" for k in config["head_args"]]
-    return {"head": cfg.head, "dataset": resolved.dataset, "dataset_preset": resolved.dataset_preset, "config": config,
-            "sources": {k: resolved.sources.get(k, "default") for k in keys}}
+    keys = [k for k in config if k not in ("head", "task", "head_args")] + [
+        f"head_args.{k}" for k in config["head_args"]
+    ]
+    return {
+        "head": cfg.head,
+        "dataset": resolved.dataset,
+        "dataset_preset": resolved.dataset_preset,
+        "config": config,
+        "sources": {k: resolved.sources.get(k, "default") for k in keys},
+    }

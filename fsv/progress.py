@@ -105,8 +105,21 @@ class LoggedProgress(Progress):
         speed = task.finished_speed or task.speed
         rate = f", {speed:,.1f} {unit}/s" if speed else ""
         if task.total:
-            eta = "" if task.finished or not speed else f", ETA {datetime.timedelta(seconds=round((task.total - task.completed) / speed))}"
-            log.info("%s: %d/%d %s (%.0f%%)%s%s", task.description.strip(), task.completed, task.total, unit, 100 * task.completed / task.total, rate, eta)
+            eta = (
+                ""
+                if task.finished or not speed
+                else f", ETA {datetime.timedelta(seconds=round((task.total - task.completed) / speed))}"
+            )
+            log.info(
+                "%s: %d/%d %s (%.0f%%)%s%s",
+                task.description.strip(),
+                task.completed,
+                task.total,
+                unit,
+                100 * task.completed / task.total,
+                rate,
+                eta,
+            )
         else:
             log.info("%s: %d %s%s", task.description.strip(), task.completed, unit, rate)
         # a finished task is logged once (marked by a negative time)
@@ -117,7 +130,9 @@ class StatusLine:
     """A job's changing status: a rich bar in a terminal; otherwise one line on stderr whenever the
     text changes, and at least every ``every_s`` seconds while it does not (CI and batch logs)."""
 
-    def __init__(self, description: str, total: int, *, unit: str = "jobs", every_s: float = 60.0, disable: bool | None = None) -> None:
+    def __init__(
+        self, description: str, total: int, *, unit: str = "jobs", every_s: float = 60.0, disable: bool | None = None
+    ) -> None:
         self._tty = sys.stderr.isatty() if disable is None else not disable
         self._progress = make_progress(disable=not self._tty)
         self._task = self._progress.add_task(description, total=total, unit=unit)

@@ -77,8 +77,10 @@ def default_dataset(head: str, layers: list) -> tuple[str, str]:
     fits = [n for n in names if stores[n][0] is not None]
     marked = [n for n in names if is_default(n)]
     if marked and marked[0] not in fits:
-        raise FsvInputError(f"{marked[0]} is marked --default but has no store {head} reads ({stores[marked[0]][1]}); "
-                            f"extract one (fsv extract --dataset {marked[0]} --backbone B), pass --dataset NAME, or mark another with fsv datasets set NAME --default")
+        raise FsvInputError(
+            f"{marked[0]} is marked --default but has no store {head} reads ({stores[marked[0]][1]}); "
+            f"extract one (fsv extract --dataset {marked[0]} --backbone B), pass --dataset NAME, or mark another with fsv datasets set NAME --default"
+        )
     preferred = [n for n in head_card(head).preferred_datasets if n in fits]
     if marked:
         return marked[0], f"marked --default, with a store {head} reads"
@@ -86,13 +88,25 @@ def default_dataset(head: str, layers: list) -> tuple[str, str]:
         return preferred[0], f"{head}'s preferred dataset among those configured"
     if not marked and len(fits) == 1:
         return fits[0], f"the one configured dataset with a store {head} reads"
-    listing = "; ".join(f"{n} (stores in {locate(n).stores / n}: {stores[n][0].name if stores[n][0] else 'none ' + head + ' reads'})" for n in names) or "none"
+    listing = (
+        "; ".join(
+            f"{n} (stores in {locate(n).stores / n}: {stores[n][0].name if stores[n][0] else 'none ' + head + ' reads'})"
+            for n in names
+        )
+        or "none"
+    )
     which = fits
-    problem = (f"{len(which)} configured datasets have a store {head} reads ({', '.join(which)})" if which
-               else f"no configured dataset has a store {head} reads")
-    fix = ("pass --dataset NAME, or mark one: fsv datasets set NAME --default" if which else
-           "configure one (fsv datasets set NAME --root DIR) and extract its features (fsv extract --dataset NAME --backbone B), "
-           "or pass --store STORE --manifest FILE")
+    problem = (
+        f"{len(which)} configured datasets have a store {head} reads ({', '.join(which)})"
+        if which
+        else f"no configured dataset has a store {head} reads"
+    )
+    fix = (
+        "pass --dataset NAME, or mark one: fsv datasets set NAME --default"
+        if which
+        else "configure one (fsv datasets set NAME --root DIR) and extract its features (fsv extract --dataset NAME --backbone B), "
+        "or pass --store STORE --manifest FILE"
+    )
     raise FsvInputError(f"{problem}; configured in {datasets_file()}: {listing}. {fix}")
 
 
@@ -115,12 +129,18 @@ def latest_run(head: str) -> Path:
     for config in sorted(root.glob("*/config.json")) + sorted(root.glob("*/seed*/config.json")):
         try:
             if read_run_record(config.parent)["config"]["head"] == head:
-                found.append(config.parent.parent if config.parent.name.startswith("seed") and config.parent.parent != root else config.parent)
+                found.append(
+                    config.parent.parent
+                    if config.parent.name.startswith("seed") and config.parent.parent != root
+                    else config.parent
+                )
         except (FsvInputError, KeyError, TypeError):
             continue
     if not found:
-        raise FsvInputError(f"no {head} run under {root} (the runs root: ${RUNS_ENV} or `runs` in the datasets file); "
-                            f"train one with fsv train-head {head}, or give the run folder")
+        raise FsvInputError(
+            f"no {head} run under {root} (the runs root: ${RUNS_ENV} or `runs` in the datasets file); "
+            f"train one with fsv train-head {head}, or give the run folder"
+        )
     return max(set(found), key=_last_trained)
 
 

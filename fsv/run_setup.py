@@ -51,7 +51,11 @@ class RunRequest:
             raise FsvInputError(f"{self.head} trains in optimiser steps, not episodes: use --steps N")
         if self.steps is not None and recognition:
             raise FsvInputError(f"{self.head} trains on episodes: use --episodes N")
-        length = {"train_episodes": ("--episodes", self.episodes)} if recognition else {"train_steps": ("--steps", self.steps)}
+        length = (
+            {"train_episodes": ("--episodes", self.episodes)}
+            if recognition
+            else {"train_steps": ("--steps", self.steps)}
+        )
         options = {"way": ("--way", self.way), "shot": ("--shot", self.shot), **length, "seed": ("--seed", self.seed)}
         return user_layers(self.config, list(self.sets), options)
 
@@ -100,11 +104,15 @@ def dataset_store(head: str, dataset: str, view: str) -> Path:
     fits = [p for p in candidates if _fits(p, view)]
     if view == "snippets":
         preferred = head_card(head).preferred_spec
-        named = [p for p in fits if preferred and p.name.startswith(preferred)]  # fsv extract names stores <spec name>-<key>.zarr
+        named = [
+            p for p in fits if preferred and p.name.startswith(preferred)
+        ]  # fsv extract names stores <spec name>-<key>.zarr
         fits = named if len(named) == 1 else fits
     if len(fits) != 1:
         found = ", ".join(p.name for p in fits) or "none"
-        raise FsvInputError(f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first")
+        raise FsvInputError(
+            f"{head} needs one {view} store of {dataset} in {folder} (found: {found}); pass --store PATH or run fsv extract first"
+        )
     return fits[0]
 
 

@@ -68,7 +68,9 @@ def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> N
         previous = read_run_record(run)
         if previous["config"] != record["config"]:
             diff = ", ".join(k for k in record["config"] if previous["config"].get(k) != record["config"][k])
-            raise FsvInputError(f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})")
+            raise FsvInputError(
+                f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})"
+            )
     else:
         path.write_text(json.dumps(record, indent=2))
 
@@ -125,8 +127,10 @@ def read_run_record(run: Path) -> dict[str, Any]:
         record = json.loads(path.read_text(encoding="utf-8"))
         record["config"]["head"], record["data"]["manifest"], record["data"]["stores"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise FsvInputError(f"{path}: not a readable run configuration ({type(e).__name__}: {e}); the run folder is damaged: "
-                            "restore the file, or train again with a new --out folder") from None
+        raise FsvInputError(
+            f"{path}: not a readable run configuration ({type(e).__name__}: {e}); the run folder is damaged: "
+            "restore the file, or train again with a new --out folder"
+        ) from None
     return record
 
 
@@ -136,8 +140,14 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        what = "delete it to resume from the start" if path.name == "last.pt" else "train again (the same `fsv train-head` command resumes and rewrites it)"
-        raise FsvInputError(f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}") from None
+        what = (
+            "delete it to resume from the start"
+            if path.name == "last.pt"
+            else "train again (the same `fsv train-head` command resumes and rewrites it)"
+        )
+        raise FsvInputError(
+            f"{path}: cannot be read as a checkpoint, it is truncated or damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {what}"
+        ) from None
 
 
 def restore_model(head: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
@@ -148,9 +158,15 @@ def restore_model(head: torch.nn.Module, state: dict[str, Any], path: Path) -> N
         head.load_state_dict(state)
     except RuntimeError as e:
         missing, unexpected = sorted(set(head.state_dict()) - set(state)), sorted(set(state) - set(head.state_dict()))
-        what = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else str(e).splitlines()[0][:160]
-        raise FsvInputError(f"{path}: its layers do not match {type(head).__name__} as this fsv builds it ({what}); it was trained with another "
-                            "version of the head or other head_args: train again into a new --out folder") from None
+        what = (
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+            if missing or unexpected
+            else str(e).splitlines()[0][:160]
+        )
+        raise FsvInputError(
+            f"{path}: its layers do not match {type(head).__name__} as this fsv builds it ({what}); it was trained with another "
+            "version of the head or other head_args: train again into a new --out folder"
+        ) from None
 
 
 def load_run(run: Path) -> tuple[Any, DataSource]:
@@ -163,5 +179,7 @@ def load_run(run: Path) -> tuple[Any, DataSource]:
     try:
         cfg = config_class(c["head"])(**c)
     except TypeError as e:
-        raise FsvInputError(f"{run / 'config.json'}: does not match {c['head']}'s run configuration ({e}); train again with a new --out folder") from None
+        raise FsvInputError(
+            f"{run / 'config.json'}: does not match {c['head']}'s run configuration ({e}); train again with a new --out folder"
+        ) from None
     return cfg, DataSource(Path(record["data"]["manifest"]), tuple(Path(s) for s in record["data"]["stores"]))

@@ -56,7 +56,9 @@ def check_job(job: TrainJob) -> None:
     job.config.check_data(*job.source.open())
 
 
-def submit_train(jobs: list[TrainJob], executor: str, cluster: ClusterOptions, *, wait: bool = True) -> list[TrainResult] | list[str]:
+def submit_train(
+    jobs: list[TrainJob], executor: str, cluster: ClusterOptions, *, wait: bool = True
+) -> list[TrainResult] | list[str]:
     """Train every job on ``executor`` and wait for them (re-submitting resumes unfinished seeds);
     with ``wait=False`` on submitit, the job ids."""
     jobs = [replace(j, device=cluster.check_device(executor, j.device)) for j in jobs]

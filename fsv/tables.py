@@ -18,7 +18,9 @@ def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
-def columns_table(title: str, columns: list[str], rows: list[list[Any]], *, align: str = "right", first_left: bool = False) -> Table:
+def columns_table(
+    title: str, columns: list[str], rows: list[list[Any]], *, align: str = "right", first_left: bool = False
+) -> Table:
     """A table with these column names, aligned ``align`` (the first column left when asked)."""
     table = Table(title=title)
     for i, col in enumerate(columns):
@@ -38,25 +40,50 @@ def manifest_table(summary: dict[str, Any]) -> Table:
 def extract_table(title: str, summary: Any) -> Table:
     """An :class:`~fsv.pipeline.extract.ExtractSummary`: counts and rates."""
     secs = summary.seconds or float("nan")
-    row = [summary.written, summary.skipped, len(summary.failed), summary.steps, summary.frames,
-           f"{summary.written / secs:.2f}" if summary.seconds else "-", f"{summary.frames / secs:.1f}" if summary.seconds else "-"]
-    return columns_table(title, ["written", "skipped (done before)", "failed", "feature steps", "frames decoded", "videos/s", "frames/s"], [row])
+    row = [
+        summary.written,
+        summary.skipped,
+        len(summary.failed),
+        summary.steps,
+        summary.frames,
+        f"{summary.written / secs:.2f}" if summary.seconds else "-",
+        f"{summary.frames / secs:.1f}" if summary.seconds else "-",
+    ]
+    return columns_table(
+        title,
+        ["written", "skipped (done before)", "failed", "feature steps", "frames decoded", "videos/s", "frames/s"],
+        [row],
+    )
 
 
 def map_table(run: Any, payload: dict[str, Any]) -> Table:
     """A localization payload of :func:`fsv.evaluation.evaluate_folder`: mAP % per tIoU and the
     averages, beside the without-query-supports control and the random-proposal baseline."""
     seeds = payload.get("seeds")
-    what = f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance" if payload["task"] == "common" else f"{payload['videos']} videos"
-    title = f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (f", mean of {seeds} seeds" if seeds else "")
+    what = (
+        f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance"
+        if payload["task"] == "common"
+        else f"{payload['videos']} videos"
+    )
+    title = f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (
+        f", mean of {seeds} seeds" if seeds else ""
+    )
     columns = [(payload["head"], payload)]
     if "without_query_supports" in payload:
-        columns.append((f"without query-video supports ({payload['without_query_supports']['episodes']})", payload["without_query_supports"]))
+        columns.append(
+            (
+                f"without query-video supports ({payload['without_query_supports']['episodes']})",
+                payload["without_query_supports"],
+            )
+        )
     if not seeds:
         columns.append(("random proposals", payload["random_proposals"]))
     rows = [[t, *(f"{c['map'][t] * 100:.2f}" for _, c in columns)] for t in payload["map"]]
-    rows += [[f"average {name}", *(f"{c['averages'][name] * 100:.2f}" for _, c in columns)]
-             for name in payload["averages"] if name != next(iter(payload["map"]))]
+    rows += [
+        [f"average {name}", *(f"{c['averages'][name] * 100:.2f}" for _, c in columns)]
+        for name in payload["averages"]
+        if name != next(iter(payload["map"]))
+    ]
     return columns_table(title, ["tIoU", *(name for name, _ in columns)], rows, first_left=True)
 
 
@@ -64,15 +91,29 @@ def accuracy_table(run: Any, split: str, payload: dict[str, Any]) -> Table:
     """A recognition payload of :func:`fsv.evaluation.evaluate_folder`: accuracy ± 95% CI (one run)
     or ± std over seeds (a sweep)."""
     seeds = payload.get("seeds")
-    spread = f"{payload['std'] * 100:.2f} (std over {seeds} seeds)" if seeds else f"{payload['ci95'] * 100:.2f} (95% CI)"
-    row = [payload["head"], payload["dataset"], payload["way"], payload["shot"], payload["episodes"], f"{payload['accuracy'] * 100:.2f} ± {spread}"]
-    return columns_table(f"fsv eval {run} ({split})", ["head", "dataset", "way", "shot", "episodes", "accuracy"], [row], align="left")
+    spread = (
+        f"{payload['std'] * 100:.2f} (std over {seeds} seeds)" if seeds else f"{payload['ci95'] * 100:.2f} (95% CI)"
+    )
+    row = [
+        payload["head"],
+        payload["dataset"],
+        payload["way"],
+        payload["shot"],
+        payload["episodes"],
+        f"{payload['accuracy'] * 100:.2f} ± {spread}",
+    ]
+    return columns_table(
+        f"fsv eval {run} ({split})", ["head", "dataset", "way", "shot", "episodes", "accuracy"], [row], align="left"
+    )
 
 
 def detections_table(title: str, result: dict[str, Any]) -> Table:
     """:func:`fsv.detections.score_files`: mAP % at each tIoU and their average."""
-    return columns_table(title, [*(f"@{t}" for t in result["map"]), "average"],
-                         [[*(f"{v * 100:.2f}" for v in result["map"].values()), f"{result['average_map'] * 100:.2f}"]])
+    return columns_table(
+        title,
+        [*(f"@{t}" for t in result["map"]), "average"],
+        [[*(f"{v * 100:.2f}" for v in result["map"].values()), f"{result['average_map'] * 100:.2f}"]],
+    )
 
 
 def demo_tables(out_dir: Any, r: Any, episodes: int) -> list[Table]:
@@ -88,9 +129,28 @@ def demo_tables(out_dir: Any, r: Any, episodes: int) -> list[Table]:
         "verify": f"{r.verify.checked} videos checked, {'all intact' if r.verify.ok else r.verify.problems}",
     }
     first = r.results[0]
-    rows = [[e.head, "none (no parameters)" if e.head == "protonet" else f"{episodes} episodes (demo settings)", f"{e.accuracy * 100:.1f} ± {e.ci95 * 100:.1f} %"] for e in r.results]
-    return [columns_table(f"fsv demo ({r.seconds:.0f} s) -> {out_dir}", ["step", "result"], [[k, v] for k, v in steps.items()], align="left"),
-            columns_table(f"few-shot results: {first.way}-way {first.shot}-shot, {first.episodes} fixed test episodes", ["head", "training", "test accuracy (95% CI)"], rows, align="left")]
+    rows = [
+        [
+            e.head,
+            "none (no parameters)" if e.head == "protonet" else f"{episodes} episodes (demo settings)",
+            f"{e.accuracy * 100:.1f} ± {e.ci95 * 100:.1f} %",
+        ]
+        for e in r.results
+    ]
+    return [
+        columns_table(
+            f"fsv demo ({r.seconds:.0f} s) -> {out_dir}",
+            ["step", "result"],
+            [[k, v] for k, v in steps.items()],
+            align="left",
+        ),
+        columns_table(
+            f"few-shot results: {first.way}-way {first.shot}-shot, {first.episodes} fixed test episodes",
+            ["head", "training", "test accuracy (95% CI)"],
+            rows,
+            align="left",
+        ),
+    ]
 
 
 def store_table(title: str, info: dict[str, Any], spec: Any) -> Table:
@@ -99,4 +159,3 @@ def store_table(title: str, info: dict[str, Any], spec: Any) -> Table:
 
     fields = {f"field {name}": f"{tuple(f.shape)} {f.dtype}" for name, f in spec.fields.items()}
     return key_value_table(title, {**{k: info[k] for k in FeatureStore.SUMMARY_KEYS}, **fields})
-

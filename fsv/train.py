@@ -82,12 +82,16 @@ class TrainConfig:
         """:func:`check_data` for this run (every run configuration offers it)."""
         check_data(self, manifest, stores)
 
-    def run_training(self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+    def run_training(
+        self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None
+    ) -> TrainResult:
         """:func:`train` into ``run`` (every run configuration offers it)."""
         return train(self, source, run, device=device, stop_after=stop_after)
 
     @staticmethod
-    def evaluate_run(run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str) -> dict[str, Any]:
+    def evaluate_run(
+        run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str
+    ) -> dict[str, Any]:
         """:func:`evaluate` as a dict (:mod:`fsv.evaluation`)."""
         from fsv.evaluation import no_benchmark
 
@@ -119,11 +123,16 @@ def check_data(cfg: TrainConfig, manifest: Manifest, stores: list[FeatureStore])
     """Raise :class:`FsvInputError` before any feature is loaded when the train (or val) split
     cannot give this run's episodes (too few classes with enough videos with features)."""
     if "train" not in manifest.splits:
-        raise FsvInputError(f"manifest {manifest.path or manifest.dataset} has no 'train' split (it has {manifest.splits}); few-shot heads need train/val/test")
+        raise FsvInputError(
+            f"manifest {manifest.path or manifest.dataset} has no 'train' split (it has {manifest.splits}); few-shot heads need train/val/test"
+        )
     available = with_features(stores)
     for split in ("train", "val"):
         if split in manifest.splits:
-            EpisodeSampler(videos_by_class(manifest, split, available), EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, cfg.seed))
+            EpisodeSampler(
+                videos_by_class(manifest, split, available),
+                EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, cfg.seed),
+            )
 
 
 def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: TrainConfig) -> FeatureBank:
@@ -145,7 +154,9 @@ class EpisodeOutcomes:
 
 
 @torch.inference_mode()
-def episode_outcomes(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> EpisodeOutcomes:
+def episode_outcomes(
+    head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
+) -> EpisodeOutcomes:
     """:class:`EpisodeOutcomes` of ``head`` on ``episodes`` (eval mode)."""
     head.eval()
     accs = np.empty(len(episodes))
@@ -163,7 +174,9 @@ def episode_outcomes(head: FewShotHead, bank: FeatureBank, episodes: list, devic
     return EpisodeOutcomes(accs, true, predicted)
 
 
-def episode_accuracies(head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None) -> np.ndarray:
+def episode_accuracies(
+    head: FewShotHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
+) -> np.ndarray:
     """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
     return episode_outcomes(head, bank, episodes, device, progress=progress).accuracies
 
@@ -182,19 +195,33 @@ class RecognitionObjective:
         available = with_features(stores)
         self.bank = split_bank(manifest, stores, "train", cfg)
         self.val_bank = split_bank(manifest, stores, "val", cfg) if "val" in manifest.splits else None
-        self.val_episodes = (fixed_episodes(manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available)[1]
-                             if self.val_bank else [])
-        self.sampler = EpisodeSampler(videos_by_class(manifest, "train", available), EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed))
+        self.val_episodes = (
+            fixed_episodes(
+                manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available
+            )[1]
+            if self.val_bank
+            else []
+        )
+        self.sampler = EpisodeSampler(
+            videos_by_class(manifest, "train", available),
+            EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed),
+        )
 
     def step_loss(self, head: torch.nn.Module, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        t = episode_tensors(self.bank, self.sampler.episode(i), train=True, rng=np.random.default_rng([self.cfg.seed, i, 1])).to(device)
+        t = episode_tensors(
+            self.bank, self.sampler.episode(i), train=True, rng=np.random.default_rng([self.cfg.seed, i, 1])
+        ).to(device)
         return head.loss(head(t.support, t.support_labels, t.query, t.way), t.query_labels), {}
 
     def validate(self, head: torch.nn.Module, device: torch.device) -> float | None:
-        return float(episode_accuracies(head, self.val_bank, self.val_episodes, device).mean()) if self.val_bank else None
+        return (
+            float(episode_accuracies(head, self.val_bank, self.val_episodes, device).mean()) if self.val_bank else None
+        )
 
 
-def train(cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None
+) -> TrainResult:
     """Train (or resume) ``cfg.head`` into the run folder ``run``; ``stop_after`` ends early after
     that many episodes in this call (the run stays resumable)."""
     from fsv.pipeline.extract import resolve_device
@@ -234,13 +261,17 @@ def evaluate(run: Path, *, split: str = "test", episodes: int | None = None, dev
     return evaluate_outcomes(run, split=split, episodes=episodes, device=device)[0]
 
 
-def evaluate_outcomes(run: Path, *, split: str = "test", episodes: int | None = None, device: str = "auto") -> tuple[EvalResult, EpisodeOutcomes]:
+def evaluate_outcomes(
+    run: Path, *, split: str = "test", episodes: int | None = None, device: str = "auto"
+) -> tuple[EvalResult, EpisodeOutcomes]:
     """:func:`evaluate`, with what the head answered on each query (``fsv report``'s confusion matrix)."""
     from fsv.pipeline.extract import resolve_device
 
     cfg, source = load_run(run)
     if not isinstance(cfg, TrainConfig):
-        raise FsvInputError(f"{run} is a localization run ({cfg.head}); score it with fsv.localization.trainer.evaluate_localization (`fsv eval RUN` chooses for you)")
+        raise FsvInputError(
+            f"{run} is a localization run ({cfg.head}); score it with fsv.localization.trainer.evaluate_localization (`fsv eval RUN` chooses for you)"
+        )
     dev = resolve_device(device)
     manifest, stores = source.open()
     bank = split_bank(manifest, stores, split, cfg)
@@ -251,7 +282,9 @@ def evaluate_outcomes(run: Path, *, split: str = "test", episodes: int | None = 
     restore_model(head, load_checkpoint(best, dev)["model"], best)
     count = episodes or cfg.test_episodes
     available = with_features(stores)
-    path, eps = fixed_episodes(manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available)
+    path, eps = fixed_episodes(
+        manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available
+    )
     outcomes = episode_outcomes(head, bank, eps, dev, progress=f"eval {cfg.head} {split}")
     mean, ci = accuracy_ci(outcomes.accuracies)
     return EvalResult(cfg.head, manifest.dataset, cfg.way, cfg.shot, len(eps), mean, ci, split, str(path)), outcomes

@@ -72,8 +72,10 @@ class TrainResult:
 
     def summary(self, head: str) -> str:
         """One line: ``"ta2n: 400 episodes in 12 s; best validation accuracy 0.81 at episode 300; run R"``."""
-        return (f"{head}: {self.episodes} {self.unit} in {self.seconds:.0f} s; best {self.metric_name} {self.best_val:.4f} "
-                f"at {self.unit.removesuffix('s')} {self.best_episode}; run {self.run}")
+        return (
+            f"{head}: {self.episodes} {self.unit} in {self.seconds:.0f} s; best {self.metric_name} {self.best_val:.4f} "
+            f"at {self.unit.removesuffix('s')} {self.best_episode}; run {self.run}"
+        )
 
 
 def make_optimizer(cfg: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -95,12 +97,26 @@ def _resume_point(ck: dict[str, Any]) -> dict[str, Any]:
     """``last.pt`` in the current layout; recognition runs written before the loops were one
     counted ``episodes`` and kept bare losses."""
     if "episodes" in ck:
-        return {**ck, "steps": ck["episodes"], "best_step": ck["best_episode"], "loss_names": ["loss"], "losses": [[x] for x in ck["losses"]]}
+        return {
+            **ck,
+            "steps": ck["episodes"],
+            "best_step": ck["best_episode"],
+            "loss_names": ["loss"],
+            "losses": [[x] for x in ck["losses"]],
+        }
     return ck
 
 
-def fit(objective: Objective, head: torch.nn.Module, cfg: Any, schedule: Schedule, run: Path, device: torch.device, *,
-        stop_after: int | None = None) -> TrainResult:
+def fit(
+    objective: Objective,
+    head: torch.nn.Module,
+    cfg: Any,
+    schedule: Schedule,
+    run: Path,
+    device: torch.device,
+    *,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Train ``head`` (on ``device``) for ``objective`` into ``run``, resuming from ``run/last.pt``;
     ``stop_after`` ends this call after that many steps (the run stays resumable). A head without
     trainable parameters is saved as it is."""
@@ -145,14 +161,42 @@ def fit(objective: Objective, head: torch.nn.Module, cfg: Any, schedule: Schedul
                 if val is None or val > best:
                     best, best_step = (best if val is None else val), i + 1
                     save_checkpoint(run / "best.pt", {"model": head.state_dict(), "steps": i + 1, "val": shown})
-                means = {f"train_{k}": float(np.mean([d[k] for d in losses])) for k in losses[0]} if losses else {"train_loss": float("nan")}
-                append_metrics(run / "metrics.csv", {objective.unit: i + 1, **means, objective.metric: shown, "lr": lr_at(cfg, i)}, step_key=objective.unit)
+                means = (
+                    {f"train_{k}": float(np.mean([d[k] for d in losses])) for k in losses[0]}
+                    if losses
+                    else {"train_loss": float("nan")}
+                )
+                append_metrics(
+                    run / "metrics.csv",
+                    {objective.unit: i + 1, **means, objective.metric: shown, "lr": lr_at(cfg, i)},
+                    step_key=objective.unit,
+                )
                 losses = []
-                log.info("%s %s %d: %s %.4f (best %.4f at %d)", cfg.head, objective.unit, i + 1, objective.metric, shown, best, best_step)
+                log.info(
+                    "%s %s %d: %s %.4f (best %.4f at %d)",
+                    cfg.head,
+                    objective.unit,
+                    i + 1,
+                    objective.metric,
+                    shown,
+                    best,
+                    best_step,
+                )
             if boundary and ((i + 1) % schedule.checkpoint_every < acc or validate or i + 1 == end):
                 names = list(losses[0]) if losses else []
-                save_checkpoint(last, {"model": head.state_dict(), "optimizer": opt.state_dict(), "steps": i + 1, "best_val": best, "best_step": best_step,
-                                       "rng": rng_state(), "loss_names": names, "losses": [[d[k] for k in names] for d in losses]})
+                save_checkpoint(
+                    last,
+                    {
+                        "model": head.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "steps": i + 1,
+                        "best_val": best,
+                        "best_step": best_step,
+                        "rng": rng_state(),
+                        "loss_names": names,
+                        "losses": [[d[k] for k in names] for d in losses],
+                    },
+                )
     if opt is None and not (run / "best.pt").exists():
         save_checkpoint(run / "best.pt", {"model": head.state_dict(), "steps": 0, "val": float("nan")})
     return TrainResult(run, end, best, best_step, time.perf_counter() - t0, objective.unit, objective.metric_name)

@@ -14,9 +14,21 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: SLURM ~330 s, extraction ~240 s, faults ~200 s, the rest 30-130 s each). They are collected first,
 #: and ``make test`` keeps that order (``--no-loadscope-reorder``), so that a parallel run (one file
 #: per worker at a time) starts them at once instead of leaving one of them for the end.
-LONGEST_FIRST = ("test_slurm.py", "test_extract_pipeline.py", "test_faults.py", "test_heads_cli.py", "test_clip_heads_cli.py", "test_demo_extract.py",
-                 "test_synthetic_benchmark.py", "test_localization_cli.py", "test_localization_synthetic.py", "test_report.py",
-                 "test_run_defaults.py", "test_tvl1_torch.py", "test_gpu_check.py")
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_extract_pipeline.py",
+    "test_faults.py",
+    "test_heads_cli.py",
+    "test_clip_heads_cli.py",
+    "test_demo_extract.py",
+    "test_synthetic_benchmark.py",
+    "test_localization_cli.py",
+    "test_localization_synthetic.py",
+    "test_report.py",
+    "test_run_defaults.py",
+    "test_tvl1_torch.py",
+    "test_gpu_check.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,7 +106,11 @@ def slurm_cluster() -> str:
     import os
     import subprocess
 
-    conf = subprocess.run(["bash", str(SLURM_SH), "env"], capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
+    conf = (
+        subprocess.run(["bash", str(SLURM_SH), "env"], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .split("=", 1)[1]
+    )
     started = False
     if subprocess.run(["bash", str(SLURM_SH), "status"], capture_output=True).returncode != 0:
         up = subprocess.run(["bash", str(SLURM_SH), "up"], capture_output=True, text=True, timeout=900)

@@ -37,7 +37,9 @@ def _write(case: dict, folder: Path) -> tuple[Path, Path]:
 def _skip_unless_same_tie_order(case: dict) -> None:
     for probe in case["tie_probes"]:
         if np.argsort(np.asarray(probe["values"], dtype=np.float64))[::-1].tolist() != probe["order"]:
-            pytest.skip("this numpy/CPU orders tied values differently from the machine that recorded the official results")
+            pytest.skip(
+                "this numpy/CPU orders tied values differently from the machine that recorded the official results"
+            )
 
 
 @pytest.mark.parametrize("case", GOLDEN["cases"], ids=[c["name"] for c in GOLDEN["cases"]])
@@ -57,8 +59,28 @@ def test_cli_matches_official(tmp_path: Path) -> None:
     case = next(c for c in GOLDEN["cases"] if c["name"].startswith("outside-subset"))
     _skip_unless_same_tie_order(case)
     gt, pred = _write(case, tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "fsv", "score", "detections", "--gt", str(gt), "--pred", str(pred), "--subset", case["subset"],
-                           "--tiou", case["tiou"], "--json"], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "score",
+            "detections",
+            "--gt",
+            str(gt),
+            "--pred",
+            str(pred),
+            "--subset",
+            case["subset"],
+            "--tiou",
+            case["tiou"],
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert list(r["map"].values()) == pytest.approx(case["expected"]["map"], abs=TOL, rel=0)
@@ -72,7 +94,11 @@ def test_golden_covers_the_official_edge_cases() -> None:
     outside = next(c for c in GOLDEN["cases"] if c["name"].startswith("outside-subset"))
     assert any(outside["gt"][v]["subset"] != outside["subset"] for v in outside["pred"] if v in outside["gt"])
     # at least one tie that the official order breaks otherwise than a stable descending sort (file order) would
-    assert any(p["order"] != np.argsort(-np.asarray(p["values"]), kind="stable").tolist() for c in GOLDEN["cases"] for p in c["tie_probes"])
+    assert any(
+        p["order"] != np.argsort(-np.asarray(p["values"]), kind="stable").tolist()
+        for c in GOLDEN["cases"]
+        for p in c["tie_probes"]
+    )
 
 
 def test_default_thresholds_are_the_official_ones() -> None:

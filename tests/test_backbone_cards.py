@@ -44,7 +44,9 @@ def test_preset_is_what_extraction_computes(name):
     from fsv.pipeline.formats import FORMATS
 
     recipes = {r.preset for c in BACKBONES.values() for r in c.recipes.values()}
-    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | recipes | {s.name for f in FORMATS.values() for s in f.specs}
+    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | recipes | {
+        s.name for f in FORMATS.values() for s in f.specs
+    }
     assert preset.streams == card.published.streams or (len(card.published.streams) == 1 and preset.streams == ())
 
 
@@ -58,7 +60,11 @@ def test_every_recipe_is_its_preset(name):
     for recipe, r in card.recipes.items():
         extracted = make_recipe(name, weights={"rgb": RANDOM}, recipe=recipe).spec()
         preset = get_spec(r.preset)
-        assert (preset.sampling, preset.preprocess, preset.fields) == (extracted.sampling, extracted.preprocess, extracted.fields)
+        assert (preset.sampling, preset.preprocess, preset.fields) == (
+            extracted.sampling,
+            extracted.preprocess,
+            extracted.fields,
+        )
 
 
 @pytest.mark.parametrize("network", sorted(set(NETWORKS) - {"hf"}))
@@ -91,7 +97,10 @@ def test_weights_search_uses_the_cards_file_names(tmp_path, monkeypatch):
     monkeypatch.setenv("FSV_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(FsvInputError, match=r"no c3d weights found .* for c3d.pickle, c3d_sports1m.pickle, c3d.pth\); pass --weights PATH"):
+    with pytest.raises(
+        FsvInputError,
+        match=r"no c3d weights found .* for c3d.pickle, c3d_sports1m.pickle, c3d.pth\); pass --weights PATH",
+    ):
         resolve_weights("c3d", None)
     torch.save(create_backbone("c3d", RANDOM).state_dict(), tmp_path / "c3d_sports1m.pickle")
     ref = resolve_weights("c3d", None)
@@ -102,5 +111,7 @@ def test_weights_search_uses_the_cards_file_names(tmp_path, monkeypatch):
 def test_weights_module_knows_no_backbone():
     """weights.py is generic: it imports nothing of the backbones package (no import circle)."""
     tree = ast.parse((Path(__file__).parents[1] / "fsv" / "pipeline" / "weights.py").read_text())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     assert not any(m and m.startswith("fsv.pipeline.backbones") for m in imported), imported

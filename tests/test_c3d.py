@@ -12,8 +12,14 @@ from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR, c3d_preprocess
 from fsv.pipeline.weights import load_state_dict
 
 CHECKPOINT_SHAPES = {
-    "conv1": (64, 3), "conv2": (128, 64), "conv3a": (256, 128), "conv3b": (256, 256), "conv4a": (512, 256),
-    "conv4b": (512, 512), "conv5a": (512, 512), "conv5b": (512, 512),
+    "conv1": (64, 3),
+    "conv2": (128, 64),
+    "conv3a": (256, 128),
+    "conv3b": (256, 256),
+    "conv4a": (512, 256),
+    "conv4b": (512, 512),
+    "conv5a": (512, 512),
+    "conv5b": (512, 512),
 }
 
 

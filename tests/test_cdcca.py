@@ -51,7 +51,9 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def episode(shots: int, length: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def episode(
+    shots: int, length: int = 40, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     pseudo = torch.zeros(C)
     pseudo[[1, 4]] = 1
@@ -62,7 +64,16 @@ def episode(shots: int, length: int = 40, seed: int = 0) -> tuple[torch.Tensor, 
 def test_registered_with_a_preset_the_constructor_accepts() -> None:
     entry = HEADS["cdcca"]
     assert entry.task == "common" and entry.build is CDCCA
-    assert {"lr", "weight_decay", "optimizer", "momentum", "train_episodes", "val_every", "shot", "num_snippets"} <= set(PRESET)
+    assert {
+        "lr",
+        "weight_decay",
+        "optimizer",
+        "momentum",
+        "train_episodes",
+        "val_every",
+        "shot",
+        "num_snippets",
+    } <= set(PRESET)
     assert PRESET["optimizer"] in ("sgd", "adam") and PRESET["shot"] == 5
     parameters = inspect.signature(CDCCA).parameters
     constructor_keys = set(PRESET) - TRAINER_KEYS
@@ -78,7 +89,11 @@ def test_shapes_training_and_inference(shots: int) -> None:
     query, supports, pseudo, gt = episode(shots)
     out = model(query, supports, pseudo, gt)
     anchors = 40 * 4
-    assert out.anchors.shape == (anchors, 2) and out.actionness.shape == (anchors,) and out.anchor_offsets.shape == (anchors, 2)
+    assert (
+        out.anchors.shape == (anchors, 2)
+        and out.actionness.shape == (anchors,)
+        and out.anchor_offsets.shape == (anchors, 2)
+    )
     steps = model.step_actionness(query)  # per step: its best anchor's probability (anchors are laid out step-major)
     torch.testing.assert_close(steps, out.actionness.detach().view(40, 4).sigmoid().max(1).values)
     assert out.proposals.shape == (128, 2) and out.co_logits.shape == (128, 2) and out.co_offsets.shape == (128, 2)
@@ -119,7 +134,11 @@ def test_roi_pooling_stages_and_offsets() -> None:
     assert pooled[1, :, 0].tolist() == [0.0, 1.0, 2.0]  # starting context before the query: zeros
     assert pooled[2, :, 0].tolist() == [6.0, 9.0, 9.0]  # [4.8, 6.5) | [6.5, 9.9) | clipped [9.9, 10)
     mean = temporal_roi_pool(features, segments)  # the default: means over the same steps
-    assert mean[0, :, 0].tolist() == [1.0, 2.5, 4.0] and mean[1, :, 0].tolist() == [0.0, 0.5, 2.0] and mean[2, :, 0].tolist() == [5.0, 7.5, 9.0]
+    assert (
+        mean[0, :, 0].tolist() == [1.0, 2.5, 4.0]
+        and mean[1, :, 0].tolist() == [0.0, 0.5, 2.0]
+        and mean[2, :, 0].tolist() == [5.0, 7.5, 9.0]
+    )
     boxes = torch.tensor([[0.0, 4.0], [3.0, 5.5]])
     targets = torch.tensor([[1.0, 3.0], [2.0, 9.0]])
     offsets = encode_offsets(boxes, targets)
@@ -132,7 +151,9 @@ def test_qtos_l2_normalised_shared_and_individual() -> None:
     start = CDCCA(D, C, num_snippets=NS, d=16).cdc
     pooled, supports = torch.randn(7, 3, D), torch.randn(5, NS, D)
     x_q, x_s = start.encode(pooled, supports)
-    assert start.qtos_gate is not None and float(start.qtos_gate.detach()) == 0.0  # deviation 8: no query context at the start
+    assert (
+        start.qtos_gate is not None and float(start.qtos_gate.detach()) == 0.0
+    )  # deviation 8: no query context at the start
     assert torch.equal(start.qtos(x_q, x_s), x_s)
     model = small()
     cdc = model.cdc
@@ -140,7 +161,9 @@ def test_qtos_l2_normalised_shared_and_individual() -> None:
     assert torch.allclose(x_q.norm(dim=-1), torch.ones(7)) and torch.allclose(x_s.norm(dim=-1), torch.ones(5, NS))
     # the correlation of Eqs. 2/5/7 normalises rows: rescaling any row changes nothing
     a, b, w = torch.randn(6, 16), torch.randn(4, 16), torch.randn(16, 16)
-    assert torch.allclose(cross_correlation(a * torch.rand(6, 1) * 5 + a * 0.1, b * 3, w), cross_correlation(a, b, w), atol=1e-5)
+    assert torch.allclose(
+        cross_correlation(a * torch.rand(6, 1) * 5 + a * 0.1, b * 3, w), cross_correlation(a, b, w), atol=1e-5
+    )
     # one W_QS and one linear layer for every support; each support attended on its own
     assert [n for n, _ in cdc.named_parameters() if n.startswith("w_qs")] == ["w_qs"]
     together = cdc.qtos(x_q, x_s)
@@ -165,7 +188,9 @@ def test_one_linear_layer_encodes_proposals_and_support_snippets() -> None:
     torch.manual_seed(0)
     cdc = small().cdc
     supports = torch.randn(2, NS, D)
-    pooled = torch.stack([torch.randn(NS, D), supports[1], torch.randn(NS, D)], dim=1)  # [NS, 3, D]: contexts, the snippets, contexts
+    pooled = torch.stack(
+        [torch.randn(NS, D), supports[1], torch.randn(NS, D)], dim=1
+    )  # [NS, 3, D]: contexts, the snippets, contexts
     x_q, x_s = cdc.encode(pooled, supports)
     torch.testing.assert_close(x_q, x_s[1])
     assert [n for n, _ in cdc.named_parameters() if "encoder" in n] == ["encoder.weight", "encoder.bias"]
@@ -223,7 +248,9 @@ def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> N
     model = small()
     query, supports, pseudo, gt = episode(5)
     out = model(query, supports, pseudo, gt)
-    cls_ag, reg_ag = model.proposal_subnet.loss(out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions)
+    cls_ag, reg_ag = model.proposal_subnet.loss(
+        out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions
+    )
     total, _ = model.loss(out, gt)
     agnostic = dict(model.named_parameters())
     grads_ag = torch.autograd.grad(cls_ag + reg_ag, list(agnostic.values()), allow_unused=True, retain_graph=True)
@@ -238,8 +265,12 @@ def test_a_checkpoint_of_other_layers_is_refused_with_what_to_do(tmp_path) -> No
     from fsv.runs import restore_model
 
     model = small()
-    state = {k.replace("cdc.encoder.", "cdc.support_encoder."): v for k, v in model.state_dict().items()}  # an earlier fsv's layer names
-    with pytest.raises(FsvInputError, match=r"best.pt: its layers do not match CDCCA .*missing \['cdc.encoder.bias'.*train again"):
+    state = {
+        k.replace("cdc.encoder.", "cdc.support_encoder."): v for k, v in model.state_dict().items()
+    }  # an earlier fsv's layer names
+    with pytest.raises(
+        FsvInputError, match=r"best.pt: its layers do not match CDCCA .*missing \['cdc.encoder.bias'.*train again"
+    ):
         restore_model(model, state, tmp_path / "best.pt")
     restore_model(model, model.state_dict(), tmp_path / "best.pt")  # its own state loads
 
@@ -288,7 +319,10 @@ def test_detect_with_windows_on_a_long_query() -> None:
     with one_thread():
         detections, scores = model.detect(query, supports, windows=windows, max_detections=50)
     # one batched subnet pass per window size, every window of that size in the batch
-    assert sorted(calls, key=lambda c: c[1]) == [(len(window_starts(length, 32, 0.75)), 32), (len(window_starts(length, 48, 0.75)), 48)]
+    assert sorted(calls, key=lambda c: c[1]) == [
+        (len(window_starts(length, 32, 0.75)), 32),
+        (len(window_starts(length, 48, 0.75)), 48),
+    ]
     logits, _ = model.proposal_subnet(torch.stack([query[8:40], query[16:48]]))
     torch.testing.assert_close(logits[1], model.proposal_subnet(query[16:48])[0], rtol=1e-5, atol=1e-5)
     proposals = seen[0].numpy()  # all windows' proposals, in query coordinates, one CDC-CA pass
@@ -398,7 +432,9 @@ def test_r0_drops_the_ranking_loss_and_the_auxiliary_module() -> None:
     query, supports, pseudo, gt = episode(5)
     total, terms = model.loss(model(query, supports, pseudo, gt), gt)
     assert terms["aux"] == 0.0 and terms["rank"] > 0
-    assert total.item() == pytest.approx(terms["cls_ag"] + terms["reg_ag"] + terms["cls_co"] + terms["reg_co"], rel=1e-5)
+    assert total.item() == pytest.approx(
+        terms["cls_ag"] + terms["reg_ag"] + terms["cls_co"] + terms["reg_co"], rel=1e-5
+    )
 
 
 def test_any_action_is_positive_for_the_agnostic_branch_and_a_hard_negative_for_the_classifier() -> None:
@@ -417,7 +453,13 @@ def test_any_action_is_positive_for_the_agnostic_branch_and_a_hard_negative_for_
     assert int(hard.sum()) == round(128 * model.roi_hard_fraction)  # the stated share of the batch
     assert 0 < int((ious_gt >= 0.5).sum()) <= 32
     without = model(query, supports, pseudo, gt)  # no distractors given: no hard negatives sampled
-    assert not ((temporal_iou_matrix(without.proposals, distractor)[:, 0] >= 0.5) & (temporal_iou_matrix(without.proposals, gt)[:, 0] < 0.5)).sum() > 32
+    assert (
+        not (
+            (temporal_iou_matrix(without.proposals, distractor)[:, 0] >= 0.5)
+            & (temporal_iou_matrix(without.proposals, gt)[:, 0] < 0.5)
+        ).sum()
+        > 32
+    )
     with pytest.raises(FsvInputError):
         small(roi_fg_fraction=0.5, roi_hard_fraction=0.6)
 

@@ -16,8 +16,24 @@ from fsv.demo import make_videos
 from fsv.pipeline.store import FeatureStore
 
 FSV = [sys.executable, "-m", "fsv"]
-TINY = ["--way", "2", "--shot", "1", "--device", "cpu", "--set", "query=1", "--set", "train_episodes=2", "--set", "tasks_per_update=1",
-        "--set", "val_every=2", "--set", "val_episodes=2"]
+TINY = [
+    "--way",
+    "2",
+    "--shot",
+    "1",
+    "--device",
+    "cpu",
+    "--set",
+    "query=1",
+    "--set",
+    "train_episodes=2",
+    "--set",
+    "tasks_per_update=1",
+    "--set",
+    "val_every=2",
+    "--set",
+    "val_episodes=2",
+]
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -30,11 +46,28 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def clip_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     out = tmp_path_factory.mktemp("clip-cli")
     make_videos(out / "videos", per_class=2)
-    env = {**os.environ, "FSV_CONFIG": str(out / "config.toml"), "FSV_RUNS": str(out / "runs"), "FSV_EPISODES": str(out / "episodes"),
-           "FSV_STORES": str(out / "stores")}
+    env = {
+        **os.environ,
+        "FSV_CONFIG": str(out / "config.toml"),
+        "FSV_RUNS": str(out / "runs"),
+        "FSV_EPISODES": str(out / "episodes"),
+        "FSV_STORES": str(out / "stores"),
+    }
     run("manifest", "build", "folder", "--root", out / "videos", "--out", out / "m.csv", env=env)
     run("datasets", "set", "clips", "--root", out / "videos", "--manifest", out / "m.csv", env=env)
-    run("extract", "--dataset", "clips", "--backbone", "clip-vit-b32", "--grid", "--weights", "random", "--workers", "0", env=env)
+    run(
+        "extract",
+        "--dataset",
+        "clips",
+        "--backbone",
+        "clip-vit-b32",
+        "--grid",
+        "--weights",
+        "random",
+        "--workers",
+        "0",
+        env=env,
+    )
     return out, env
 
 
@@ -48,7 +81,9 @@ def test_the_clip_store_holds_embeddings_and_the_token_grid(clip_dataset):
     assert store.get(vid, "features").shape == (8, 512) and store.get(vid, "grid").shape == (8, 768, 7, 7)
 
 
-@pytest.mark.parametrize(("head", "view"), [("protonet", "pooled"), ("trx", "pooled"), ("strm", "patches"), ("ta2n", "grid")])
+@pytest.mark.parametrize(
+    ("head", "view"), [("protonet", "pooled"), ("trx", "pooled"), ("strm", "patches"), ("ta2n", "grid")]
+)
 def test_head_trains_on_the_clip_store_through_dataset_alone(clip_dataset, head, view):
     out, env = clip_dataset
     run_dir = out / f"run-{head}"

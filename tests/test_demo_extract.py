@@ -25,7 +25,9 @@ FSV = [sys.executable, "-m", "fsv"]
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    proc = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all intact" in proc.stdout and "protonet" in proc.stdout and "trx" in proc.stdout
     m = Manifest.read(out / "manifest.csv")
@@ -39,7 +41,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     np.testing.assert_allclose(store.spans(m.records[0].video_id)[:, 1], np.arange(1, 9) * 1.6 / 8)
     for head in ("protonet", "trx"):
         assert (out / "runs" / head / "best.pt").is_file()
-    again = subprocess.run([*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200)
+    again = subprocess.run(
+        [*FSV, "demo", "--out", str(out), "--per-class", "3"], capture_output=True, text=True, timeout=1200
+    )
     assert again.returncode == 0 and "0 written, 36 already done" in again.stdout
 
 
@@ -52,7 +56,20 @@ def test_extract_records_bad_videos_and_retries_them(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     Manifest("folder", rows, ["a"], "classification").write(manifest)
     store = tmp_path / "s.zarr"
-    args = [*FSV, "extract", "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--backbone", "resnet50", "--weights", "random"]
+    args = [
+        *FSV,
+        "extract",
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--backbone",
+        "resnet50",
+        "--weights",
+        "random",
+    ]
     proc = subprocess.run([*args, "--strict"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "corrupt.mp4" in proc.stderr and "empty" in proc.stderr
@@ -72,7 +89,14 @@ def test_extract_records_bad_videos_and_retries_them(tmp_path: Path) -> None:
 def test_resnet50_has_torchvision_parameter_names_and_loads_checkpoints(tmp_path: Path) -> None:
     state = ResNet50().state_dict()
     assert len(state) == 320  # torchvision's resnet50 state dict has 320 entries
-    for key in ("conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight", "layer3.5.conv2.weight", "layer4.2.bn3.num_batches_tracked", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.downsample.0.weight",
+        "layer3.5.conv2.weight",
+        "layer4.2.bn3.num_batches_tracked",
+        "fc.bias",
+    ):
         assert key in state
     assert state["layer2.0.conv2.weight"].shape == (128, 128, 3, 3)  # stride on the 3x3 (v1.5)
     torch.manual_seed(3)

@@ -33,7 +33,9 @@ RANDOM = WeightsRef("random", None, None, seed=0)
 
 
 def write_manifest(path: Path, ids: list[str], files: list[str]) -> Path:
-    Manifest("m", [VideoRecord(v, f, "a", "test") for v, f in zip(ids, files, strict=True)], ["a"], "classification").write(path)
+    Manifest(
+        "m", [VideoRecord(v, f, "a", "test") for v, f in zip(ids, files, strict=True)], ["a"], "classification"
+    ).write(path)
     return path
 
 
@@ -60,7 +62,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- decoding
 def test_decord_and_pyav_agree_on_real_videos(shared_data: Path) -> None:
     avi = open_video(shared_data / "videos" / "test.avi", "decord")
-    assert not avi.reliable and open_video(shared_data / "videos" / "test.avi").backend == "pyav"  # decord mis-seeks in AVI
+    assert (
+        not avi.reliable and open_video(shared_data / "videos" / "test.avi").backend == "pyav"
+    )  # decord mis-seeks in AVI
     for name in ("test.mp4", "v_GGSY1Qvo990.mp4"):
         path = shared_data / "videos" / name
         d, p = open_video(path, "decord"), open_video(path, "pyav")
@@ -136,8 +140,12 @@ def test_config_validation() -> None:
     a = make_recipe("i3d", weights={"rgb": RANDOM}).spec()
     b = make_recipe("i3d", weights={"rgb": RANDOM}, sampling={"fps": 30}).spec()
     assert a.key != b.key and a.fields["features"].shape == (1024,)
-    two = make_recipe("i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"}).spec()
-    assert two.fields["features"].shape == (2048,) and two.flow["method"] == "dis" and set(two.weights) == {"rgb", "flow"}
+    two = make_recipe(
+        "i3d", streams=("rgb", "flow"), weights={"rgb": RANDOM, "flow": RANDOM}, flow={"method": "dis"}
+    ).spec()
+    assert (
+        two.fields["features"].shape == (2048,) and two.flow["method"] == "dis" and set(two.weights) == {"rgb", "flow"}
+    )
 
 
 # ----------------------------------------------------------------------------- runs
@@ -156,7 +164,20 @@ def test_bad_videos_are_recorded_and_the_run_goes_on(tmp_path: Path, clips: tupl
     ids = ["cut", "empty", "junk", "short", "missing", "good"]
     manifest = write_manifest(tmp_path / "m.csv", ids, [f"{v}.mp4" for v in ids])
     store = tmp_path / "s"
-    args = [*FSV, "extract", "--backbone", "c3d", "--manifest", str(manifest), "--root", str(bad), "--store", str(store), "--weights", "random"]
+    args = [
+        *FSV,
+        "extract",
+        "--backbone",
+        "c3d",
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(bad),
+        "--store",
+        str(store),
+        "--weights",
+        "random",
+    ]
     proc = subprocess.run([*args, "--strict"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr
     s = FeatureStore.open(store)
@@ -175,7 +196,13 @@ def test_shards_windows_and_workers_give_the_single_run_store(tmp_path: Path, cl
     cfg = make_recipe("c3d", weights={"rgb": RANDOM})
     extract(m, root, tmp_path / "single", cfg, RunOptions(workers=0, threads=2, batch_size=3))
     for i in range(2):
-        extract(m, root, tmp_path / "sharded", cfg, RunOptions(workers=1, window_frames=16, batch_size=3, shard=(i, 2), threads=2))
+        extract(
+            m,
+            root,
+            tmp_path / "sharded",
+            cfg,
+            RunOptions(workers=1, window_frames=16, batch_size=3, shard=(i, 2), threads=2),
+        )
     assert len(FeatureStore.open(tmp_path / "sharded").part_names()) == 2
     assert_same_store(tmp_path / "single", tmp_path / "sharded")
     s = FeatureStore.open(tmp_path / "single")
@@ -184,18 +211,52 @@ def test_shards_windows_and_workers_give_the_single_run_store(tmp_path: Path, cl
 
 
 @pytest.mark.slow
-def test_submit_local_and_dask_land_in_one_store_equal_to_a_single_run(tmp_path: Path, clips: tuple[Path, Path]) -> None:
+def test_submit_local_and_dask_land_in_one_store_equal_to_a_single_run(
+    tmp_path: Path, clips: tuple[Path, Path]
+) -> None:
     root, manifest = clips
-    base = ["--backbone", "c3d", "--manifest", str(manifest), "--root", str(root), "--weights", "random", "--threads", "1"]
-    single = subprocess.run([*FSV, "extract", *base, "--workers", "0", "--store", str(tmp_path / "single")], capture_output=True, text=True, timeout=600)
+    base = [
+        "--backbone",
+        "c3d",
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--weights",
+        "random",
+        "--threads",
+        "1",
+    ]
+    single = subprocess.run(
+        [*FSV, "extract", *base, "--workers", "0", "--store", str(tmp_path / "single")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr
     # dask with the default --workers 1: decoding processes started inside (non-daemonic) dask workers
     for executor, workers in (("local", "0"), ("dask", "1")):
         store = tmp_path / executor
         proc = subprocess.run(
-            [*FSV, "submit", "extract", *base, "--workers", workers, "--store", str(store), "--shards", "3", "--executor", executor,
-             "--folder", str(tmp_path / "jobs")],
-            capture_output=True, text=True, timeout=900,
+            [
+                *FSV,
+                "submit",
+                "extract",
+                *base,
+                "--workers",
+                workers,
+                "--store",
+                str(store),
+                "--shards",
+                "3",
+                "--executor",
+                executor,
+                "--folder",
+                str(tmp_path / "jobs"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(FeatureStore.open(store).part_names()) == 3
@@ -220,7 +281,9 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path, clips: tuple[Path,
     cmd = [sys.executable, "-c", RESUME_SCRIPT, str(manifest), str(root)]
     assert subprocess.run([*cmd, str(tmp_path / "full")], capture_output=True, timeout=600).returncode == 0
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         journals = list(killed.glob("parts/*/journal.jsonl"))
@@ -257,7 +320,11 @@ def test_ten_crop_channels_last_and_bf16_stay_within_tolerance(shared_data: Path
     cfg = make_recipe("resnet50", weights={"rgb": RANDOM})
     frames = resize_frames(read_frames(shared_data / "videos" / "demo.mp4", np.arange(0, 280, 70)), cfg.preprocess)
     runs = {}
-    for name, (c, kw) in {"ref": (cfg, {"channels_last": False}), "cl": (cfg, {}), "bf16": (replace(cfg, precision="bf16"), {})}.items():
+    for name, (c, kw) in {
+        "ref": (cfg, {"channels_last": False}),
+        "cl": (cfg, {}),
+        "bf16": (replace(cfg, precision="bf16"), {}),
+    }.items():
         model = StreamModel(c, "rgb", torch.device("cpu"), **kw)
         x = model.views_of(frames)[0][:, None]  # 4 units of one frame
         runs[name] = model.run(model.normalise(x))["grid"].flatten(1)
@@ -274,7 +341,9 @@ REAL_VIDEOS = ["demo.mp4", "test.mp4", "test.avi", "part_0.mp4", "demo_spatiotem
 
 
 @pytest.mark.parametrize("backbone", ["i3d", "c3d", "resnet50"])
-def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_path: Path, shared_data: Path, backbone: str) -> None:
+def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(
+    tmp_path: Path, shared_data: Path, backbone: str
+) -> None:
     ids = [n.replace(".", "_") for n in REAL_VIDEOS]
     manifest = write_manifest(tmp_path / "m.csv", ids, REAL_VIDEOS)
     root = shared_data / "videos"
@@ -289,8 +358,24 @@ def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_pat
     sparse = [] if backbone == "resnet50" else ["--stride", "48"]
     store = tmp_path / backbone
     proc = subprocess.run(
-        [*FSV, "extract", "--backbone", backbone, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--strict", *weights, *sparse],
-        capture_output=True, text=True, timeout=900,
+        [
+            *FSV,
+            "extract",
+            "--backbone",
+            backbone,
+            "--manifest",
+            str(manifest),
+            "--root",
+            str(root),
+            "--store",
+            str(store),
+            "--strict",
+            *weights,
+            *sparse,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = FeatureStore.open(store)
@@ -311,4 +396,3 @@ def test_every_backbone_extracts_the_real_videos_and_i3d_recognises_them(tmp_pat
     assert "arm wrestling" in top5, top5
     meta = json.loads(json.dumps(s.entry("demo_mp4").meta))
     assert meta["backend"] in ("decord", "pyav", "torchcodec")
-

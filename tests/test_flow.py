@@ -24,7 +24,9 @@ def translating(n: int = 4, size: int = 64, dx: int = DX, dy: int = DY, seed: in
     big = size + 2 * margin
     tex = cv2.GaussianBlur(rng.uniform(0, 255, (big, big, 3)).astype(np.float32), (0, 0), 2.0)
     tex = cv2.normalize(tex, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    return np.stack([tex[margin - t * dy:margin - t * dy + size, margin - t * dx:margin - t * dx + size] for t in range(n)])
+    return np.stack(
+        [tex[margin - t * dy : margin - t * dy + size, margin - t * dx : margin - t * dx + size] for t in range(n)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +120,40 @@ def test_unknown_flow_method_is_refused_before_a_store_exists(tmp_path) -> None:
     from fsv.pipeline.plan import make_recipe
 
     with pytest.raises(FsvInputError, match="--flow must be one of tvl1, tvl1-torch, dis, raft, got 'farneback'"):
-        make_recipe("i3d", streams=("flow",), weights={"flow": resolve_weights("i3d-flow", "random")}, flow={"method": "farneback"})
+        make_recipe(
+            "i3d",
+            streams=("flow",),
+            weights={"flow": resolve_weights("i3d-flow", "random")},
+            flow={"method": "farneback"},
+        )
     manifest = tmp_path / "m.csv"
     manifest.write_text("video_id,path,label,split\nv,v.mp4,a,test\n")
-    proc = subprocess.run([sys.executable, "-m", "fsv", "extract", "--backbone", "i3d", "--streams", "flow", "--flow-weights", "random", "--flow", "farneback",
-                           "--manifest", str(manifest), "--root", str(tmp_path), "--store", str(tmp_path / "s.zarr")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "--flow must be one of" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "extract",
+            "--backbone",
+            "i3d",
+            "--streams",
+            "flow",
+            "--flow-weights",
+            "random",
+            "--flow",
+            "farneback",
+            "--manifest",
+            str(manifest),
+            "--root",
+            str(tmp_path),
+            "--store",
+            str(tmp_path / "s.zarr"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--flow must be one of" in proc.stderr and "Traceback" not in proc.stderr, (
+        proc.stderr
+    )
     assert not (tmp_path / "s.zarr").exists()

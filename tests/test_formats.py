@@ -41,12 +41,20 @@ def objects(items: list) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ wtalc
 WTALC_VIDEOS = {  # name: subset, duration, fps, segments, labels_all
     "video_validation_0000051": ("validation", 10.0, 30.0, [[1.0, 2.5, "BaseballPitch"]], ["BaseballPitch"]),
-    "video_validation_0000052": ("validation", 7.04, 25.0, [[0.5, 3.0, "CricketBowling"], [4.0, 5.0, "CricketShot"]], ["CricketBowling"]),
+    "video_validation_0000052": (
+        "validation",
+        7.04,
+        25.0,
+        [[0.5, 3.0, "CricketBowling"], [4.0, 5.0, "CricketShot"]],
+        ["CricketBowling"],
+    ),
     "video_test_0000004": ("test", 12.8, 30.0, [[2.0, 6.0, "CricketShot"]], ["CricketShot"]),
 }
 
 
-def write_wtalc(root: Path, *, rng: np.random.Generator, lengths: dict[str, int] | None = None) -> tuple[Path, list[np.ndarray]]:
+def write_wtalc(
+    root: Path, *, rng: np.random.Generator, lengths: dict[str, int] | None = None
+) -> tuple[Path, list[np.ndarray]]:
     """``Thumos14reduced-I3D-JOINTFeatures.npy`` and ``Thumos14reduced-Annotations/`` in the published
     dtypes and shapes; ``lengths`` overrides the rows of some videos (default: duration · 25/16)."""
     ann = root / "Thumos14reduced-Annotations"
@@ -71,7 +79,9 @@ def write_wtalc(root: Path, *, rng: np.random.Generator, lengths: dict[str, int]
 def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp_path: Path) -> None:
     src, feats = write_wtalc(tmp_path / "src", rng=np.random.default_rng(0))
     manifest, store = tmp_path / "thumos.csv", tmp_path / "s.zarr"
-    proc = fsv("manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest)
+    proc = fsv(
+        "manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest
+    )
     assert proc.returncode == 0, proc.stderr
     proc = fsv("store", "import", src, "--format", "wtalc", "--manifest", manifest, "--store", store)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -81,11 +91,16 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
     from fsv.localization.tasks import stream_count
     from fsv.pipeline.spec_presets import get_spec
 
-    assert stream_count([s]) == 2 and get_spec("i3d-kinetics400-rgbflow-25fps").streams == ("rgb", "flow")  # VQK-Net's two branches
+    assert stream_count([s]) == 2 and get_spec("i3d-kinetics400-rgbflow-25fps").streams == (
+        "rgb",
+        "flow",
+    )  # VQK-Net's two branches
     for name, x in zip(WTALC_VIDEOS, feats, strict=True):
         np.testing.assert_array_equal(s.get(name), x)
         i = np.arange(len(x))
-        np.testing.assert_allclose(s.spans(name), np.minimum(np.stack([0.64 * i, 0.64 * (i + 1)], 1), WTALC_VIDEOS[name][1]))
+        np.testing.assert_allclose(
+            s.spans(name), np.minimum(np.stack([0.64 * i, 0.64 * (i + 1)], 1), WTALC_VIDEOS[name][1])
+        )
     from fsv.pipeline.manifests import Manifest
 
     m = Manifest.read(manifest)
@@ -107,10 +122,22 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
         assert a.dtype.kind == b.dtype.kind and a.shape == b.shape, name
         np.testing.assert_array_equal(a, b)
     for name in ("segments", "labels", "labels_all"):
-        assert list(np.load(orig / f"{name}.npy", allow_pickle=True)) == list(np.load(ann / f"{name}.npy", allow_pickle=True)), name
+        assert list(np.load(orig / f"{name}.npy", allow_pickle=True)) == list(
+            np.load(ann / f"{name}.npy", allow_pickle=True)
+        ), name
     assert (ann / "Ambiguous_test.txt").read_text().split() == ["video_test_0000004", "7", "8"]
     # and fsv reads its own export (protocol-4 pickles of NumPy 2) back to the same store
-    proc = fsv("store", "import", out / "Thumos14reduced-I3D-JOINTFeatures.npy", "--format", "wtalc", "--manifest", manifest, "--store", tmp_path / "again.zarr")
+    proc = fsv(
+        "store",
+        "import",
+        out / "Thumos14reduced-I3D-JOINTFeatures.npy",
+        "--format",
+        "wtalc",
+        "--manifest",
+        manifest,
+        "--store",
+        tmp_path / "again.zarr",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     again = FeatureStore.open(tmp_path / "again.zarr")
     for name in WTALC_VIDEOS:
@@ -130,7 +157,12 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path
 
     save_protocol2(src, objects([np.zeros((4, 2048), np.float32), Payload(), np.zeros((4, 2048), np.float32)]))
     manifest = tmp_path / "m.csv"
-    assert fsv("manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest).returncode == 0
+    assert (
+        fsv(
+            "manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest
+        ).returncode
+        == 0
+    )
     proc = fsv("store", "import", src, "--format", "wtalc", "--manifest", manifest, "--store", tmp_path / "s.zarr")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "refusing to load posix.system" in proc.stderr and str(src) in proc.stderr
@@ -141,7 +173,12 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path
 def test_wtalc_arrays_that_disagree_with_the_annotations_are_named(tmp_path: Path) -> None:
     src, _ = write_wtalc(tmp_path / "src", rng=np.random.default_rng(2), lengths={"video_test_0000004": 40})
     manifest = tmp_path / "m.csv"
-    assert fsv("manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest).returncode == 0
+    assert (
+        fsv(
+            "manifest", "build", "wtalc", "--annotations", src.parent / "Thumos14reduced-Annotations", "--out", manifest
+        ).returncode
+        == 0
+    )
     proc = fsv("store", "import", src, "--format", "wtalc", "--manifest", manifest, "--store", tmp_path / "s.zarr")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "video_test_0000004" in proc.stderr and "40 steps" in proc.stderr
@@ -165,8 +202,12 @@ def write_actionformer(root: Path, rng: np.random.Generator) -> dict[str, np.nda
         feats[vid] = rng.standard_normal(((int(duration * fps) - 16) // 4 + 1, 2048)).astype(np.float32)
         np.save(root / "i3d_features" / f"{vid}.npy", feats[vid])
         label = CLASSES[k]
-        database[vid] = {"subset": subset, "duration": duration, "fps": fps,
-                         "annotations": [{"label": label, "segment": [1.0, 3.0], "segment(frames)": [fps, 3 * fps], "label_id": k}]}
+        database[vid] = {
+            "subset": subset,
+            "duration": duration,
+            "fps": fps,
+            "annotations": [{"label": label, "segment": [1.0, 3.0], "segment(frames)": [fps, 3 * fps], "label_id": k}],
+        }
     (root / "annotations" / "thumos14.json").write_text(json.dumps({"version": "Thumos14-30fps", "database": database}))
     return feats
 
@@ -174,9 +215,27 @@ def write_actionformer(root: Path, rng: np.random.Generator) -> dict[str, np.nda
 def test_actionformer_features_get_their_overlapping_spans_and_export_back(tmp_path: Path) -> None:
     feats = write_actionformer(tmp_path / "src", np.random.default_rng(3))
     manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
-    proc = fsv("manifest", "build", "actionformer", "--annotations", tmp_path / "src" / "annotations" / "thumos14.json", "--out", manifest)
+    proc = fsv(
+        "manifest",
+        "build",
+        "actionformer",
+        "--annotations",
+        tmp_path / "src" / "annotations" / "thumos14.json",
+        "--out",
+        manifest,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = fsv("store", "import", tmp_path / "src" / "i3d_features", "--format", "actionformer", "--manifest", manifest, "--store", store)
+    proc = fsv(
+        "store",
+        "import",
+        tmp_path / "src" / "i3d_features",
+        "--format",
+        "actionformer",
+        "--manifest",
+        manifest,
+        "--store",
+        store,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = FeatureStore.open(store)
     for vid, fps in (("video_validation_0000051", 30.0), ("video_test_0000004", 25.0)):
@@ -196,13 +255,18 @@ def test_actionformer_features_get_their_overlapping_spans_and_export_back(tmp_p
         np.testing.assert_array_equal(np.load(out / "i3d_features" / f"{vid}.npy"), x)
     # the W-TALC lineage assumes 16 frames every 16 at 25 fps: a stride-4 store is refused, nothing written
     proc = fsv("store", "export", store, "--format", "wtalc", "--manifest", manifest, "--out", tmp_path / "as-wtalc")
-    assert proc.returncode == 2 and "W-TALC time base" in proc.stderr and not (tmp_path / "as-wtalc").exists(), proc.stderr
+    assert proc.returncode == 2 and "W-TALC time base" in proc.stderr and not (tmp_path / "as-wtalc").exists(), (
+        proc.stderr
+    )
     orig = json.loads((tmp_path / "src" / "annotations" / "thumos14.json").read_text())["database"]
     back = json.loads((out / "annotations" / "thumos14.json").read_text())["database"]
     for vid, entry in orig.items():  # the keys their loader and evaluator read
-        assert {k: back[vid][k] for k in ("subset", "duration", "fps")} == {k: entry[k] for k in ("subset", "duration", "fps")}
-        assert [(a["label"], a["segment"], a["label_id"]) for a in back[vid]["annotations"]] == \
-            [(a["label"], a["segment"], a["label_id"]) for a in entry["annotations"]]
+        assert {k: back[vid][k] for k in ("subset", "duration", "fps")} == {
+            k: entry[k] for k in ("subset", "duration", "fps")
+        }
+        assert [(a["label"], a["segment"], a["label_id"]) for a in back[vid]["annotations"]] == [
+            (a["label"], a["segment"], a["label_id"]) for a in entry["annotations"]
+        ]
 
 
 # -------------------------------------------------------------------------------------- anet-c3d
@@ -210,10 +274,22 @@ def write_anet(root: Path, rng: np.random.Generator) -> tuple[Path, Path, dict[s
     """An official-style ``activity_net.v1-3.min.json`` and the C3D HDF5 (``v_<id>/c3d_features``)."""
     root.mkdir(parents=True)
     durations = {"QOlSCBRmfWY": 20.0, "ehGHCYKzyZ8": 9.6}
-    database = {vid: {"subset": "validation", "duration": d, "url": f"https://www.youtube.com/watch?v={vid}", "resolution": "640x360",
-                      "annotations": [{"segment": [1.0, 4.0], "label": "Long jump"}]} for vid, d in durations.items()}
-    (root / "activity_net.v1-3.min.json").write_text(json.dumps({"version": "VERSION 1.3", "taxonomy": [], "database": database}))
-    feats = {vid: rng.standard_normal((int(d * 30 / 8) - 1, 500)).astype(np.float32) for vid, d in durations.items()}  # 30 fps video
+    database = {
+        vid: {
+            "subset": "validation",
+            "duration": d,
+            "url": f"https://www.youtube.com/watch?v={vid}",
+            "resolution": "640x360",
+            "annotations": [{"segment": [1.0, 4.0], "label": "Long jump"}],
+        }
+        for vid, d in durations.items()
+    }
+    (root / "activity_net.v1-3.min.json").write_text(
+        json.dumps({"version": "VERSION 1.3", "taxonomy": [], "database": database})
+    )
+    feats = {
+        vid: rng.standard_normal((int(d * 30 / 8) - 1, 500)).astype(np.float32) for vid, d in durations.items()
+    }  # 30 fps video
     with h5py.File(root / "sub_activitynet_v1-3.c3d.hdf5", "w") as f:
         for vid, x in feats.items():
             f.create_group(f"v_{vid}").create_dataset("c3d_features", data=x.astype(np.float64))
@@ -230,7 +306,9 @@ def test_anet_c3d_hdf5_imports_by_youtube_id_and_exports_back(tmp_path: Path) ->
     assert sorted(s.video_ids()) == sorted(feats)
     for vid, x in feats.items():
         np.testing.assert_allclose(s.get(vid), x)
-        fps = 8 * len(x) / {"QOlSCBRmfWY": 20.0, "ehGHCYKzyZ8": 9.6}[vid]  # no fps in ActivityNet's JSON: T · 8 / duration
+        fps = (
+            8 * len(x) / {"QOlSCBRmfWY": 20.0, "ehGHCYKzyZ8": 9.6}[vid]
+        )  # no fps in ActivityNet's JSON: T · 8 / duration
         i = np.arange(len(x))
         np.testing.assert_allclose(s.spans(vid)[:-1], np.stack([8 * i / fps, (8 * i + 16) / fps], 1)[:-1])
     out = tmp_path / "back.hdf5"
@@ -243,7 +321,9 @@ def test_anet_c3d_hdf5_imports_by_youtube_id_and_exports_back(tmp_path: Path) ->
 
 
 # -------------------------------------------------------------------------------- video-features
-def write_video_features(folder: Path, rng: np.random.Generator, *, fps: float = 29.97, frames: int = 300) -> dict[str, np.ndarray]:
+def write_video_features(
+    folder: Path, rng: np.random.Generator, *, fps: float = 29.97, frames: int = 300
+) -> dict[str, np.ndarray]:
     """video_features i3d outputs of video ``clip01``: 64-frame windows every 64 frames."""
     folder.mkdir(parents=True)
     n = (frames - 1 - 64) // 64 + 1
@@ -260,21 +340,52 @@ def test_video_features_spans_come_from_the_real_timestamps(tmp_path: Path) -> N
     manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
     from fsv.pipeline.manifests import Manifest, VideoRecord
 
-    Manifest("mine", [VideoRecord("clip01", "clip01.mp4", "a", "test", fps=29.97, duration=300 / 29.97)], ["a"], "classification").write(manifest)
-    proc = fsv("store", "import", tmp_path / "output" / "i3d", "--format", "video-features", "--manifest", manifest, "--store", store)
+    Manifest(
+        "mine",
+        [VideoRecord("clip01", "clip01.mp4", "a", "test", fps=29.97, duration=300 / 29.97)],
+        ["a"],
+        "classification",
+    ).write(manifest)
+    proc = fsv(
+        "store",
+        "import",
+        tmp_path / "output" / "i3d",
+        "--format",
+        "video-features",
+        "--manifest",
+        manifest,
+        "--store",
+        store,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = FeatureStore.open(store)
     x = s.get("clip01")
-    np.testing.assert_allclose(x, np.concatenate([arrays["rgb"], arrays["flow"]], 1), rtol=1e-6, atol=1e-6)  # rgb then flow
+    np.testing.assert_allclose(
+        x, np.concatenate([arrays["rgb"], arrays["flow"]], 1), rtol=1e-6, atol=1e-6
+    )  # rgb then flow
     i = np.arange(len(x))
     np.testing.assert_allclose(s.spans("clip01"), np.stack([i * 64 / 29.97, (i * 64 + 64) / 29.97], 1))
     out = tmp_path / "back"
     assert fsv("store", "export", store, "--format", "video-features", "--out", out).returncode == 0
-    np.testing.assert_allclose(np.load(out / "clip01_timestamps_ms.npy"), np.load(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy"))
+    np.testing.assert_allclose(
+        np.load(out / "clip01_timestamps_ms.npy"), np.load(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy")
+    )
     assert np.load(out / "clip01_fps.npy").shape == () and np.load(out / "clip01_rgb.npy").shape == (len(x), 1024)
 
-    np.save(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy", np.arange(len(x) + 1) * 1000.0)  # one timestamp too many
-    proc = fsv("store", "import", tmp_path / "output" / "i3d", "--format", "video-features", "--manifest", manifest, "--store", tmp_path / "t.zarr")
+    np.save(
+        tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy", np.arange(len(x) + 1) * 1000.0
+    )  # one timestamp too many
+    proc = fsv(
+        "store",
+        "import",
+        tmp_path / "output" / "i3d",
+        "--format",
+        "video-features",
+        "--manifest",
+        manifest,
+        "--store",
+        tmp_path / "t.zarr",
+    )
     assert proc.returncode == 2 and "clip01" in proc.stderr and "timestamps" in proc.stderr, proc.stdout + proc.stderr
 
 
@@ -317,7 +428,10 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
         np.save(src / f"{vid}.npy", feats[vid])
     from fsv.pipeline.manifests import Manifest, VideoRecord
 
-    records = [VideoRecord(vid, f"{vid}.mp4", "BaseballPitch", "test", duration=n / fps, fps=fps) for vid, (fps, n) in videos.items()]
+    records = [
+        VideoRecord(vid, f"{vid}.mp4", "BaseballPitch", "test", duration=n / fps, fps=fps)
+        for vid, (fps, n) in videos.items()
+    ]
     manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
     Manifest("thumos14", records, ["BaseballPitch"], "localization").write(manifest)
     proc = fsv("store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", store)
@@ -327,7 +441,9 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
     for vid, (fps, _) in videos.items():
         np.testing.assert_array_equal(s.get(vid), feats[vid])
         i = np.arange(len(feats[vid]))
-        np.testing.assert_allclose(s.spans(vid), np.minimum(np.stack([4 * i / fps, (4 * i + 16) / fps], 1), videos[vid][1] / fps))
+        np.testing.assert_allclose(
+            s.spans(vid), np.minimum(np.stack([4 * i / fps, (4 * i + 16) / fps], 1), videos[vid][1] / fps)
+        )
     out = tmp_path / "export"
     proc = fsv("store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -336,9 +452,13 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
         assert back.dtype == np.float32 and np.array_equal(back, x)
     # a release of another length (FineAction's stride 16 under the THUMOS14 preset) is named, not imported
     proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", tmp_path / "as-tsp.h5")
-    assert proc.returncode == 2 and "not TSP's time base" in proc.stderr and not (tmp_path / "as-tsp.h5").exists(), proc.stderr
+    assert proc.returncode == 2 and "not TSP's time base" in proc.stderr and not (tmp_path / "as-tsp.h5").exists(), (
+        proc.stderr
+    )
     np.save(src / "video_validation_0000051.npy", feats["video_validation_0000051"][::4])
-    proc = fsv("store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", tmp_path / "s2.zarr")
+    proc = fsv(
+        "store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", tmp_path / "s2.zarr"
+    )
     assert proc.returncode == 2 and "video_validation_0000051" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
@@ -347,11 +467,16 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
     ann, _, _ = write_anet(tmp_path / "src", np.random.default_rng(7))
     durations = {"QOlSCBRmfWY": 20.0, "ehGHCYKzyZ8": 9.6}
     rng = np.random.default_rng(8)
-    feats = {vid: rng.standard_normal((len(range(0, int(d * 15) - 16 + 1, 16)), 512)).astype(np.float32) for vid, d in durations.items()}
+    feats = {
+        vid: rng.standard_normal((len(range(0, int(d * 15) - 16 + 1, 16)), 512)).astype(np.float32)
+        for vid, d in durations.items()
+    }
     h5 = tmp_path / "r2plus1d_34-max_gvf.h5"
     with h5py.File(h5, "w") as f:
         for vid, x in feats.items():
-            f.create_dataset(f"v_{vid}", data=x, chunks=True, compression="gzip", compression_opts=9)  # as TSP's merge script writes
+            f.create_dataset(
+                f"v_{vid}", data=x, chunks=True, compression="gzip", compression_opts=9
+            )  # as TSP's merge script writes
     manifest, store = tmp_path / "m.csv", tmp_path / "s.zarr"
     assert fsv("manifest", "build", "activitynet13", "--annotations", ann, "--out", manifest).returncode == 0
     proc = fsv("store", "import", h5, "--format", "tsp-h5", "--manifest", manifest, "--store", store)
@@ -361,7 +486,9 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
     for vid, x in feats.items():
         np.testing.assert_array_equal(s.get(vid), x)
         i = np.arange(len(x))
-        np.testing.assert_allclose(s.spans(vid), np.minimum(np.stack([16 * i / 15, (16 * i + 16) / 15], 1), durations[vid]))
+        np.testing.assert_allclose(
+            s.spans(vid), np.minimum(np.stack([16 * i / 15, (16 * i + 16) / 15], 1), durations[vid])
+        )
     out = tmp_path / "back.h5"
     proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -370,5 +497,9 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
         for vid, x in feats.items():
             np.testing.assert_array_equal(f[f"v_{vid}"][()], x)
     # another time base is refused, nothing written: TSP's clips are not VideoMAE V2's windows
-    proc = fsv("store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", tmp_path / "as-vmae")
-    assert proc.returncode == 2 and "not VideoMAE V2's time base" in proc.stderr and not (tmp_path / "as-vmae").exists(), proc.stderr
+    proc = fsv(
+        "store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", tmp_path / "as-vmae"
+    )
+    assert (
+        proc.returncode == 2 and "not VideoMAE V2's time base" in proc.stderr and not (tmp_path / "as-vmae").exists()
+    ), proc.stderr

@@ -23,7 +23,13 @@ N_QUERY = 2  # per class
 HEAD_KWARGS = {
     # protonet's default has no parameters; the gradient/overfit tests use a projection
     "protonet": {"feature_dim": D, "seq_len": T, "projection_dim": 32},
-    "protonet_cosine": {"feature_dim": D, "seq_len": T, "distance": "cosine", "learn_scale": True, "projection_dim": 32},
+    "protonet_cosine": {
+        "feature_dim": D,
+        "seq_len": T,
+        "distance": "cosine",
+        "learn_scale": True,
+        "projection_dim": 32,
+    },
     "trx": {"feature_dim": D, "seq_len": T, "out_dim": 32},
     "strm": {"feature_dim": D, "seq_len": T, "out_dim": 32},
 }
@@ -163,8 +169,11 @@ def test_trx_tuples_are_ordered_and_counted() -> None:
     assert rep[0, 0, 0] == 0 and rep[0, 0, D] == 1 and rep[0, -1, 0] == 6 and rep[0, -1, D] == 7
 
 
-def _reference_tct(tct: trx_mod.TemporalCrossTransformer, support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+def _reference_tct(
+    tct: trx_mod.TemporalCrossTransformer, support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, way: int
+) -> torch.Tensor:
     """Loop-by-loop TRX distances (eval mode), written independently of the vectorised module."""
+
     def reps(x: torch.Tensor) -> list[list[torch.Tensor]]:
         x = x + tct.pe.pe[: x.shape[1]]
         return [[torch.cat([v[i] for i in tup]) for tup in tct.tuples.tolist()] for v in x]
@@ -189,7 +198,9 @@ def _reference_tct(tct: trx_mod.TemporalCrossTransformer, support: torch.Tensor,
 @pytest.mark.parametrize("squared", [False, True])
 def test_trx_matches_loop_reference(squared: bool) -> None:
     torch.manual_seed(0)
-    tct = trx_mod.TemporalCrossTransformer(feature_dim=16, seq_len=5, cardinality=2, out_dim=8, squared_distance=squared).eval()
+    tct = trx_mod.TemporalCrossTransformer(
+        feature_dim=16, seq_len=5, cardinality=2, out_dim=8, squared_distance=squared
+    ).eval()
     support = torch.randn(6, 5, 16)
     labels = torch.tensor([2, 0, 1, 1, 0, 2])
     query = torch.randn(4, 5, 16)
@@ -223,7 +234,7 @@ def test_protonet_default_has_no_parameters_and_groups_by_label() -> None:
     assert (logits.argmax(-1) == q_labels).all()
     # explicit formula: prototypes are per-label means of time-averaged features
     protos = torch.stack([support[s_labels == c].mean(dim=(0, 1)) for c in range(WAY)])
-    torch.testing.assert_close(logits, -torch.cdist(query.mean(1), protos) ** 2, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(logits, -(torch.cdist(query.mean(1), protos) ** 2), rtol=1e-4, atol=1e-3)
     cos = protonet_mod.ProtoNetHead(feature_dim=D, seq_len=T, distance="cosine", cosine_scale=5.0)
     assert not cos.has_parameters
     want = 5.0 * torch.nn.functional.cosine_similarity(query.mean(1)[:, None], protos[None], dim=-1)
@@ -236,7 +247,9 @@ def test_strm_loss_weights_and_options() -> None:
     with torch.no_grad():
         out = head(support, s_labels, query, WAY)
         ce = torch.nn.functional.cross_entropy
-        want = ce(out.extra["tm_logits"], q_labels, reduction="sum") + 0.1 * ce(out.extra["qc_logits"], q_labels, reduction="sum")
+        want = ce(out.extra["tm_logits"], q_labels, reduction="sum") + 0.1 * ce(
+            out.extra["qc_logits"], q_labels, reduction="sum"
+        )
         torch.testing.assert_close(head.loss(out, q_labels), want)
         head.eval_with_qc = True
         out2 = head(support, s_labels, query, WAY)

@@ -29,27 +29,62 @@ except ImportError:
 
 FSV = [sys.executable, "-m", "fsv"]
 # the published processors' settings (facebook/dinov2-base, google/siglip-base-patch16-224, openai/clip-vit-base-patch32)
-DINOV2_PROCESSOR = {"crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True, "do_rescale": True,
-                    "do_resize": True, "image_mean": [0.485, 0.456, 0.406], "image_processor_type": "BitImageProcessor",
-                    "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256}}
-SIGLIP_PROCESSOR = {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor",
-                    "image_std": [0.5, 0.5, 0.5], "resample": 3, "rescale_factor": 0.00392156862745098, "size": {"height": 224, "width": 224}}
-CLIP_PROCESSOR = {"crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-                  "image_processor_type": "CLIPImageProcessor", "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224}
+DINOV2_PROCESSOR = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_processor_type": "BitImageProcessor",
+    "image_std": [0.229, 0.224, 0.225],
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"shortest_edge": 256},
+}
+SIGLIP_PROCESSOR = {
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_processor_type": "SiglipImageProcessor",
+    "image_std": [0.5, 0.5, 0.5],
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 224, "width": 224},
+}
+CLIP_PROCESSOR = {
+    "crop_size": 224,
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_processor_type": "CLIPImageProcessor",
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "size": 224,
+}
 
 
 def tiny(kind: str) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
     if kind == "dinov2":
-        return transformers.Dinov2Model(transformers.Dinov2Config(**small, mlp_ratio=2, patch_size=14, image_size=518)).eval(), DINOV2_PROCESSOR
+        return transformers.Dinov2Model(
+            transformers.Dinov2Config(**small, mlp_ratio=2, patch_size=14, image_size=518)
+        ).eval(), DINOV2_PROCESSOR
     if kind == "siglip":
         vision = dict(**small, intermediate_size=64, patch_size=16, image_size=224)
         text = dict(**small, intermediate_size=64, vocab_size=50)
-        return transformers.SiglipModel(transformers.SiglipConfig(vision_config=vision, text_config=text)).eval(), SIGLIP_PROCESSOR
+        return transformers.SiglipModel(
+            transformers.SiglipConfig(vision_config=vision, text_config=text)
+        ).eval(), SIGLIP_PROCESSOR
     vision = dict(**small, intermediate_size=64, patch_size=32, image_size=224, hidden_act="quick_gelu")
     text = dict(**small, intermediate_size=64, vocab_size=50)
-    return transformers.CLIPModel(transformers.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)).eval(), CLIP_PROCESSOR
+    return transformers.CLIPModel(
+        transformers.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)
+    ).eval(), CLIP_PROCESSOR
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +134,18 @@ def test_hf_folder_features_equal_the_models_own(folders, kind):
 def test_hf_frames_equal_transformers_processors(folders, kind, hw):
     """fsv's frames, normalised, against transformers' PIL image processor of the same folder."""
     folder, _ = folders[kind]
-    processor = transformers.AutoImageProcessor.from_pretrained(folder, backend="pil")  # the PIL processor, whether or not torchvision imports
+    processor = transformers.AutoImageProcessor.from_pretrained(
+        folder, backend="pil"
+    )  # the PIL processor, whether or not torchvision imports
     rng = np.random.default_rng(hw[0])
     frame = (rng.random((*hw, 3)) * 80 + np.linspace(0, 170, hw[1])[None, :, None]).astype(np.uint8)
     want = processor(images=frame, return_tensors="np")["pixel_values"][0]
     pre = processor_preprocess(folder)
-    views = crop_views(torch.from_numpy(resize_frames(frame[None], pre)).permute(0, 3, 1, 2), int(pre["crop"]), geometry=pre.get("geometry"))
+    views = crop_views(
+        torch.from_numpy(resize_frames(frame[None], pre)).permute(0, 3, 1, 2),
+        int(pre["crop"]),
+        geometry=pre.get("geometry"),
+    )
     x = views[0, 0].float() / 255
     ours = ((x - torch.tensor(pre["mean"])[:, None, None]) / torch.tensor(pre["std"])[:, None, None]).numpy()
     assert ours.shape == want.shape
@@ -154,14 +195,36 @@ def test_hf_extracts_through_the_cli_and_refuses_custom_code(folders, tmp_path):
     root = tmp_path / "videos"
     for i in range(2):
         write_video(root / f"v{i}.mp4", n_frames=20, fps=25, size=(96, 72), seed=i)
-    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "a", "test") for i in range(2)], ["a"], "classification").write(tmp_path / "m.csv")
-    base = [*FSV, "extract", "--manifest", str(tmp_path / "m.csv"), "--root", str(root), "--backbone", "hf", "--workers", "0"]
+    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "a", "test") for i in range(2)], ["a"], "classification").write(
+        tmp_path / "m.csv"
+    )
+    base = [
+        *FSV,
+        "extract",
+        "--manifest",
+        str(tmp_path / "m.csv"),
+        "--root",
+        str(root),
+        "--backbone",
+        "hf",
+        "--workers",
+        "0",
+    ]
     folder = folders["siglip"][0]
-    proc = subprocess.run([*base, "--store", str(tmp_path / "s"), "--weights", str(folder), "--grid", "--segments", "4"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*base, "--store", str(tmp_path / "s"), "--weights", str(folder), "--grid", "--segments", "4"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = FeatureStore.open(tmp_path / "s")
     assert {k: v.shape for k, v in store.spec.fields.items()} == {"features": (32,), "grid": (32, 14, 14)}
-    assert store.get("v0", "features").shape == (4, 32) and store.spec.weights["name"] == "siglip" and len(store.spec.weights["sha256"]) == 64
+    assert (
+        store.get("v0", "features").shape == (4, 32)
+        and store.spec.weights["name"] == "siglip"
+        and len(store.spec.weights["sha256"]) == 64
+    )
     custom = tmp_path / "custom"
     custom.mkdir()
     for f in folder.iterdir():
@@ -169,8 +232,12 @@ def test_hf_extracts_through_the_cli_and_refuses_custom_code(folders, tmp_path):
     config = json.loads((custom / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_x.XModel"}
     (custom / "config.json").write_text(json.dumps(config))
-    proc = subprocess.run([*base, "--store", str(tmp_path / "c"), "--weights", str(custom)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*base, "--store", str(tmp_path / "c"), "--weights", str(custom)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 2 and "needs its own code" in proc.stderr and "never runs" in proc.stderr, proc.stderr
     assert not (tmp_path / "c").exists()
-    proc = subprocess.run([*base, "--store", str(tmp_path / "r"), "--weights", "random"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*base, "--store", str(tmp_path / "r"), "--weights", "random"], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 2 and "pass --weights FOLDER" in proc.stderr, proc.stderr

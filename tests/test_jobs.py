@@ -26,7 +26,9 @@ fsv.errors.FsvInputError: split 'val' has 2 classes with >= 6 videos; a 5-way ep
 
 
 @pytest.mark.parametrize("executor", ["slurm", "local"])
-def test_submitit_accepts_every_parameter_fsv_passes(executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submitit_accepts_every_parameter_fsv_passes(
+    executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import submitit
     from submitit.slurm.slurm import SlurmExecutor
 
@@ -34,12 +36,25 @@ def test_submitit_accepts_every_parameter_fsv_passes(executor: str, tmp_path: Pa
     monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))
     cluster = ClusterOptions(folder=tmp_path, partition="gpu", time_min=90, cpus_per_task=8, gpus_per_node=2, mem_gb=40)
     ex = submitit.AutoExecutor(folder=tmp_path / "%j", cluster=executor, **cluster.submitit_executor_kwargs(executor))
-    ex.update_parameters(**cluster.submitit_parameters(executor, "fsv-test"))  # raises on an unknown key (the old slurm_mem_per_node)
+    ex.update_parameters(
+        **cluster.submitit_parameters(executor, "fsv-test")
+    )  # raises on an unknown key (the old slurm_mem_per_node)
     if executor == "slurm":
         params = ex._executor.parameters
-        assert params["mem"] == "40GB" and params["partition"] == "gpu" and params["time"] == 90 and params["gpus_per_node"] == 2
+        assert (
+            params["mem"] == "40GB"
+            and params["partition"] == "gpu"
+            and params["time"] == 90
+            and params["gpus_per_node"] == 2
+        )
         assert params["signal_delay_s"] == 120 and ex._executor.max_num_timeout == 10
-    assert cluster.sbatch_flags() == ["--time=90", "--cpus-per-task=8", "--mem=40G", "--partition=gpu", "--gpus-per-node=2"]
+    assert cluster.sbatch_flags() == [
+        "--time=90",
+        "--cpus-per-task=8",
+        "--mem=40G",
+        "--partition=gpu",
+        "--gpus-per-node=2",
+    ]
 
 
 def test_cluster_options_refuse_bad_values_and_cuda_without_gpus() -> None:
@@ -55,31 +70,49 @@ def test_cluster_options_refuse_bad_values_and_cuda_without_gpus() -> None:
 
 
 def test_failure_causes_keep_the_error_and_what_slurm_did(tmp_path: Path) -> None:
-    assert cause_from_trace(TRACE) == "FsvInputError: split 'val' has 2 classes with >= 6 videos; a 5-way episode needs 5"
+    assert (
+        cause_from_trace(TRACE) == "FsvInputError: split 'val' has 2 classes with >= 6 videos; a 5-way episode needs 5"
+    )
     message = f"Job (task=0) failed during processing with trace:\n----------------------\n{TRACE}\n----------------------\nYou can check full logs at paths:\n  - /j/0_log.err"
     assert submitit_trace(message).strip() == TRACE.strip()
     assert cause_from_trace(submitit_trace(message)).startswith("FsvInputError: split 'val'")
     log = tmp_path / "0_log.err"
-    log.write_text("loading\nslurmstepd: error: *** JOB 12 ON node3 CANCELLED AT 2026-12-02T01:00:00 DUE TO TIME LIMIT ***\n")
+    log.write_text(
+        "loading\nslurmstepd: error: *** JOB 12 ON node3 CANCELLED AT 2026-12-02T01:00:00 DUE TO TIME LIMIT ***\n"
+    )
     assert "DUE TO TIME LIMIT" in log_cause(log)
     assert dead_job_cause(TaskState("CANCELLED", exit_code="0:15"), log).startswith("was cancelled")
     assert "out of memory" in dead_job_cause(TaskState("OUT_OF_MEMORY", exit_code="0:125"), tmp_path / "none.err")
     assert "signal 9" in dead_job_cause(TaskState("FAILED", exit_code="0:9"), tmp_path / "none.err")
     assert "exit code 3" in dead_job_cause(TaskState("FAILED", exit_code="3:0"), tmp_path / "none.err")
-    assert raised_cause(TaskState("CANCELLED"), "RuntimeError: DataLoader worker is killed by signal: Terminated.").startswith("was cancelled")
+    assert raised_cause(
+        TaskState("CANCELLED"), "RuntimeError: DataLoader worker is killed by signal: Terminated."
+    ).startswith("was cancelled")
     assert raised_cause(TaskState("FAILED"), "ValueError: boom") == "ValueError: boom"
-    assert _expand("12_[0-2,5]") == ["12_0", "12_1", "12_2", "12_5"] and _expand("12_3") == ["12_3"] and _expand("7") == ["7"]
+    assert (
+        _expand("12_[0-2,5]") == ["12_0", "12_1", "12_2", "12_5"]
+        and _expand("12_3") == ["12_3"]
+        and _expand("7") == ["7"]
+    )
 
 
 @pytest.mark.slow
 def test_local_executor_reports_each_failed_job_with_its_error_and_log(tmp_path: Path) -> None:
-    sub = Submitter("local", ClusterOptions(folder=tmp_path / "jobs", time_min=5, cpus_per_task=1, mem_gb=1), "fsv-test")
+    sub = Submitter(
+        "local", ClusterOptions(folder=tmp_path / "jobs", time_min=5, cpus_per_task=1, mem_gb=1), "fsv-test"
+    )
     assert sub.run(int, ["3", "4"]) == [3, 4]
     with pytest.raises(FsvJobError) as e:
         sub.run(int, ["3", "x", "y"])
     text = str(e.value)
     assert "2 of 3 jobs failed" in text and "ValueError: invalid literal for int() with base 10: 'x'" in text
-    assert "job 2/3" in text and "job 3/3" in text and "job 1/3" not in text and str(tmp_path / "jobs") in text and "_log.err" in text
+    assert (
+        "job 2/3" in text
+        and "job 3/3" in text
+        and "job 1/3" not in text
+        and str(tmp_path / "jobs") in text
+        and "_log.err" in text
+    )
 
 
 def test_unknown_executor_is_refused() -> None:
@@ -111,9 +144,9 @@ def test_costs_come_from_frames_durations_or_probing(tmp_path: Path, make_video)
     records = [
         VideoRecord("a", "a.mp4", "x", "t", fps=30.0, num_frames=300),
         VideoRecord("b", "b.mp4", "x", "t", fps=25.0, duration=10.0),
-        VideoRecord("c", "c.mp4", "x", "t", duration=4.0),   # at the median known rate (27.5 fps)
-        VideoRecord("p", "p.mp4", "x", "t"),                  # probed from its file
-        VideoRecord("m", "missing.mp4", "x", "t"),            # unreadable: costs nothing, fails fast when extracted
+        VideoRecord("c", "c.mp4", "x", "t", duration=4.0),  # at the median known rate (27.5 fps)
+        VideoRecord("p", "p.mp4", "x", "t"),  # probed from its file
+        VideoRecord("m", "missing.mp4", "x", "t"),  # unreadable: costs nothing, fails fast when extracted
     ]
     np.testing.assert_allclose(record_costs(records, root=tmp_path), [300, 250, 110, 30, 0])
     np.testing.assert_array_equal(record_costs(records, fixed_per_video=True), np.ones(5))
@@ -141,11 +174,15 @@ def test_merged_summary_throughput_is_total_work_over_wall_time(tmp_path: Path, 
     for i in range(4):
         make_video(tmp_path / f"v{i}.mp4", n_frames=40, fps=25, seed=i)
     manifest = tmp_path / "m.csv"
-    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "a", "test") for i in range(4)], ["a"], "classification").write(manifest)
+    Manifest("m", [VideoRecord(f"v{i}", f"v{i}.mp4", "a", "test") for i in range(4)], ["a"], "classification").write(
+        manifest
+    )
     cfg = make_recipe("c3d", weights={"rgb": WeightsRef("random", None, None, seed=0)})
     job = ExtractJob(str(manifest), tmp_path, tmp_path / "s.zarr", cfg, RunOptions(workers=0, threads=1))
     t0 = time.perf_counter()
-    summary = submit_extract(job, 2, "local", ClusterOptions(folder=tmp_path / "jobs", cpus_per_task=1, mem_gb=2, time_min=10))
+    summary = submit_extract(
+        job, 2, "local", ClusterOptions(folder=tmp_path / "jobs", cpus_per_task=1, mem_gb=2, time_min=10)
+    )
     wall = time.perf_counter() - t0
     assert summary.written == 4
     assert 0.9 * wall <= summary.seconds <= wall  # the whole submission, not the slowest shard's own run

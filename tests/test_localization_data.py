@@ -46,10 +46,15 @@ def test_steps_and_seconds_are_inverse_on_uneven_spans() -> None:
 
 def test_split_roles_follow_the_standard_protocols() -> None:
     def m(splits: list[str]) -> Manifest:
-        return Manifest("x", [VideoRecord(f"v{i}", f"v{i}", "a", s) for i, s in enumerate(splits)], ["a"], "localization")
+        return Manifest(
+            "x", [VideoRecord(f"v{i}", f"v{i}", "a", s) for i, s in enumerate(splits)], ["a"], "localization"
+        )
 
     assert split_roles(m(["validation", "test"])) == split_roles(m(["test", "validation"]))
-    assert (split_roles(m(["validation", "test"])).train, split_roles(m(["validation", "test"])).test) == ("validation", "test")
+    assert (split_roles(m(["validation", "test"])).train, split_roles(m(["validation", "test"])).test) == (
+        "validation",
+        "test",
+    )
     anet = split_roles(m(["training", "validation", "testing"]))
     assert (anet.train, anet.val, anet.test) == ("training", None, "validation")
     assert split_roles(m(["train", "val", "test"])).val == "val"
@@ -91,11 +96,18 @@ def test_class_split_is_80_10_10_disjoint_and_seeded() -> None:
     assert counts == {"train": 160, "val": 20, "test": 20}
     assert split == cm.class_split(list(reversed(classes)), 0) and split != cm.class_split(classes, 1)
     fixed = cm.class_split(classes, 0, test_classes=["c1", "c2"])
-    assert {c for c, s in fixed.items() if s == "test"} == {"c1", "c2"} and sum(s == "val" for s in fixed.values()) == 22
+    assert {c for c, s in fixed.items() if s == "test"} == {"c1", "c2"} and sum(
+        s == "val" for s in fixed.values()
+    ) == 22
 
 
 def test_single_instance_queries_hold_one_instance_and_drop_long_ones() -> None:
-    insts = [cm.Instance("v", 10, 20, "a"), cm.Instance("v", 30, 40, "b"), cm.Instance("v", 100, 110, "a"), cm.Instance("w", 0, 5, "a")]
+    insts = [
+        cm.Instance("v", 10, 20, "a"),
+        cm.Instance("v", 30, 40, "b"),
+        cm.Instance("v", 100, 110, "a"),
+        cm.Instance("w", 0, 5, "a"),
+    ]
     durations = {"v": 400.0, "w": 8.0}
     qs = cm.make_queries(insts, durations, "single", 256.0)
     windows = {(q.video, q.gt): q.window for q in qs}
@@ -117,7 +129,9 @@ def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> 
     assert [e.key for e in eps] == [e.key for e in test.fixed(30, 0)] and eps == test.fixed(30, 0)
     for ep in eps:
         assert len(ep.supports) == 5 and all(v != ep.video for v, _, _ in ep.supports)
-        labels = {s.label for v, a, b in ep.supports for s in manifest.by_id()[v].segments if (s.start, s.end) == (a, b)}
+        labels = {
+            s.label for v, a, b in ep.supports for s in manifest.by_id()[v].segments if (s.start, s.end) == (a, b)
+        }
         assert labels == {ep.label}
         t = cm.episode_tensors(task.bank, ep, 8)
         assert t.supports.shape == (5, 8, 64) and t.query.shape[1] == 64
@@ -129,8 +143,15 @@ def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> 
 
 def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
     manifest, store = synth
-    plain = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5), manifest, [store], None)
-    task = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5, standardize=True), manifest, [store], None)
+    plain = CommonTask(
+        LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5), manifest, [store], None
+    )
+    task = CommonTask(
+        LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5, standardize=True),
+        manifest,
+        [store],
+        None,
+    )
     assert plain.standardize is None and task.standardize is not None
     train_videos = sorted({i.video for i in task.instances if task.split_of[i.label] == "train"})
     test_only = {i.video for i in task.instances if task.split_of[i.label] == "test"} - set(train_videos)
@@ -139,19 +160,35 @@ def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
     np.testing.assert_allclose(task.standardize.mean, x.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(task.standardize.std, x.std(0), rtol=1e-4)
     ep = task.episodes("test").fixed(1, 0)[0]
-    raw, scaled = cm.episode_tensors(task.bank, ep, 8), cm.episode_tensors(task.bank, ep, 8, standardize=task.standardize)
-    torch.testing.assert_close(scaled.query, (raw.query - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std))
+    raw, scaled = (
+        cm.episode_tensors(task.bank, ep, 8),
+        cm.episode_tensors(task.bank, ep, 8, standardize=task.standardize),
+    )
+    torch.testing.assert_close(
+        scaled.query, (raw.query - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std)
+    )
     # supports are standardized step by step before their snippets are averaged (an affine map: the same)
-    torch.testing.assert_close(scaled.supports, (raw.supports - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std),
-                               rtol=1e-4, atol=1e-4)
-    assert config_for("cdcca", "activitynet13").standardize and not config_for("protomatch", "activitynet13").standardize
+    torch.testing.assert_close(
+        scaled.supports,
+        (raw.supports - torch.from_numpy(task.standardize.mean)) / torch.from_numpy(task.standardize.std),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert (
+        config_for("cdcca", "activitynet13").standardize and not config_for("protomatch", "activitynet13").standardize
+    )
 
 
 def test_a_run_keeps_the_standardization_it_trained_with(synth, tmp_path: Path) -> None:
     """Written at training into the run's cache, read back by eval and predict even when the store
     (and so the training videos with features) changed since; a damaged file is an input error."""
     manifest, store = synth
-    task = CommonTask(LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, standardize=True), manifest, [store], None)
+    task = CommonTask(
+        LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, standardize=True),
+        manifest,
+        [store],
+        None,
+    )
     videos = sorted({i.video for i in task.instances if task.split_of[i.label] == "train"})
     first = cm.Standardizer.for_run(task.bank, videos, tmp_path / "cache")
     assert (tmp_path / "cache" / "standardize.npz").is_file()
@@ -175,7 +212,9 @@ def test_pseudo_classes_must_fit_the_head(synth, head: str, k: int) -> None:
 
 def test_training_crop_keeps_a_ground_truth_instance() -> None:
     spans = np.stack([np.arange(300), np.arange(1, 301)], 1).astype(float)
-    bank = VideoBank(np.zeros((300, 4), np.float16), spans, np.array([0]), np.array([300]), [VideoRecord("v", "v", "a", "train")])
+    bank = VideoBank(
+        np.zeros((300, 4), np.float16), spans, np.array([0]), np.array([300]), [VideoRecord("v", "v", "a", "train")]
+    )
     ep = cm.CommonEpisode("k", "a", "v", (0.0, 300.0), ((200.0, 230.0),), (("v", 0.0, 10.0),))
     for seed in range(20):
         t = cm.episode_tensors(bank, ep, 4, crop_steps=64, rng=np.random.default_rng(seed))
@@ -184,7 +223,9 @@ def test_training_crop_keeps_a_ground_truth_instance() -> None:
     # other classes' instances travel as distractors in the query's (cropped) step coordinates
     t = cm.episode_tensors(bank, ep, 4, others=[(150.0, 170.0), (20.0, 30.0)])
     assert t.distractors.tolist() == [[150.0, 170.0], [20.0, 30.0]] and t.gt.tolist() == [[200.0, 230.0]]
-    cropped = cm.episode_tensors(bank, ep, 4, crop_steps=64, rng=np.random.default_rng(0), others=[(150.0, 170.0), (20.0, 30.0)])
+    cropped = cm.episode_tensors(
+        bank, ep, 4, crop_steps=64, rng=np.random.default_rng(0), others=[(150.0, 170.0), (20.0, 30.0)]
+    )
     assert all(0 <= a < b <= 64 for a, b in cropped.distractors.tolist()) and len(cropped.distractors) <= 1
 
 
@@ -208,8 +249,12 @@ def test_yang2020_benchmark_imports_frames_as_seconds_and_flags_leaks() -> None:
     assert sum(bool(e["supports_from_query_video"]) for e in raw["episodes"]) == 104
     ep0 = raw["episodes"][0]
     videos = {ep0["query"]["video"]} | {s["video"] for s in ep0["supports"]}
-    records = [VideoRecord(v.split("/")[1], v, "Surfing", v.split("/")[0], duration=300.0,
-                           segments=(Segment(100.0, 157.0, "Surfing"),)) for v in sorted(videos)]
+    records = [
+        VideoRecord(
+            v.split("/")[1], v, "Surfing", v.split("/")[0], duration=300.0, segments=(Segment(100.0, 157.0, "Surfing"),)
+        )
+        for v in sorted(videos)
+    ]
     manifest = Manifest("activitynet13", records, ["Surfing"], "localization")
     eps, skipped = load_benchmark("yang2020", manifest, 5, {r.video_id for r in records})
     assert skipped == 999 and len(eps) == 1
@@ -226,9 +271,16 @@ def test_protocol_tables_and_random_baseline_is_low() -> None:
     table = summarize({t: t for t in p.tious}, p)
     assert table["averages"]["0.1:0.5"] == pytest.approx(0.3) and table["averages"]["0.3:0.7"] == pytest.approx(0.5)
     assert list(table["map"]) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
-    assert protocol_for("wtal", "activitynet13").tious[-1] == 0.95 and protocol_for("common", "thumos14").tious == (0.5,)
+    assert protocol_for("wtal", "activitynet13").tious[-1] == 0.95 and protocol_for("common", "thumos14").tious == (
+        0.5,
+    )
     gt = {f"v{i}": [(10.0 + i, 20.0 + i, "a")] for i in range(50)}
-    perfect = Scored({k: [(s, e, 1.0, lab) for s, e, lab in v] for k, v in gt.items()}, gt, windows={k: (0.0, 100.0) for k in gt}, items=50)
+    perfect = Scored(
+        {k: [(s, e, 1.0, lab) for s, e, lab in v] for k, v in gt.items()},
+        gt,
+        windows={k: (0.0, 100.0) for k in gt},
+        items=50,
+    )
     assert score(perfect, "wtal", "thumos14")["average_map"] == pytest.approx(1.0)
     assert score(random_proposals(perfect, seed=0), "wtal", "thumos14")["average_map"] < 0.2
 
@@ -238,7 +290,11 @@ def test_presets_follow_the_dataset() -> None:
     assert (thumos.frame_fps, anet.frame_fps, anet.shot, thumos.task) == (25.0, 3.0, 1, "common")
     v_thumos, v_anet12 = config_for("vqknet", "thumos14"), config_for("vqknet", "activitynet12")
     assert (v_thumos.num_segments, v_anet12.num_segments) == (500, 60)
-    assert (v_thumos.head_args["topk_m"], v_anet12.head_args["topk_m"], config_for("vqknet", "activitynet13").head_args["topk_m"]) == (7, 4, 6)
+    assert (
+        v_thumos.head_args["topk_m"],
+        v_anet12.head_args["topk_m"],
+        config_for("vqknet", "activitynet13").head_args["topk_m"],
+    ) == (7, 4, 6)
     assert v_thumos.train_steps == 5000 and v_thumos.batch_videos == 10 and v_thumos.min_pairs == 3
     with pytest.raises(FsvInputError, match="unknown setting 'bogus'"):
         config_for("vqknet", "thumos14", {"bogus": 1})
@@ -247,7 +303,9 @@ def test_presets_follow_the_dataset() -> None:
 
 def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
     manifest, store = synth
-    fewshot = Manifest("x", [VideoRecord(r.video_id, r.path, r.label, r.split) for r in manifest], list(manifest.classes), "fewshot")
+    fewshot = Manifest(
+        "x", [VideoRecord(r.video_id, r.path, r.label, r.split) for r in manifest], list(manifest.classes), "fewshot"
+    )
     with pytest.raises(FsvInputError, match="no annotated segments"):
         WtalTask(LocConfig(head="vqknet", task="wtal"), fewshot, [store], None)
     with pytest.raises(FsvInputError, match="common localization needs segments"):
@@ -255,10 +313,20 @@ def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
     from fsv.pipeline.spec import FeatureSpec, FieldSpec
     from fsv.pipeline.store import FeatureStore
 
-    grid = FeatureStore.create(tmp_path / "grid.zarr", FeatureSpec(name="g", backbone="x", weights={"name": "none"}, sampling={"kind": "tsn"},
-                                                                    fields={"grid": FieldSpec((4, 7, 7), "float16")}))
+    grid = FeatureStore.create(
+        tmp_path / "grid.zarr",
+        FeatureSpec(
+            name="g",
+            backbone="x",
+            weights={"name": "none"},
+            sampling={"kind": "tsn"},
+            fields={"grid": FieldSpec((4, 7, 7), "float16")},
+        ),
+    )
     with grid.writer() as w:
-        w.write(manifest.records[0].video_id, np.zeros((2, 4, 7, 7), np.float32), spans=np.array([[0.0, 1.0], [1.0, 2.0]]))
+        w.write(
+            manifest.records[0].video_id, np.zeros((2, 4, 7, 7), np.float32), spans=np.array([[0.0, 1.0], [1.0, 2.0]])
+        )
     with pytest.raises(FsvInputError, match="need snippet features"):
         VideoBank.load([grid], manifest.records[:1])
     with pytest.raises(FsvInputError, match="no features"):

@@ -33,8 +33,25 @@ def fsv(*args: str) -> str:
 def test_vqknet_localizes_planted_instances_far_above_random_proposals(tmp_path: Path) -> None:
     write_synthetic_localization(tmp_path)
     run = tmp_path / "run"
-    fsv("train-head", "vqknet", "--store", str(tmp_path / "store.zarr"), "--manifest", str(tmp_path / "manifest.jsonl"), "--out", str(run),
-        "--set", "train_steps=150", "--set", "val_every=150", "--set", "num_segments=64", "--set", "lr=5e-4", *CPU)
+    fsv(
+        "train-head",
+        "vqknet",
+        "--store",
+        str(tmp_path / "store.zarr"),
+        "--manifest",
+        str(tmp_path / "manifest.jsonl"),
+        "--out",
+        str(run),
+        "--set",
+        "train_steps=150",
+        "--set",
+        "val_every=150",
+        "--set",
+        "num_segments=64",
+        "--set",
+        "lr=5e-4",
+        *CPU,
+    )
     table = json.loads(fsv("eval", str(run), "--json", *CPU))
     chance = table["random_proposals"]["average_map"]
     assert chance < 0.35
@@ -49,13 +66,48 @@ def test_cdcca_follows_its_supports_on_a_hard_cell(tmp_path: Path) -> None:
     class's, and so does the prototype-matching baseline, which reads nothing else."""
     manifest, _ = write_synthetic_localization(tmp_path / "data", HARD_CELL)
     files = write_support_control(tmp_path / "episodes", manifest)
-    data = ["--store", str(tmp_path / "data" / "store.zarr"), "--manifest", str(tmp_path / "data" / "manifest.jsonl"), "--shot", "5",
-            "--set", f"class_split={files['own']}", "--set", "mode=multi", "--set", "frame_fps=2", "--set", "lr=1e-3", "--set", "train_steps=1500",
-            "--set", "val_every=500", "--set", "val_episodes=40", "--set", "head_args.proposal_hidden=128", *CPU]
-    fsv("train-head", "cdcca", "--out", str(tmp_path / "cdcca"), *data, "--set", "num_pseudo_classes=16", "--set", "head_args.d=128")
+    data = [
+        "--store",
+        str(tmp_path / "data" / "store.zarr"),
+        "--manifest",
+        str(tmp_path / "data" / "manifest.jsonl"),
+        "--shot",
+        "5",
+        "--set",
+        f"class_split={files['own']}",
+        "--set",
+        "mode=multi",
+        "--set",
+        "frame_fps=2",
+        "--set",
+        "lr=1e-3",
+        "--set",
+        "train_steps=1500",
+        "--set",
+        "val_every=500",
+        "--set",
+        "val_episodes=40",
+        "--set",
+        "head_args.proposal_hidden=128",
+        *CPU,
+    ]
+    fsv(
+        "train-head",
+        "cdcca",
+        "--out",
+        str(tmp_path / "cdcca"),
+        *data,
+        "--set",
+        "num_pseudo_classes=16",
+        "--set",
+        "head_args.d=128",
+    )
     fsv("train-head", "protomatch", "--out", str(tmp_path / "protomatch"), *data)
     for head in ("cdcca", "protomatch"):
-        tables = {c: json.loads(fsv("eval", str(tmp_path / head), "--benchmark", str(files[c]), "--json", *CPU)) for c in CONTROLS}
+        tables = {
+            c: json.loads(fsv("eval", str(tmp_path / head), "--benchmark", str(files[c]), "--json", *CPU))
+            for c in CONTROLS
+        }
         own, distractor, absent = (tables[c]["map"]["0.5"] for c in CONTROLS)
         assert tables["own"]["episodes"] == 120 and tables["own"]["split"] == str(files["own"])
         assert own > tables["own"]["random_proposals"]["map"]["0.5"] + 0.4, (head, tables["own"])

@@ -23,11 +23,28 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> DataSource:
     return DataSource(out / "manifest.jsonl", (out / "store.zarr",))
 
 
-@pytest.mark.parametrize("head,settings", [
-    ("vqknet", {"train_steps": 4, "val_every": 2, "num_segments": 16, "head_args.attention_dim": 32}),
-    ("cdcca", {"shot": 1, "train_steps": 4, "val_every": 2, "val_episodes": 3, "frame_fps": 2.0, "num_pseudo_classes": 4, "head_args.d": 32, "head_args.proposal_hidden": 32}),
-])
-def test_resumed_run_ends_identical_to_an_uninterrupted_one(source: DataSource, tmp_path: Path, head: str, settings: dict) -> None:
+@pytest.mark.parametrize(
+    "head,settings",
+    [
+        ("vqknet", {"train_steps": 4, "val_every": 2, "num_segments": 16, "head_args.attention_dim": 32}),
+        (
+            "cdcca",
+            {
+                "shot": 1,
+                "train_steps": 4,
+                "val_every": 2,
+                "val_episodes": 3,
+                "frame_fps": 2.0,
+                "num_pseudo_classes": 4,
+                "head_args.d": 32,
+                "head_args.proposal_hidden": 32,
+            },
+        ),
+    ],
+)
+def test_resumed_run_ends_identical_to_an_uninterrupted_one(
+    source: DataSource, tmp_path: Path, head: str, settings: dict
+) -> None:
     cfg = config_for(head, "synthetic-loc", settings)
     straight = train_localization(cfg, source, tmp_path / "straight", device="cpu")
     first = train_localization(cfg, source, tmp_path / "resumed", device="cpu", stop_after=3)
@@ -39,18 +56,24 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(source: DataSource, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "straight" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
     with pytest.raises(FsvInputError, match="another configuration"):
-        train_localization(config_for(head, "synthetic-loc", {**settings, "lr": 0.5}), source, tmp_path / "straight", device="cpu")
+        train_localization(
+            config_for(head, "synthetic-loc", {**settings, "lr": 0.5}), source, tmp_path / "straight", device="cpu"
+        )
 
 
 def test_predict_refuses_runs_it_cannot_serve(source: DataSource, tmp_path: Path) -> None:
     from fsv.localization.trainer import predict_run
 
-    cfg = config_for("vqknet", "synthetic-loc", {"train_steps": 1, "val_every": 1, "num_segments": 8, "head_args.attention_dim": 16})
+    cfg = config_for(
+        "vqknet", "synthetic-loc", {"train_steps": 1, "val_every": 1, "num_segments": 8, "head_args.attention_dim": 16}
+    )
     train_localization(cfg, source, tmp_path / "vqk", device="cpu")
     with pytest.raises(FsvInputError, match="applies to few-shot common localization"):
         predict_run(tmp_path / "vqk", benchmark="yang2020", device="cpu")
     (tmp_path / "rec").mkdir()
-    (tmp_path / "rec" / "config.json").write_text('{"config": {"head": "trx"}, "data": {"manifest": "m", "stores": []}}')
+    (tmp_path / "rec" / "config.json").write_text(
+        '{"config": {"head": "trx"}, "data": {"manifest": "m", "stores": []}}'
+    )
     with pytest.raises(FsvInputError, match="recognition run"):
         predict_run(tmp_path / "rec", device="cpu")
     with pytest.raises(FsvInputError, match="not a training run"):

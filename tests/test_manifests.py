@@ -54,7 +54,7 @@ def problems_at(problems: ProblemList, line: int) -> list[str]:
 def read_header(path: Path) -> dict:
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith(HEADER_TAG)
-    return json.loads(first[len(HEADER_TAG):])
+    return json.loads(first[len(HEADER_TAG) :])
 
 
 def nonblank_lines(path: Path) -> list[str]:
@@ -123,10 +123,15 @@ def test_thumos14_shipped_check_finds_only_duration_overruns(thumos):
 
 
 def thumos_txt_folder(folder: Path) -> Path:
-    write_lines(folder / "BaseballPitch_val.txt", ["video_validation_0000001 1.0 2.5", "video_validation_0000001 0.2 0.8"])
+    write_lines(
+        folder / "BaseballPitch_val.txt", ["video_validation_0000001 1.0 2.5", "video_validation_0000001 0.2 0.8"]
+    )
     write_lines(folder / "Billiards_test.txt", ["video_test_0000001 1.0 2.5", "", "video_test_0000002  3.0   4.5 "])
     write_lines(folder / "BaseballPitch_test.txt", ["video_test_0000001 0.5 0.9"])
-    write_lines(folder / "Ambiguous_test.txt", ["video_test_0000001 7.0 8.0", "video_test_0000002 9.0 9.5", "video_test_0000001 10 11"])
+    write_lines(
+        folder / "Ambiguous_test.txt",
+        ["video_test_0000001 7.0 8.0", "video_test_0000002 9.0 9.5", "video_test_0000001 10 11"],
+    )
     write_lines(folder / "README.txt", ["not an annotation file"])
     write_lines(folder / "detclasslist.txt", ["7 BaseballPitch"])
     return folder
@@ -173,7 +178,10 @@ def test_thumos14_txt_folder_ambiguous_only_video(tmp_path):
 
 def test_thumos14_txt_folder_malformed_lines_reported_together(tmp_path):
     folder = thumos_txt_folder(tmp_path / "ann")
-    write_lines(folder / "Billiards_test.txt", ["video_test_0000001 1.0 2.5", "video_test_0000002 3.0", "video_test_0000003 x 4"])
+    write_lines(
+        folder / "Billiards_test.txt",
+        ["video_test_0000001 1.0 2.5", "video_test_0000002 3.0", "video_test_0000003 x 4"],
+    )
     write_lines(folder / "HighJump_val.txt", ["", "", "video_validation_0000002"])
     with pytest.raises(FsvInputError) as e:
         build_manifest("thumos14", annotations=folder)
@@ -261,16 +269,26 @@ def anet_json(path: Path, version: str) -> Path:
                     {"segment": [5.0, 20.5], "label": "Archery"},
                 ],
             },
-            "def456": {"subset": "validation", "duration": 30.0, "annotations": [{"segment": [1.0, 2.0], "label": "Archery"}]},
+            "def456": {
+                "subset": "validation",
+                "duration": 30.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Archery"}],
+            },
             "ghi789": {"subset": "testing", "duration": 50.0, "annotations": []},
-            "jkl000": {"subset": "testing", "duration": 50.0, "annotations": [{"segment": [1.0, 2.0], "label": "Secret"}]},
+            "jkl000": {
+                "subset": "testing",
+                "duration": 50.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Secret"}],
+            },
         },
     }
     path.write_text(json.dumps(data))
     return path
 
 
-@pytest.mark.parametrize("dataset,version", [("activitynet13", "ActivityNet 1.3"), ("activitynet12", "ActivityNet 1.2")])
+@pytest.mark.parametrize(
+    "dataset,version", [("activitynet13", "ActivityNet 1.3"), ("activitynet12", "ActivityNet 1.2")]
+)
 def test_activitynet_official_json(tmp_path, dataset, version):
     path = anet_json(tmp_path / "anet.json", version)
     m = build_manifest(dataset, annotations=path)
@@ -395,7 +413,18 @@ def test_fewshot_shipped_splits_equal_reference(shared_data):
 
 def test_dataset_names_and_unknown_dataset():
     names = dataset_names()
-    for n in ("thumos14", "activitynet12", "activitynet13", "ucf101", "hmdb51", "ssv2_otam", "ssv2_cmn", "kinetics100", "folder", "csv"):
+    for n in (
+        "thumos14",
+        "activitynet12",
+        "activitynet13",
+        "ucf101",
+        "hmdb51",
+        "ssv2_otam",
+        "ssv2_cmn",
+        "kinetics100",
+        "folder",
+        "csv",
+    ):
         assert n in names
     assert canonical_name("UCF101") == "ucf101_arn"
     assert canonical_name("SSv2-OTAM") == "ssv2_otam"
@@ -406,7 +435,10 @@ def test_dataset_names_and_unknown_dataset():
 
 def test_fewshot_splits_override(tmp_path):
     folder = tmp_path / "splits"
-    write_lines(folder / "train.txt", ["Archery/v_Archery_g01_c01", "Archery/v_Archery_g01_c02", "", "Bowling/v_Bowling_g02_c01"])
+    write_lines(
+        folder / "train.txt",
+        ["Archery/v_Archery_g01_c01", "Archery/v_Archery_g01_c02", "", "Bowling/v_Bowling_g02_c01"],
+    )
     write_lines(folder / "test.txt", ["Yo Yo/v_YoYo_g01_c01"])
     m = build_manifest("ucf101", splits=folder)
     assert m.splits == ["train", "test"]
@@ -750,7 +782,9 @@ def test_sha256_changes_when_file_row_changes(tmp_path):
 
 
 def test_read_without_header_infers_classes(tmp_path):
-    path = write_lines(tmp_path / "plain.csv", ["video_id,path,label,split,segments", 'a,a.mp4,B|A,train,"[[0, 1, ""C""]]"'])
+    path = write_lines(
+        tmp_path / "plain.csv", ["video_id,path,label,split,segments", 'a,a.mp4,B|A,train,"[[0, 1, ""C""]]"']
+    )
     m = Manifest.read(path)
     assert m.dataset == "plain" and m.task == "classification"
     assert m.classes == ["A", "B", "C"]
@@ -839,8 +873,20 @@ def test_manifest_model_basics():
 
 def test_check_reports_every_problem_with_its_line(tmp_path):
     root = tmp_path / "data"
-    for name in ("ok.mp4", "dup.mp4", "badlab.mp4", "inv.mp4", "out.mp4", "neg.mp4", "zfps.mp4", "nfps.mp4", "seglab.mp4",
-                 "frames.mp4", "dur.mp4", "amb.mp4"):
+    for name in (
+        "ok.mp4",
+        "dup.mp4",
+        "badlab.mp4",
+        "inv.mp4",
+        "out.mp4",
+        "neg.mp4",
+        "zfps.mp4",
+        "nfps.mp4",
+        "seglab.mp4",
+        "frames.mp4",
+        "dur.mp4",
+        "amb.mp4",
+    ):
         touch(root / name, b"not empty")
     touch(root / "empty.mp4", b"")
     (root / "adir.mp4").mkdir()
@@ -934,7 +980,17 @@ def test_check_clean_manifest(tmp_path, make_video):
     m = Manifest(
         "clean",
         [
-            VideoRecord("x", "A/x.mp4", "A", "train", fps=25.0, num_frames=8, duration=0.32, segments=(Segment(0.0, 0.32, "A"),), line=3),
+            VideoRecord(
+                "x",
+                "A/x.mp4",
+                "A",
+                "train",
+                fps=25.0,
+                num_frames=8,
+                duration=0.32,
+                segments=(Segment(0.0, 0.32, "A"),),
+                line=3,
+            ),
             VideoRecord("y", "B/y.avi", "B", "test", line=4),
         ],
         ["A", "B"],
@@ -954,7 +1010,12 @@ def test_check_probe_reports_unreadable_video(tmp_path, make_video):
     touch(root / "notes.mp4", b"just some text, not a video\n" * 10)
     path = write_lines(
         tmp_path / "m.csv",
-        ["video_id,path,label,split", "good,good.mp4,A,train", "corrupt,corrupt.mp4,A,train", "notes,notes.mp4,A,train"],
+        [
+            "video_id,path,label,split",
+            "good,good.mp4,A,train",
+            "corrupt,corrupt.mp4,A,train",
+            "notes,notes.mp4,A,train",
+        ],
     )
     m = Manifest.read(path)
     assert check_manifest(m, root).problems == []  # non-empty files pass without probing
@@ -1097,7 +1158,10 @@ def test_probe_video_empty_file(tmp_path):
     assert str(path) in str(e.value)
 
 
-@pytest.mark.parametrize("name,data", [("text.mp4", b"hello, this is not a video\n" * 50), ("random.avi", None), ("data.txt", b"a,b,c\n1,2,3\n")])
+@pytest.mark.parametrize(
+    "name,data",
+    [("text.mp4", b"hello, this is not a video\n" * 50), ("random.avi", None), ("data.txt", b"a,b,c\n1,2,3\n")],
+)
 def test_probe_video_not_a_video(tmp_path, name, data):
     path = touch(tmp_path / name, data if data is not None else os.urandom(8192))
     with pytest.raises(FsvInputError, match="cannot be read as a video|no video stream") as e:

@@ -23,17 +23,31 @@ GT = {"v1": [(0.0, 10.0, "jump"), (20.0, 30.0, "jump")], "v2": [(5.0, 15.0, "run
 
 
 def test_temporal_iou() -> None:
-    np.testing.assert_allclose(temporal_iou(np.array([0, 10]), np.array([[0, 10], [5, 15], [10, 20], [2, 12]])), [1, 1 / 3, 0, 8 / 12])
+    np.testing.assert_allclose(
+        temporal_iou(np.array([0, 10]), np.array([[0, 10], [5, 15], [10, 20], [2, 12]])), [1, 1 / 3, 0, 8 / 12]
+    )
 
 
 @pytest.mark.parametrize(
     ("preds", "expected"),
     [
-        ({"v1": [(0, 10, 0.9, "jump"), (20, 30, 0.8, "jump")], "v2": [(5, 15, 0.7, "run")]}, {"jump": 1.0, "run": 1.0}),  # perfect
-        ({"v1": [(0, 10, 0.9, "jump"), (0, 10, 0.8, "jump")]}, {"jump": 0.5, "run": 0.0}),  # duplicate: TP then FP; run missed
-        ({"v1": [(50, 60, 0.9, "jump"), (0, 10, 0.5, "jump")]}, {"jump": 0.25, "run": 0.0}),  # FP ranked first: P=1/2 at R=1/2
+        (
+            {"v1": [(0, 10, 0.9, "jump"), (20, 30, 0.8, "jump")], "v2": [(5, 15, 0.7, "run")]},
+            {"jump": 1.0, "run": 1.0},
+        ),  # perfect
+        (
+            {"v1": [(0, 10, 0.9, "jump"), (0, 10, 0.8, "jump")]},
+            {"jump": 0.5, "run": 0.0},
+        ),  # duplicate: TP then FP; run missed
+        (
+            {"v1": [(50, 60, 0.9, "jump"), (0, 10, 0.5, "jump")]},
+            {"jump": 0.25, "run": 0.0},
+        ),  # FP ranked first: P=1/2 at R=1/2
         ({"v1": [(2, 12, 0.9, "jump"), (20, 30, 0.8, "jump")]}, {"jump": 1.0, "run": 0.0}),  # shifted, tIoU 0.67 >= 0.5
-        ({"v2": [(5, 15, 0.9, "jump")], "v1": [(20, 30, 0.1, "jump")]}, {"jump": 0.25, "run": 0.0}),  # wrong video is a false positive
+        (
+            {"v2": [(5, 15, 0.9, "jump")], "v1": [(20, 30, 0.1, "jump")]},
+            {"jump": 0.25, "run": 0.0},
+        ),  # wrong video is a false positive
     ],
 )
 def test_map_hand_computed(preds: dict, expected: dict[str, float]) -> None:
@@ -46,7 +60,9 @@ def test_map_thresholds_and_envelope() -> None:
     r = detection_map(GT, {"v1": [(2, 12, 0.9, "jump")]}, np.array([0.5, 0.7]))
     assert r["ap"]["jump"] == [pytest.approx(0.5), 0.0] and r["average_map"] == pytest.approx((0.25 + 0.0) / 2)
     # precision 1, 0.5, 2/3 at recall 1/3, 1/3, 2/3: the envelope lifts the middle point
-    assert interpolated_ap(np.array([1.0, 0.5, 2 / 3]), np.array([1 / 3, 1 / 3, 2 / 3])) == pytest.approx(1 / 3 + 1 / 3 * 2 / 3)
+    assert interpolated_ap(np.array([1.0, 0.5, 2 / 3]), np.array([1 / 3, 1 / 3, 2 / 3])) == pytest.approx(
+        1 / 3 + 1 / 3 * 2 / 3
+    )
 
 
 def test_nms_and_soft_nms() -> None:
@@ -65,20 +81,67 @@ def test_accuracy_ci() -> None:
 
 
 def test_score_detections_cli(tmp_path: Path) -> None:
-    gt = {"database": {v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs]} for v, segs in GT.items()}}
+    gt = {
+        "database": {
+            v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs]}
+            for v, segs in GT.items()
+        }
+    }
     gt["database"]["other"] = {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "jump"}]}
-    pred = {"results": {"v1": [{"segment": [2, 12], "score": 0.9, "label": "jump"}, {"segment": [20, 30], "score": 0.8, "label": "jump"}],
-                        "v2": [{"segment": [5, 15], "score": 0.5, "label": "run"}]}}
+    pred = {
+        "results": {
+            "v1": [
+                {"segment": [2, 12], "score": 0.9, "label": "jump"},
+                {"segment": [20, 30], "score": 0.8, "label": "jump"},
+            ],
+            "v2": [{"segment": [5, 15], "score": 0.5, "label": "run"}],
+        }
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(pred))
-    proc = subprocess.run([sys.executable, "-m", "fsv", "score", "detections", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
-                           "--subset", "test", "--tiou", "0.5:0.7:0.1", "--json"], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "score",
+            "detections",
+            "--gt",
+            str(tmp_path / "gt.json"),
+            "--pred",
+            str(tmp_path / "pred.json"),
+            "--subset",
+            "test",
+            "--tiou",
+            "0.5:0.7:0.1",
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["map"] == {"0.5": pytest.approx(1.0), "0.6": pytest.approx(1.0), "0.7": pytest.approx((0.25 + 1.0) / 2)}
     (tmp_path / "bad.json").write_text('{"results": {"v1": [{"segment": [1]}]}}')
-    bad = subprocess.run([sys.executable, "-m", "fsv", "score", "detections", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "bad.json")],
-                         check=False, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "score",
+            "detections",
+            "--gt",
+            str(tmp_path / "gt.json"),
+            "--pred",
+            str(tmp_path / "bad.json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "bad.json" in bad.stderr
 
 
@@ -102,15 +165,28 @@ def test_zero_length_segments_match_as_in_the_official_code() -> None:
 def test_predictions_outside_the_subset_are_false_positives(tmp_path: Path) -> None:
     from fsv.detections import score_files
 
-    gt = {"database": {"v1": {"subset": "test", "annotations": [{"segment": [0, 10], "label": "jump"}]},
-                       "val1": {"subset": "validation", "annotations": [{"segment": [0, 10], "label": "jump"}]}}}
-    pred = {"results": {"val1": [{"segment": [0, 10], "score": 0.9, "label": "jump"}], "v1": [{"segment": [0, 10], "score": 0.5, "label": "jump"}],
-                        "nowhere": [{"segment": [0, 10], "score": 0.1, "label": "jump"}]}}
+    gt = {
+        "database": {
+            "v1": {"subset": "test", "annotations": [{"segment": [0, 10], "label": "jump"}]},
+            "val1": {"subset": "validation", "annotations": [{"segment": [0, 10], "label": "jump"}]},
+        }
+    }
+    pred = {
+        "results": {
+            "val1": [{"segment": [0, 10], "score": 0.9, "label": "jump"}],
+            "v1": [{"segment": [0, 10], "score": 0.5, "label": "jump"}],
+            "nowhere": [{"segment": [0, 10], "score": 0.1, "label": "jump"}],
+        }
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(pred))
     # FP (validation video), TP, FP (video absent from the database): P = 0, 1/2, 1/3 at R = 0, 1, 1
-    assert score_files(tmp_path / "gt.json", tmp_path / "pred.json", np.array([0.5]), "test")["ap"]["jump"] == [pytest.approx(0.5)]
-    assert score_files(tmp_path / "gt.json", tmp_path / "pred.json", np.array([0.5]), "test", blocked={"val1"})["ap"]["jump"] == [1.0]
+    assert score_files(tmp_path / "gt.json", tmp_path / "pred.json", np.array([0.5]), "test")["ap"]["jump"] == [
+        pytest.approx(0.5)
+    ]
+    assert score_files(tmp_path / "gt.json", tmp_path / "pred.json", np.array([0.5]), "test", blocked={"val1"})["ap"][
+        "jump"
+    ] == [1.0]
 
 
 # ---- THUMOS14 ambiguous segments
@@ -159,10 +235,15 @@ def test_ambiguous_thumos14_rule_is_per_threshold() -> None:
 def test_score_files_reads_ambiguous_segments(tmp_path: Path) -> None:
     from fsv.detections import score_files
 
-    db = {v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs]} for v, segs in GT.items()}
+    db = {
+        v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs]}
+        for v, segs in GT.items()
+    }
     db["v1"]["ambiguous"] = [[40, 50]]
     (tmp_path / "gt.json").write_text(json.dumps({"database": db}))
-    pred = {v: [{"segment": [s, e], "score": sc, "label": lab} for s, e, sc, lab in dets] for v, dets in AMB_PREDS.items()}
+    pred = {
+        v: [{"segment": [s, e], "score": sc, "label": lab} for s, e, sc, lab in dets] for v, dets in AMB_PREDS.items()
+    }
     (tmp_path / "pred.json").write_text(json.dumps({"results": pred}))
     args = (tmp_path / "gt.json", tmp_path / "pred.json", np.array([0.5]), "test")
     assert score_files(*args)["map"]["0.5"] == 1.0  # on by default when the file has them
@@ -175,6 +256,8 @@ def test_thumos14_annotations_carry_ambiguous_segments() -> None:
 
     path = resource_path("annotations", "thumos14.json")
     amb = load_ambiguous(path, "test")
-    assert len(amb) == 36 and sum(len(a) for a in amb.values()) == 96  # THUMOS14 test: 96 "Ambiguous" instances in 36 videos
+    assert (
+        len(amb) == 36 and sum(len(a) for a in amb.values()) == 96
+    )  # THUMOS14 test: 96 "Ambiguous" instances in 36 videos
     assert amb["video_test_0000278"].tolist() == [[0.0, 1.4], [95.7, 97.2]]
     assert load_ambiguous(path, "validation") == {}

@@ -15,8 +15,12 @@ from fsv.presets import Layer, dataset_family, run_config, user_layers
 
 
 def print_config(tmp_path: Path, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "fsv", "train-head", *args, "--out", str(tmp_path / "run"), "--print-config"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "fsv", "train-head", *args, "--out", str(tmp_path / "run"), "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "run").exists()  # prints and exits: no run folder
     return json.loads(done.stdout)
@@ -36,7 +40,9 @@ def test_ta2n_ssv2_gets_the_papers_ssv2_schedule_through_print_config(tmp_path: 
 def test_ta2n_kinetics_preset_has_no_momentum_and_user_layers_win_in_order(tmp_path: Path) -> None:
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"lr": 0.5, "val_every": 7, "head_args": {"gamma": 2.0}}))
-    d = print_config(tmp_path, "ta2n", "--dataset", "kinetics100", "--config", str(config), "--set", "lr=0.01", "--shot", "1")
+    d = print_config(
+        tmp_path, "ta2n", "--dataset", "kinetics100", "--config", str(config), "--set", "lr=0.01", "--shot", "1"
+    )
     cfg, src = d["config"], d["sources"]
     assert (d["dataset"], d["dataset_preset"]) == ("kinetics_cmn", "kinetics100")
     assert cfg["momentum"] == 0.0 and src["momentum"] == "ta2n kinetics100 preset"  # "without momentum"
@@ -51,22 +57,72 @@ def test_localization_heads_take_their_dataset_presets_and_unknown_settings_are_
     d = print_config(tmp_path, "vqknet", "--dataset", "thumos14", "--steps", "12")
     assert d["dataset_preset"] == "thumos14" and d["config"]["head_args"]["topk_m"] == 7
     assert (d["config"]["train_steps"], d["sources"]["train_steps"]) == (12, "--steps")
-    bad = subprocess.run([sys.executable, "-m", "fsv", "train-head", "ta2n", "--dataset", "ucf101", "--out", str(tmp_path / "r"),
-                          "--set", "bogus=1", "--print-config"], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "train-head",
+            "ta2n",
+            "--dataset",
+            "ucf101",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "bogus=1",
+            "--print-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "unknown setting 'bogus'" in bad.stderr
 
 
-@pytest.mark.parametrize("head, option, says", [("vqknet", "--episodes", "vqknet trains in optimiser steps, not episodes: use --steps N"),
-                                               ("trx", "--steps", "trx trains on episodes: use --episodes N")])
+@pytest.mark.parametrize(
+    "head, option, says",
+    [
+        ("vqknet", "--episodes", "vqknet trains in optimiser steps, not episodes: use --steps N"),
+        ("trx", "--steps", "trx trains on episodes: use --episodes N"),
+    ],
+)
 def test_training_length_has_one_word_per_kind_of_head(tmp_path: Path, head: str, option: str, says: str) -> None:
     dataset = "thumos14" if head == "vqknet" else "ucf101"
-    bad = subprocess.run([sys.executable, "-m", "fsv", "train-head", head, "--dataset", dataset, option, "5", "--out", str(tmp_path / "r"), "--print-config"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "train-head",
+            head,
+            "--dataset",
+            dataset,
+            option,
+            "5",
+            "--out",
+            str(tmp_path / "r"),
+            "--print-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and says in bad.stderr, bad.stderr
 
 
-@pytest.mark.parametrize("dataset, family", [("ssv2_otam", "ssv2"), ("ssv2_cmn", "ssv2"), ("kinetics_cmn", "kinetics100"), ("ucf101_arn", "ucf101"),
-                                             ("hmdb51_arn", "hmdb51"), ("thumos14", "thumos14"), ("activitynet13", "activitynet"), ("mine", "mine")])
+@pytest.mark.parametrize(
+    "dataset, family",
+    [
+        ("ssv2_otam", "ssv2"),
+        ("ssv2_cmn", "ssv2"),
+        ("kinetics_cmn", "kinetics100"),
+        ("ucf101_arn", "ucf101"),
+        ("hmdb51_arn", "hmdb51"),
+        ("thumos14", "thumos14"),
+        ("activitynet13", "activitynet"),
+        ("mine", "mine"),
+    ],
+)
 def test_dataset_family(dataset: str, family: str) -> None:
     assert dataset_family(dataset) == family
 
@@ -83,7 +139,11 @@ def test_every_head_card_resolves_its_presets(head: str) -> None:
         cfg, resolved = run_config(head, key, [])
         assert resolved.dataset_preset == key
         for name in preset:
-            field = {"train_iterations": "train_steps", "train_episodes": "train_steps"}.get(name, name) if card.task != "recognition" else name
+            field = (
+                {"train_iterations": "train_steps", "train_episodes": "train_steps"}.get(name, name)
+                if card.task != "recognition"
+                else name
+            )
             where = field if hasattr(cfg, field) else f"head_args.{name}"
             assert resolved.sources[where] == f"{head} {key} preset", (head, key, name)
     with pytest.raises(FsvInputError, match="unknown setting"):

@@ -41,7 +41,9 @@ def chromium() -> str:
     path = shutil.which("chromium")
     if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], capture_output=True, timeout=900
+        )
         path = shutil.which("chromium")
     if path is None:
         _missing("no chromium (apt-get install chromium)")
@@ -79,11 +81,15 @@ def open_page(browser, path: Path) -> dict:
     images = page.query_selector_all("img")
     assert images, "the page has no figure"
     for img in images:
-        assert page.evaluate("i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0", img), img.get_attribute("alt")
+        assert page.evaluate("i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0", img), img.get_attribute(
+            "alt"
+        )
         shot = np.asarray(Image.open(io.BytesIO(img.screenshot())).convert("L"), dtype=np.float64)
         assert shot.std() > 5 and (shot < 200).mean() > 0.005, f"blank figure: {img.get_attribute('alt')}"
-    numbers = {c.get_attribute("data-key"): float(c.get_attribute("data-value"))
-               for c in page.query_selector_all("td[data-key][data-value]")}
+    numbers = {
+        c.get_attribute("data-key"): float(c.get_attribute("data-value"))
+        for c in page.query_selector_all("td[data-key][data-value]")
+    }
     payload = json.loads(page.evaluate("document.getElementById('fsv-data').textContent"))
     page.close()
     return {"numbers": numbers, "data": payload, "figures": len(images)}
@@ -97,16 +103,41 @@ def recognition(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return out, env
 
 
-def test_recognition_report_shows_what_fsv_eval_prints(browser, recognition: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_recognition_report_shows_what_fsv_eval_prints(
+    browser, recognition: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     data, env = recognition
     run = tmp_path / "run"
-    fsv("train-head", "protonet", "--store", data / "store.zarr", "--manifest", data / "manifest.jsonl", "--out", run, "--shot", "1",
-        "--set", "train_episodes=40", "--set", "val_every=20", "--set", "val_episodes=10", "--set", "test_episodes=60",
-        "--set", "head_args.projection_dim=8", *CPU, env=env)
+    fsv(
+        "train-head",
+        "protonet",
+        "--store",
+        data / "store.zarr",
+        "--manifest",
+        data / "manifest.jsonl",
+        "--out",
+        run,
+        "--shot",
+        "1",
+        "--set",
+        "train_episodes=40",
+        "--set",
+        "val_every=20",
+        "--set",
+        "val_episodes=10",
+        "--set",
+        "test_episodes=60",
+        "--set",
+        "head_args.projection_dim=8",
+        *CPU,
+        env=env,
+    )
     fsv("report", run, "--out", tmp_path / "run.html", *CPU, env=env)
     page = open_page(browser, tmp_path / "run.html")
     table = json.loads(fsv("eval", run, "--json", *CPU, env=env))
-    assert page["numbers"]["accuracy"] == pytest.approx(table["accuracy"]) and page["numbers"]["ci95"] == pytest.approx(table["ci95"])
+    assert page["numbers"]["accuracy"] == pytest.approx(table["accuracy"]) and page["numbers"]["ci95"] == pytest.approx(
+        table["ci95"]
+    )
     assert page["numbers"]["episodes"] == table["episodes"] == 60
     assert page["numbers"]["chance"] == pytest.approx(1 / table["way"])
     confusion = np.array(page["data"]["confusion"])
@@ -117,12 +148,42 @@ def test_recognition_report_shows_what_fsv_eval_prints(browser, recognition: tup
     assert page["data"]["provenance"]["overrides"]["train_episodes"] == 40
 
 
-def test_sweep_report_shows_each_seed_and_their_mean(browser, recognition: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_sweep_report_shows_each_seed_and_their_mean(
+    browser, recognition: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     data, env = recognition
     sweep = tmp_path / "sweep"
-    fsv("submit", "train-head", "protonet", "--store", data / "store.zarr", "--manifest", data / "manifest.jsonl", "--out", sweep, "--seeds", "2",
-        "--executor", "local", "--folder", tmp_path / "jobs", "--shot", "1", "--set", "train_episodes=20", "--set", "val_every=10",
-        "--set", "val_episodes=10", "--set", "test_episodes=30", "--set", "head_args.projection_dim=8", *CPU, env=env)
+    fsv(
+        "submit",
+        "train-head",
+        "protonet",
+        "--store",
+        data / "store.zarr",
+        "--manifest",
+        data / "manifest.jsonl",
+        "--out",
+        sweep,
+        "--seeds",
+        "2",
+        "--executor",
+        "local",
+        "--folder",
+        tmp_path / "jobs",
+        "--shot",
+        "1",
+        "--set",
+        "train_episodes=20",
+        "--set",
+        "val_every=10",
+        "--set",
+        "val_episodes=10",
+        "--set",
+        "test_episodes=30",
+        "--set",
+        "head_args.projection_dim=8",
+        *CPU,
+        env=env,
+    )
     fsv("report", sweep, "--out", tmp_path / "sweep.html", *CPU, env=env)
     page = open_page(browser, tmp_path / "sweep.html")
     table = json.loads(fsv("eval", sweep, "--json", *CPU, env=env))
@@ -134,8 +195,26 @@ def test_sweep_report_shows_each_seed_and_their_mean(browser, recognition: tuple
 
 LOC_RUNS = {
     "vqknet": ["--set", "train_steps=150", "--set", "val_every=75", "--set", "num_segments=64", "--set", "lr=5e-4"],
-    "cdcca": ["--shot", "1", "--set", "train_steps=4", "--set", "val_every=4", "--set", "val_episodes=2", "--set", "test_episodes=6",
-              "--set", "frame_fps=2", "--set", "num_pseudo_classes=2", "--set", "head_args.d=32", "--set", "head_args.proposal_hidden=32"],
+    "cdcca": [
+        "--shot",
+        "1",
+        "--set",
+        "train_steps=4",
+        "--set",
+        "val_every=4",
+        "--set",
+        "val_episodes=2",
+        "--set",
+        "test_episodes=6",
+        "--set",
+        "frame_fps=2",
+        "--set",
+        "num_pseudo_classes=2",
+        "--set",
+        "head_args.d=32",
+        "--set",
+        "head_args.proposal_hidden=32",
+    ],
 }
 
 
@@ -143,7 +222,18 @@ LOC_RUNS = {
 def test_localization_report_has_per_class_ap_and_timelines(browser, tmp_path: Path, head: str) -> None:
     write_synthetic_localization(tmp_path)
     run = tmp_path / "run"
-    fsv("train-head", head, "--store", tmp_path / "store.zarr", "--manifest", tmp_path / "manifest.jsonl", "--out", run, *LOC_RUNS[head], *CPU)
+    fsv(
+        "train-head",
+        head,
+        "--store",
+        tmp_path / "store.zarr",
+        "--manifest",
+        tmp_path / "manifest.jsonl",
+        "--out",
+        run,
+        *LOC_RUNS[head],
+        *CPU,
+    )
     fsv("report", run, "--out", tmp_path / "loc.html", "--videos", "3", *CPU)
     page = open_page(browser, tmp_path / "loc.html")
     table = json.loads(fsv("eval", run, "--json", *CPU))
@@ -153,14 +243,20 @@ def test_localization_report_has_per_class_ap_and_timelines(browser, tmp_path: P
     assert page["numbers"]["average_map"] == pytest.approx(table["average_map"])
     per_class = page["data"]["per_class_ap"]
     if head == "vqknet":  # mAP is the mean of the classes' APs
-        assert np.mean([aps for aps in per_class.values()], axis=0) == pytest.approx([table["map"][k] for k in table["map"]])
+        assert np.mean([aps for aps in per_class.values()], axis=0) == pytest.approx(
+            [table["map"][k] for k in table["map"]]
+        )
     else:  # CDC-CA's mAP pools its episodes as one class; the page scores each episode class on its own
         from fsv.pipeline.manifests import Manifest
 
         assert len(per_class) > 1 and set(per_class) <= set(Manifest.read(tmp_path / "manifest.jsonl").classes)
     assert len(page["data"]["videos"]) == 3 and page["figures"] == 1 + 3 + 1  # per-class AP, 3 timelines, curves
-    assert all(page["data"]["detections_shown"][v] > 0 for v in page["data"]["videos"]), page["data"]["detections_shown"]
-    assert page["data"]["actionness_shown"]  # VQK-Net's foreground attention, CDC-CA's proposal actionness, under the detections
+    assert all(page["data"]["detections_shown"][v] > 0 for v in page["data"]["videos"]), page["data"][
+        "detections_shown"
+    ]
+    assert page["data"][
+        "actionness_shown"
+    ]  # VQK-Net's foreground attention, CDC-CA's proposal actionness, under the detections
 
 
 def test_store_page_lists_videos_steps_and_failures(browser, tmp_path: Path) -> None:
@@ -171,10 +267,27 @@ def test_store_page_lists_videos_steps_and_failures(browser, tmp_path: Path) -> 
     for k, steps in enumerate((3, 7, 12)):
         np.save(src / f"v{k}.npy", np.random.default_rng(k).standard_normal((steps, 4096)).astype(np.float32))
     (src / "v3.npy").write_bytes(b"not an array")
-    Manifest("mine", [VideoRecord(f"v{k}", f"v{k}.mp4", "a", "test") for k in range(4)], ["a"], "classification").write(tmp_path / "m.csv")
+    Manifest("mine", [VideoRecord(f"v{k}", f"v{k}.mp4", "a", "test") for k in range(4)], ["a"], "classification").write(
+        tmp_path / "m.csv"
+    )
     store = tmp_path / "store.zarr"
-    proc = subprocess.run([*FSV, "store", "import", str(src), "--store", str(store), "--manifest", str(tmp_path / "m.csv"), "--spec", "c3d-sports1m-fc6-16"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *FSV,
+            "store",
+            "import",
+            str(src),
+            "--store",
+            str(store),
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--spec",
+            "c3d-sports1m-fc6-16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2 and "failed v3" in proc.stderr, proc.stdout + proc.stderr  # the others are imported
     fsv("store", "info", store, "--html", tmp_path / "store.html")
     page = open_page(browser, tmp_path / "store.html")

@@ -72,7 +72,11 @@ def array_id(folder: Path) -> str:
     """The SLURM job (array) id of the one submission whose jobs live in ``folder``."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        ids = {p.name.split("_")[0] for p in folder.iterdir() if p.is_dir() and p.name[0].isdigit()} if folder.is_dir() else set()
+        ids = (
+            {p.name.split("_")[0] for p in folder.iterdir() if p.is_dir() and p.name[0].isdigit()}
+            if folder.is_dir()
+            else set()
+        )
         if ids:
             return ids.pop()
         time.sleep(0.2)
@@ -115,8 +119,24 @@ def long(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: str) -> tuple[
 def test_slurm_shards_equal_a_single_run(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, manifest, single = short
     store = tmp_path / "slurm.zarr"
-    proc = fsv("submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "3",
-               "--executor", "slurm", *SMALL, "--folder", str(tmp_path / "jobs"))
+    proc = fsv(
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--shards",
+        "3",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--folder",
+        str(tmp_path / "jobs"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 done" in proc.stderr  # the wait reported the jobs' states
     assert len(FeatureStore.open(store).part_names()) == 3
@@ -125,11 +145,32 @@ def test_slurm_shards_equal_a_single_run(short: tuple[Path, Path, Path], tmp_pat
     assert sizes == [2, 2, 2]  # balanced by probed frame counts: 2 videos each here
 
 
-def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_videos(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_slurm_scancel_of_one_task_then_the_same_command_does_only_the_missing_videos(
+    short: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, manifest, single = short
     store, jobs = tmp_path / "slurm.zarr", tmp_path / "jobs"
-    cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "2",
-           "--executor", "slurm", *SMALL, "--folder", str(jobs), "--commit-every", "0"]
+    cmd = [
+        *FSV,
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--shards",
+        "2",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--folder",
+        str(jobs),
+        "--commit-every",
+        "0",
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     array = array_id(jobs)
     deadline = time.monotonic() + 600
@@ -161,11 +202,32 @@ def release_requeued(job: str, stop: threading.Event) -> None:
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
 
 
-def test_slurm_task_at_its_time_limit_is_requeued_and_resumes_by_itself(long: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_slurm_task_at_its_time_limit_is_requeued_and_resumes_by_itself(
+    long: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, manifest, single = long
     store, jobs = tmp_path / "slurm.zarr", tmp_path / "jobs"
-    cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "1",
-           "--executor", "slurm", *SMALL, "--time", "1", "--folder", str(jobs)]
+    cmd = [
+        *FSV,
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--shards",
+        "1",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--time",
+        "1",
+        "--folder",
+        str(jobs),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     array = array_id(jobs)
     stop = threading.Event()
@@ -183,17 +245,38 @@ def test_slurm_task_at_its_time_limit_is_requeued_and_resumes_by_itself(long: tu
     assert_same_export(single, store, tmp_path)
 
 
-def test_slurm_job_killed_without_a_result_is_reported_not_waited_on(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_slurm_job_killed_without_a_result_is_reported_not_waited_on(
+    short: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, manifest, _ = short
     store, jobs = tmp_path / "slurm.zarr", tmp_path / "jobs"
-    cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "1",
-           "--executor", "slurm", *SMALL, "--folder", str(jobs)]
+    cmd = [
+        *FSV,
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--shards",
+        "1",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--folder",
+        str(jobs),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     array = array_id(jobs)
     deadline = time.monotonic() + 300
     pids: list[int] = []
     while not pids and time.monotonic() < deadline:  # the job's python, as the out-of-memory killer would find it
-        found = subprocess.run(["pgrep", "-f", f"submitit.core._submit.*{jobs}"], capture_output=True, text=True).stdout.split()
+        found = subprocess.run(
+            ["pgrep", "-f", f"submitit.core._submit.*{jobs}"], capture_output=True, text=True
+        ).stdout.split()
         pids = [int(p) for p in found]
         time.sleep(0.2)
     assert pids, "the job never started"
@@ -207,12 +290,33 @@ def test_slurm_job_killed_without_a_result_is_reported_not_waited_on(short: tupl
     assert "log " in errs and str(jobs) in errs  # the log path is named
 
 
-def test_slurm_request_no_partition_can_satisfy_is_refused_at_submit_time(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_slurm_request_no_partition_can_satisfy_is_refused_at_submit_time(
+    short: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, manifest, _ = short
-    base = ["submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(tmp_path / "s.zarr"), "--shards", "2",
-            "--executor", "slurm", "--folder", str(tmp_path / "jobs")]
-    for extra, said in ((["--cpus", "512"], "Requested node configuration is not available"), (["--gpus", "1"], "gres"),
-                        (["--partition", "nope"], "invalid partition"), (["--device", "cuda"], "ask for no GPU")):
+    base = [
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--shards",
+        "2",
+        "--executor",
+        "slurm",
+        "--folder",
+        str(tmp_path / "jobs"),
+    ]
+    for extra, said in (
+        (["--cpus", "512"], "Requested node configuration is not available"),
+        (["--gpus", "1"], "gres"),
+        (["--partition", "nope"], "invalid partition"),
+        (["--device", "cuda"], "ask for no GPU"),
+    ):
         proc = fsv(*base, *extra)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert said.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr, proc.stderr
@@ -225,12 +329,45 @@ def test_slurm_seed_sweep_equals_single_runs_and_evaluates(tmp_path: Path, slurm
     data = tmp_path / "data"
     write_synthetic(data, SyntheticConfig(dim=32, videos_per_class=12))
     env = {**os.environ, "FSV_EPISODES": str(tmp_path / "episodes")}
-    common = ["--store", str(data / "store.zarr"), "--manifest", str(data / "manifest.jsonl"), "--shot", "1", "--device", "cpu",
-              "--set", "train_episodes=24", "--set", "val_every=12", "--set", "val_episodes=10", "--set", "tasks_per_update=4",
-              "--set", "head_args.out_dim=32"]
+    common = [
+        "--store",
+        str(data / "store.zarr"),
+        "--manifest",
+        str(data / "manifest.jsonl"),
+        "--shot",
+        "1",
+        "--device",
+        "cpu",
+        "--set",
+        "train_episodes=24",
+        "--set",
+        "val_every=12",
+        "--set",
+        "val_episodes=10",
+        "--set",
+        "tasks_per_update=4",
+        "--set",
+        "head_args.out_dim=32",
+    ]
     sweep = tmp_path / "sweep"
-    proc = fsv("submit", "train-head", "trx", "--out", str(sweep), "--seeds", "3", "--executor", "slurm", *SMALL, "--time", "30",
-               "--folder", str(tmp_path / "jobs"), *common, env=env)
+    proc = fsv(
+        "submit",
+        "train-head",
+        "trx",
+        "--out",
+        str(sweep),
+        "--seeds",
+        "3",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--time",
+        "30",
+        "--folder",
+        str(tmp_path / "jobs"),
+        *common,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for k in range(3):
         single = tmp_path / f"single{k}"
@@ -251,9 +388,27 @@ def test_slurm_sweep_with_a_split_too_small_is_refused_before_submitting(tmp_pat
 
     data = tmp_path / "data"
     write_synthetic(data, SyntheticConfig(dim=32, videos_per_class=12))
-    proc = fsv("submit", "train-head", "protonet", "--out", str(tmp_path / "sweep"), "--seeds", "2", "--executor", "slurm", *SMALL,
-               "--folder", str(tmp_path / "jobs"), "--store", str(data / "store.zarr"), "--manifest", str(data / "manifest.jsonl"), "--way", "40",
-               env={**os.environ, "FSV_EPISODES": str(tmp_path / "episodes")})
+    proc = fsv(
+        "submit",
+        "train-head",
+        "protonet",
+        "--out",
+        str(tmp_path / "sweep"),
+        "--seeds",
+        "2",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--folder",
+        str(tmp_path / "jobs"),
+        "--store",
+        str(data / "store.zarr"),
+        "--manifest",
+        str(data / "manifest.jsonl"),
+        "--way",
+        "40",
+        env={**os.environ, "FSV_EPISODES": str(tmp_path / "episodes")},
+    )
     assert proc.returncode == 2 and "needs 40" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "jobs").exists() or not list((tmp_path / "jobs").glob("*_*"))
 
@@ -261,19 +416,74 @@ def test_slurm_sweep_with_a_split_too_small_is_refused_before_submitting(tmp_pat
 def test_dask_jobqueue_on_the_same_slurm_with_decoding_workers(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, manifest, single = short
     store = tmp_path / "dask.zarr"
-    proc = fsv("submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(store), "--shards", "3",
-               "--executor", "dask", "--dask-cluster", "slurm", "--dask-workers", "2", *SMALL, "--time", "30", "--folder", str(tmp_path / "jobs"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr  # default --workers 1: decoding processes inside dask workers
+    proc = fsv(
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(store),
+        "--shards",
+        "3",
+        "--executor",
+        "dask",
+        "--dask-cluster",
+        "slurm",
+        "--dask-workers",
+        "2",
+        *SMALL,
+        "--time",
+        "30",
+        "--folder",
+        str(tmp_path / "jobs"),
+    )
+    assert proc.returncode == 0, (
+        proc.stdout + proc.stderr
+    )  # default --workers 1: decoding processes inside dask workers
     assert_same_export(single, store, tmp_path)
 
 
-def test_slurm_job_that_can_never_start_is_cancelled_with_its_reason(short: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_slurm_job_that_can_never_start_is_cancelled_with_its_reason(
+    short: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, manifest, _ = short
     cpus = slurm_out("sinfo", "-h", "-o", "%c").split()[0]
-    blocker = slurm_out("sbatch", "--parsable", f"--cpus-per-task={cpus}", "--mem=1G", "--time=10", "-o", "/dev/null", "--wrap", "sleep 600").strip()
+    blocker = slurm_out(
+        "sbatch",
+        "--parsable",
+        f"--cpus-per-task={cpus}",
+        "--mem=1G",
+        "--time=10",
+        "-o",
+        "/dev/null",
+        "--wrap",
+        "sleep 600",
+    ).strip()
     jobs = tmp_path / "jobs"
-    cmd = [*FSV, "submit", "extract", *C3D, "--manifest", str(manifest), "--root", str(root), "--store", str(tmp_path / "s.zarr"), "--shards", "2",
-           "--executor", "slurm", *SMALL, "--time", "30", "--folder", str(jobs)]
+    cmd = [
+        *FSV,
+        "submit",
+        "extract",
+        *C3D,
+        "--manifest",
+        str(manifest),
+        "--root",
+        str(root),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--shards",
+        "2",
+        "--executor",
+        "slurm",
+        *SMALL,
+        "--time",
+        "30",
+        "--folder",
+        str(jobs),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

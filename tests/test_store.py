@@ -97,7 +97,7 @@ def test_reads_by_id_batch_split_mmap_dask_xarray(store: FeatureStore, tmp_path:
         np.testing.assert_array_equal(packed.video(i), features(int(vid[1:])))
     arr, ids, offsets, lengths = s.to_dask()
     assert arr.shape == (int(lengths.sum()), 64)
-    np.testing.assert_array_equal(arr[offsets[5]:offsets[5] + lengths[5]].compute(), features(int(ids[5][1:])))
+    np.testing.assert_array_equal(arr[offsets[5] : offsets[5] + lengths[5]].compute(), features(int(ids[5][1:])))
     ds = s.to_xarray()
     first = ds.where(ds.video_id == "v4", drop=True)
     np.testing.assert_array_equal(first["features"].values, features(4))
@@ -124,7 +124,21 @@ def test_fast_reader_matches_zarr_python(tmp_path: Path) -> None:
 def test_four_parallel_writer_processes(tmp_path: Path) -> None:
     path = tmp_path / "par.zarr"
     procs = [
-        subprocess.Popen([sys.executable, WORKER, str(path), "--start", str(k * 50), "--stop", str((k + 1) * 50), "--shard", f"{k}/4", "--commit-interval", "0"])
+        subprocess.Popen(
+            [
+                sys.executable,
+                WORKER,
+                str(path),
+                "--start",
+                str(k * 50),
+                "--stop",
+                str((k + 1) * 50),
+                "--shard",
+                f"{k}/4",
+                "--commit-interval",
+                "0",
+            ]
+        )
         for k in range(4)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
@@ -143,7 +157,21 @@ def test_sigkill_mid_run_then_rerun_is_complete_and_bit_identical(tmp_path: Path
     reference = tmp_path / "ref.zarr"
     subprocess.run([sys.executable, WORKER, str(reference), "--start", "0", "--stop", "300"], check=True, timeout=120)
     path = tmp_path / "crash.zarr"
-    proc = subprocess.Popen([sys.executable, WORKER, str(path), "--start", "0", "--stop", "300", "--commit-interval", "0", "--sleep", "0.01"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            WORKER,
+            str(path),
+            "--start",
+            "0",
+            "--stop",
+            "300",
+            "--commit-interval",
+            "0",
+            "--sleep",
+            "0.01",
+        ]
+    )
     deadline = time.time() + 60
     journal_lines = 0
     while time.time() < deadline and journal_lines < 40:
@@ -212,7 +240,9 @@ def test_failures_are_recorded_listed_and_cleared_by_a_retry(store: FeatureStore
 
 # ------------------------------------------------------------------------------- verification
 def test_verify_reports_the_corrupt_video_and_field(tmp_path: Path) -> None:
-    store = FeatureStore.create(tmp_path / "c.zarr", SPEC, layout=StoreLayout(chunk_bytes=4096, shard_bytes=64 * 1024, codec="none"))
+    store = FeatureStore.create(
+        tmp_path / "c.zarr", SPEC, layout=StoreLayout(chunk_bytes=4096, shard_bytes=64 * 1024, codec="none")
+    )
     write_range(store, 0, 30)
     s = FeatureStore.open(store.path)
     e = s.index["v10"]
@@ -225,7 +255,11 @@ def test_verify_reports_the_corrupt_video_and_field(tmp_path: Path) -> None:
     report = verify_store(FeatureStore.open(s.path))
     assert not report.ok
     assert len(report.problems) == 1
-    assert "'v10'" in report.problems[0] and "'features'" in report.problems[0] and "checksum mismatch" in report.problems[0]
+    assert (
+        "'v10'" in report.problems[0]
+        and "'features'" in report.problems[0]
+        and "checksum mismatch" in report.problems[0]
+    )
 
 
 def test_verify_reports_unreadable_journal_lines(store: FeatureStore) -> None:
@@ -245,6 +279,10 @@ def test_verify_counts_a_video_committed_twice_once_and_names_the_duplicate(stor
     assert report.ok and report.checked == 6 and report.commits == 8
     assert sum("committed 2 times" in n for n in report.notes) == 2
     assert any("'v2' is committed 2 times" in n for n in report.notes)
-    proc = subprocess.run([sys.executable, "-m", "fsv", "store", "verify", str(store.path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "6 videos checked (2 duplicate commit(s)), all intact" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "fsv", "store", "verify", str(store.path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "6 videos checked (2 duplicate commit(s)), all intact" in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
     assert "committed 2 times" in proc.stderr

@@ -27,7 +27,12 @@ def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def manifest(tmp_path: Path) -> Path:
-    records = [VideoRecord(f"video_test_{i:07d}", f"test/video_test_{i:07d}.mp4", "CricketShot", "test", fps=30.0, duration=10.0) for i in range(6)]
+    records = [
+        VideoRecord(
+            f"video_test_{i:07d}", f"test/video_test_{i:07d}.mp4", "CricketShot", "test", fps=30.0, duration=10.0
+        )
+        for i in range(6)
+    ]
     path = tmp_path / "m.csv"
     Manifest("thumos14", records, ["CricketShot"], "localization").write(path)
     return path
@@ -44,8 +49,24 @@ def test_import_npy_rgb_flow_concat_then_export_and_reimport_h5(tmp_path: Path, 
         np.savez(src / f"video_test_{i:07d}.npz", rgb=features(i), flow=features(100 + i + 0 * i)[: 20 + i])
     np.save(src / "not_in_manifest.npy", features(0, 2048))
     store = tmp_path / "th.zarr"
-    proc = run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps", "--concat", "rgb,flow")
-    assert "imported 5 videos" in proc.stdout and "1 not in the manifest" in proc.stdout and "1 manifest videos have no features" in proc.stdout
+    proc = run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+        "--concat",
+        "rgb,flow",
+    )
+    assert (
+        "imported 5 videos" in proc.stdout
+        and "1 not in the manifest" in proc.stdout
+        and "1 manifest videos have no features" in proc.stdout
+    )
     s = FeatureStore.open(store)
     x = s.get("video_test_0000003")
     np.testing.assert_array_equal(x, np.concatenate([features(3), features(103)[:23]], axis=1))
@@ -64,10 +85,33 @@ def test_import_npy_rgb_flow_concat_then_export_and_reimport_h5(tmp_path: Path, 
         np.testing.assert_allclose(f["video_test_0000003"].attrs["span_s"], spans)
         assert f.attrs["fsv_spec_key"] == s.spec.key
     again = tmp_path / "again.zarr"
-    run("store", "import", str(h5), "--store", str(again), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps")
+    run(
+        "store",
+        "import",
+        str(h5),
+        "--store",
+        str(again),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+    )
     np.testing.assert_array_equal(FeatureStore.open(again).get("video_test_0000003"), x)
     # a second import of the same source skips what is there
-    assert "skipped 5 already there" in run("store", "import", str(h5), "--store", str(again), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps").stdout
+    assert (
+        "skipped 5 already there"
+        in run(
+            "store",
+            "import",
+            str(h5),
+            "--store",
+            str(again),
+            "--manifest",
+            str(manifest),
+            "--spec",
+            "i3d-kinetics400-rgbflow-25fps",
+        ).stdout
+    )
 
 
 def test_import_wrong_dims_names_the_file_and_keeps_earlier_videos(tmp_path: Path, manifest: Path) -> None:
@@ -76,7 +120,18 @@ def test_import_wrong_dims_names_the_file_and_keeps_earlier_videos(tmp_path: Pat
     np.save(src / "video_test_0000000.npy", features(0, 2048))
     np.save(src / "video_test_0000001.npy", features(1, 1024))
     store = tmp_path / "th.zarr"
-    proc = run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps", check=2)
+    proc = run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+        check=2,
+    )
     assert "video_test_0000001.npy" in proc.stderr and "(T, 2048)" in proc.stderr
     np.testing.assert_array_equal(FeatureStore.open(store).get("video_test_0000000"), features(0, 2048))
 
@@ -86,8 +141,29 @@ def test_import_into_store_of_another_spec_is_refused(tmp_path: Path, manifest: 
     src.mkdir()
     np.save(src / "video_test_0000000.npy", features(0, 2048))
     store = tmp_path / "th.zarr"
-    run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps")
-    proc = run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "c3d-sports1m-fc6-16", check=2)
+    run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+    )
+    proc = run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "c3d-sports1m-fc6-16",
+        check=2,
+    )
     assert "refusing features of spec 'c3d-sports1m-fc6-16'" in proc.stderr
 
 
@@ -96,7 +172,18 @@ def test_pickled_npy_is_not_loaded(tmp_path: Path, manifest: Path) -> None:
     src.mkdir()
     np.save(src / "video_test_0000000.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     store = tmp_path / "th.zarr"
-    run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps", check=2)  # a failed video: exit 2
+    run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+        check=2,
+    )  # a failed video: exit 2
     s = FeatureStore.open(store)
     assert "video_test_0000000" in s.failures and "pickle" in s.failures["video_test_0000000"].error.lower()
 
@@ -107,7 +194,17 @@ def test_verify_cli_exits_1_on_corruption(tmp_path: Path, manifest: Path) -> Non
     for i in range(3):
         np.save(src / f"video_test_{i:07d}.npy", features(i, 2048))
     store = tmp_path / "th.zarr"
-    run("store", "import", str(src), "--store", str(store), "--manifest", str(manifest), "--spec", "i3d-kinetics400-rgbflow-25fps")
+    run(
+        "store",
+        "import",
+        str(src),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--spec",
+        "i3d-kinetics400-rgbflow-25fps",
+    )
     shard = next(p for p in (store / "parts").rglob("features/c/*/*") if p.is_file())
     data = bytearray(shard.read_bytes())
     data[len(data) // 3] ^= 0xFF

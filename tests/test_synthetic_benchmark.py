@@ -19,12 +19,33 @@ CHANCE = 0.2  # 5-way
 # small widths, 3 queries per class and Adam so that a few hundred CPU episodes suffice (each head
 # in under a minute on a quiet 2-core machine; TA2N reaches 0.85 after 120 episodes, 0.86 after 300);
 # the architecture is the paper's
-FAST = ["--set", "optimizer=adam", "--set", "lr=0.001", "--set", "tasks_per_update=1", "--set", "val_every=150", "--set", "val_episodes=100",
-        "--set", "query=3"]
+FAST = [
+    "--set",
+    "optimizer=adam",
+    "--set",
+    "lr=0.001",
+    "--set",
+    "tasks_per_update=1",
+    "--set",
+    "val_every=150",
+    "--set",
+    "val_episodes=100",
+    "--set",
+    "query=3",
+]
 HEADS = {
     "trx": ["--set", "head_args.out_dim=64", "--set", "train_episodes=300"],
     "strm": ["--set", "head_args.out_dim=64", "--set", "train_episodes=300"],
-    "ta2n": ["--set", "head_args.sc_channels=32", "--set", "head_args.ttm_channels=[16,32]", "--set", "train_episodes=120", "--set", "val_every=60"],
+    "ta2n": [
+        "--set",
+        "head_args.sc_channels=32",
+        "--set",
+        "head_args.ttm_channels=[16,32]",
+        "--set",
+        "train_episodes=120",
+        "--set",
+        "val_every=60",
+    ],
 }
 
 
@@ -40,10 +61,21 @@ def run_head(bench: tuple[Path, dict[str, str]], head: str, extra: list[str]) ->
     out, env = bench
     data = ["--store", str(out / "store.zarr"), "--manifest", str(out / "manifest.jsonl")]
     run = out / f"run-{head}"
-    train = subprocess.run([*FSV, "train-head", head, *data, "--out", str(run), "--shot", "1", "--device", "cpu", *FAST, *extra],
-                           capture_output=True, text=True, env=env, timeout=900)
+    train = subprocess.run(
+        [*FSV, "train-head", head, *data, "--out", str(run), "--shot", "1", "--device", "cpu", *FAST, *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert train.returncode == 0, train.stdout + train.stderr
-    ev = subprocess.run([*FSV, "eval", str(run), "--episodes", "200", "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=900)
+    ev = subprocess.run(
+        [*FSV, "eval", str(run), "--episodes", "200", "--json", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert ev.returncode == 0, ev.stderr
     return json.loads(ev.stdout)["accuracy"]
 
@@ -58,6 +90,8 @@ def test_protonet_stays_near_chance(protonet_accuracy: float) -> None:
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_temporal_heads_clearly_beat_protonet(bench: tuple[Path, dict[str, str]], protonet_accuracy: float, head: str) -> None:
+def test_temporal_heads_clearly_beat_protonet(
+    bench: tuple[Path, dict[str, str]], protonet_accuracy: float, head: str
+) -> None:
     accuracy = run_head(bench, head, HEADS[head])
     assert accuracy > protonet_accuracy + 0.4, (head, accuracy, protonet_accuracy)

@@ -61,18 +61,30 @@ def test_relu_rendering_is_non_negative_and_keeps_the_instances(tmp_path: Path) 
     manifest, store = write_synthetic_localization(tmp_path, cfg)
     x = np.concatenate([store.get(r.video_id).astype(np.float32) for r in manifest])
     assert (x >= 0).all() and (x > 0).mean() > 0.3
-    linear, _ = write_synthetic_localization(tmp_path / "linear", LocSyntheticConfig(videos=(6, 2, 2), phases=3, drift=0.5))
+    linear, _ = write_synthetic_localization(
+        tmp_path / "linear", LocSyntheticConfig(videos=(6, 2, 2), phases=3, drift=0.5)
+    )
     assert [r.segments for r in manifest] == [r.segments for r in linear]  # the same instances, rendered differently
 
 
 def test_the_grid_and_its_held_out_cells() -> None:
     assert len(SUPPORT_GRID) == 24 and SUPPORT_GRID["a1.5-const-white-large"] == SUPPORT_CONTROL
-    assert {c.amplitude for c in SUPPORT_GRID.values()} == {0.5, 1.0, 1.5} and {c.phases for c in SUPPORT_GRID.values()} == {1, 3}
-    assert {c.drift for c in SUPPORT_GRID.values()} == {0.0, 0.5} and {c.videos[0] for c in SUPPORT_GRID.values()} == {80, 240}
+    assert {c.amplitude for c in SUPPORT_GRID.values()} == {0.5, 1.0, 1.5} and {
+        c.phases for c in SUPPORT_GRID.values()
+    } == {1, 3}
+    assert {c.drift for c in SUPPORT_GRID.values()} == {0.0, 0.5} and {c.videos[0] for c in SUPPORT_GRID.values()} == {
+        80,
+        240,
+    }
     assert not set(HELD_OUT) & set(SUPPORT_GRID) and {c.render for c in HELD_OUT.values()} == {"relu"}
     assert {c.seed for c in HELD_OUT.values()} != {0}
     name, cfg = grid_cell(0.5, True, True, "small")
-    assert name == "a0.5-phased-drift-small" and (cfg.amplitude, cfg.phases, cfg.drift, cfg.videos) == (0.5, 3, 0.5, (80, 20, 60))
+    assert name == "a0.5-phased-drift-small" and (cfg.amplitude, cfg.phases, cfg.drift, cfg.videos) == (
+        0.5,
+        3,
+        0.5,
+        (80, 20, 60),
+    )
 
 
 @pytest.mark.parametrize("bad", [{"phases": 0}, {"drift": 1.5}, {"drift_steps": 0.0}, {"render": "tanh"}])

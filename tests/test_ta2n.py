@@ -23,7 +23,9 @@ def make_head(seed: int = 0, **kwargs: object) -> TA2N:
     return TA2N(**{**SMALL, **kwargs})  # type: ignore[arg-type]
 
 
-def episode(shot: int, queries: int = 5, seed: int = 0, shuffle: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def episode(
+    shot: int, queries: int = 5, seed: int = 0, shuffle: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Support ``[5*shot, T, D, 7, 7]`` with labels in shuffled order, queries ``[queries, T, D, 7, 7]`` and their labels."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(WAY).repeat(shot)

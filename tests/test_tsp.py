@@ -40,8 +40,12 @@ def tv_resnet(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
         if os.environ.get("FSV_REQUIRE_REFERENCES"):
             pytest.fail(f"{REFERENCE} is missing: make setup installs torchvision's files there")
         pytest.skip(f"{REFERENCE} is absent (make setup installs it)")
-    for name, sub in [("torchvision", ""), ("torchvision.models", "models"), ("torchvision.models.video", "models/video"),
-                      ("torchvision.transforms", "transforms")]:
+    for name, sub in [
+        ("torchvision", ""),
+        ("torchvision.models", "models"),
+        ("torchvision.models.video", "models/video"),
+        ("torchvision.transforms", "transforms"),
+    ]:
         module = types.ModuleType(name)
         module.__path__ = [str(REFERENCE / sub)]
         monkeypatch.setitem(sys.modules, name, module)
@@ -72,7 +76,9 @@ def tsp_conv_maker(tv: types.ModuleType) -> type:
 def tsp_reference(tv: types.ModuleType) -> nn.Module:
     """TSP's ``models/backbone.py::r2plus1d_34`` (BatchNorm eps 1e-3) with ``fc`` emptied, as its
     ``Model._build_feature_backbone`` does; every parameter and running statistic random."""
-    model = tv.VideoResNet(block=tv.BasicBlock, conv_makers=[tsp_conv_maker(tv)] * 4, layers=[3, 4, 6, 3], stem=tv.R2Plus1dStem)
+    model = tv.VideoResNet(
+        block=tv.BasicBlock, conv_makers=[tsp_conv_maker(tv)] * 4, layers=[3, 4, 6, 3], stem=tv.R2Plus1dStem
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
@@ -90,10 +96,17 @@ def test_tsp_checkpoint_gives_torchvisions_features(tv_resnet, tmp_path):
     ref = tsp_reference(tv_resnet)
     # TSP's checkpoint: {"model": {"features.<backbone>", "fc1.*", "fc2.*"}, ...}
     state = {f"features.{k}": v for k, v in ref.state_dict().items()}
-    state |= {"fc1.weight": torch.randn(200, 512), "fc1.bias": torch.zeros(200), "fc2.weight": torch.randn(2, 1024), "fc2.bias": torch.zeros(2)}
+    state |= {
+        "fc1.weight": torch.randn(200, 512),
+        "fc1.bias": torch.zeros(200),
+        "fc2.weight": torch.randn(2, 1024),
+        "fc2.bias": torch.zeros(2),
+    }
     path = tmp_path / "r2plus1d_34-tsp_on_activitynet.pth"
     # TSP's train.py saves its options too, as an argparse.Namespace
-    torch.save({"model": state, "optimizer": {}, "epoch": 5, "args": argparse.Namespace(backbone="r2plus1d_34", lr=1e-4)}, path)
+    torch.save(
+        {"model": state, "optimizer": {}, "epoch": 5, "args": argparse.Namespace(backbone="r2plus1d_34", lr=1e-4)}, path
+    )
     ours = create_backbone("tsp-r2plus1d-34", resolve_weights("tsp-r2plus1d-34", str(path)))
     x = torch.randn(2, 3, 16, 112, 112)
     with torch.no_grad():
@@ -116,10 +129,15 @@ def test_tsp_frames_and_crop_equal_its_transform():
     frames = rng.integers(0, 256, (16, 240, 320, 3), dtype=np.uint8)
     pre = BACKBONES["tsp-r2plus1d-34"].preprocess
     video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255
-    mean, std = torch.tensor([0.43216, 0.394666, 0.37645])[:, None, None, None], torch.tensor([0.22803, 0.22145, 0.216989])[:, None, None, None]
+    mean, std = (
+        torch.tensor([0.43216, 0.394666, 0.37645])[:, None, None, None],
+        torch.tensor([0.22803, 0.22145, 0.216989])[:, None, None, None],
+    )
     resized = F.interpolate(video, size=(128, 171), mode="bilinear", align_corners=False)
     want = ((resized - mean) / std)[:, :, 8:120, 30:142]
-    model = StreamModel(make_recipe("tsp-r2plus1d-34", weights={"rgb": RANDOM}), "rgb", torch.device("cpu"), channels_last=False)
+    model = StreamModel(
+        make_recipe("tsp-r2plus1d-34", weights={"rgb": RANDOM}), "rgb", torch.device("cpu"), channels_last=False
+    )
     views = model.views_of(resize_frames(frames, pre))  # (1, F, C, 112, 112)
     ours = model.normalise(views[:, :16])[0]  # (C, T, 112, 112)
     assert ours.shape == want.shape == (3, 16, 112, 112)

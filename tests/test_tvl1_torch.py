@@ -32,7 +32,7 @@ def torch_tvl1(grey: np.ndarray, **kw) -> np.ndarray:
 def epe(a: np.ndarray, b: np.ndarray, clip: float = 20.0) -> np.ndarray:
     """Per-pixel end-point error between two ``(N, 2, H, W)`` flows clipped to +-``clip``."""
     d = np.clip(a, -clip, clip) - np.clip(b, -clip, clip)
-    return np.sqrt((d ** 2).sum(1))
+    return np.sqrt((d**2).sum(1))
 
 
 def shifted(n: int, size: int, dx: float, dy: float, seed: int = 0) -> np.ndarray:
@@ -66,7 +66,9 @@ def test_levels_stop_before_a_side_under_16() -> None:
     grey = torch.zeros(2, 40, 300)
     sizes = [tuple(a.shape[-2:]) for a, _ in tv._pyramid(grey, grey, tv.TVL1Params())]
     assert sizes == [(40, 300), (32, 240), (26, 192), (21, 154), (17, 123)]
-    sizes = [tuple(a.shape[-2:]) for a, _ in tv._pyramid(torch.zeros(2, 24, 24), torch.zeros(2, 24, 24), tv.TVL1Params())]
+    sizes = [
+        tuple(a.shape[-2:]) for a, _ in tv._pyramid(torch.zeros(2, 24, 24), torch.zeros(2, 24, 24), tv.TVL1Params())
+    ]
     assert sizes == [(24, 24), (19, 19)]  # the next, 15 x 15, is not made
 
 
@@ -82,7 +84,9 @@ def test_bicubic_warp_equals_opencv_remap_with_zeros_outside() -> None:
     mx = xs + rng.uniform(-6, 6, xs.shape).astype(np.float32)  # some taps, and some points, fall outside
     my = ys + rng.uniform(-6, 6, ys.shape).astype(np.float32)
     ref = cv2.remap(img, mx, my, cv2.INTER_CUBIC)  # default border: constant 0
-    got = tv.remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(mx)[None], torch.from_numpy(my)[None])[0, 0].numpy()
+    got = tv.remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(mx)[None], torch.from_numpy(my)[None])[
+        0, 0
+    ].numpy()
     np.testing.assert_allclose(got, ref, atol=1e-3)
     assert (ref == 0).any()
 
@@ -170,9 +174,37 @@ def test_fsv_extract_selects_it_and_a_store_never_mixes_flow_methods(tmp_path: P
     Manifest("m", [VideoRecord("v", "v.mp4", "a", "test")], ["a"], "classification").write(manifest)
 
     def extract(store: str, method: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fsv", "extract", "--backbone", "i3d", "--streams", "flow", "--flow-weights", "random",
-                               "--snippet", "8", "--stride", "8", "--flow", method, "--manifest", str(manifest), "--root", str(tmp_path),
-                               "--store", str(tmp_path / store), "--workers", "0"], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fsv",
+                "extract",
+                "--backbone",
+                "i3d",
+                "--streams",
+                "flow",
+                "--flow-weights",
+                "random",
+                "--snippet",
+                "8",
+                "--stride",
+                "8",
+                "--flow",
+                method,
+                "--manifest",
+                str(manifest),
+                "--root",
+                str(tmp_path),
+                "--store",
+                str(tmp_path / store),
+                "--workers",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     assert extract("opencv.zarr", "tvl1").returncode == 0
     mixed = extract("opencv.zarr", "tvl1-torch")

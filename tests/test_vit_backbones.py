@@ -53,7 +53,14 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "ln_1.weight", "ln_2.weight")) else 0.0))
+            p.copy_(
+                torch.randn(p.shape, generator=g) * 0.2
+                + (
+                    1.0
+                    if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "ln_1.weight", "ln_2.weight"))
+                    else 0.0
+                )
+            )
     return model.eval()
 
 
@@ -64,8 +71,17 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------- CLIP
 @pytest.fixture(scope="module")
 def hf_clip(tmp_path_factory) -> tuple[Path, nn.Module]:
-    cfg = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-                                        patch_size=8, projection_dim=16, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+    )
     torch.manual_seed(0)
     model = randomize(transformers.CLIPVisionModelWithProjection(cfg))
     folder = tmp_path_factory.mktemp("hf") / "clip"
@@ -85,7 +101,13 @@ def test_clip_from_a_transformers_folder_equals_transformers(hf_clip):
     # the grid is the last block's patch tokens, not post-LayerNormed (transformers' last_hidden_state)
     grid = want.last_hidden_state[:, 1:].transpose(1, 2).reshape(3, 32, 4, 4)
     assert rel(got["grid"], grid) < 1e-5
-    assert rel(got["grid"], ref.vision_model.post_layernorm(want.last_hidden_state)[:, 1:].transpose(1, 2).reshape(3, 32, 4, 4)) > 1e-2
+    assert (
+        rel(
+            got["grid"],
+            ref.vision_model.post_layernorm(want.last_hidden_state)[:, 1:].transpose(1, 2).reshape(3, 32, 4, 4),
+        )
+        > 1e-2
+    )
     # float64: the same to rounding
     ours64, ref64 = ours.double(), ref.double()
     with torch.no_grad():
@@ -99,7 +121,15 @@ class OpenAIResidualBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, width * 2)), ("gelu", QuickGELURef()), ("c_proj", nn.Linear(width * 2, width))]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, width * 2)),
+                    ("gelu", QuickGELURef()),
+                    ("c_proj", nn.Linear(width * 2, width)),
+                ]
+            )
+        )
         self.ln_2 = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, B, D]
@@ -114,7 +144,9 @@ class QuickGELURef(nn.Module):
 
 
 class OpenAIVisual(nn.Module):
-    def __init__(self, width: int = 32, layers: int = 2, heads: int = 4, patch: int = 8, image: int = 32, out: int = 16) -> None:
+    def __init__(
+        self, width: int = 32, layers: int = 2, heads: int = 4, patch: int = 8, image: int = 32, out: int = 16
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(width))
@@ -150,14 +182,20 @@ def openai_files(tmp_path_factory) -> tuple[dict[str, Path], nn.Module]:
     torch.manual_seed(1)
     ref = randomize(OpenAICLIP(), seed=1).half().float()  # OpenAI's files hold fp16 weights
     out = tmp_path_factory.mktemp("openai")
-    scripted = torch.jit.trace(copy.deepcopy(ref), torch.randn(1, 3, 32, 32)).half()  # the archive holds HalfStorage, as OpenAI's do
+    scripted = torch.jit.trace(
+        copy.deepcopy(ref), torch.randn(1, 3, 32, 32)
+    ).half()  # the archive holds HalfStorage, as OpenAI's do
     torch.jit.save(scripted, out / "ViT-T-8.pt")
     half = {k: v.half() for k, v in ref.state_dict().items()}
     torch.save(half, out / "open_clip_pytorch_model.bin")
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in half.items()}, out / "open_clip_model.safetensors")
-    return {"pt": out / "ViT-T-8.pt", "bin": out / "open_clip_pytorch_model.bin", "safetensors": out / "open_clip_model.safetensors"}, ref
+    return {
+        "pt": out / "ViT-T-8.pt",
+        "bin": out / "open_clip_pytorch_model.bin",
+        "safetensors": out / "open_clip_model.safetensors",
+    }, ref
 
 
 @pytest.mark.parametrize("layout", ["pt", "bin", "safetensors"])
@@ -193,7 +231,12 @@ def test_a_torchscript_archive_that_calls_code_is_refused(tmp_path):
 def test_safetensors_reader_equals_the_package(tmp_path):
     from safetensors.torch import save_file
 
-    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64), "c": torch.randn(2, 2).to(torch.bfloat16), "d": torch.zeros(0)}
+    tensors = {
+        "a": torch.randn(3, 4),
+        "b": torch.arange(5, dtype=torch.int64),
+        "c": torch.randn(2, 2).to(torch.bfloat16),
+        "d": torch.zeros(0),
+    }
     save_file(tensors, tmp_path / "t.safetensors")
     got = read_safetensors(tmp_path / "t.safetensors")
     assert set(got) == set(tensors)
@@ -217,9 +260,20 @@ def test_a_folder_that_needs_custom_code_is_refused(hf_clip, tmp_path):
 # ----------------------------------------------------------------------------- VideoMAE
 @pytest.fixture(scope="module")
 def hf_videomae(tmp_path_factory) -> tuple[Path, nn.Module]:
-    cfg = transformers.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
-                                      num_attention_heads=4, intermediate_size=64, layer_norm_eps=1e-6, use_mean_pooling=True, num_labels=5,
-                                      qkv_bias=True)
+    cfg = transformers.VideoMAEConfig(
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        layer_norm_eps=1e-6,
+        use_mean_pooling=True,
+        num_labels=5,
+        qkv_bias=True,
+    )
     torch.manual_seed(0)
     model = randomize(transformers.VideoMAEForVideoClassification(cfg), seed=2)
     folder = tmp_path_factory.mktemp("hf") / "videomae"
@@ -246,14 +300,21 @@ def hf_to_authors(state: dict[str, torch.Tensor], *, mmaction: bool = False) -> 
         att = p + "attention.attention."
         out[b + "attn.qkv.weight"] = torch.cat([state[att + n + ".weight"] for n in ("query", "key", "value")])
         out[b + "attn.q_bias"], out[b + "attn.v_bias"] = state[att + "query.bias"], state[att + "value.bias"]
-        for theirs, mine in [("attention.output.dense", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-                             ("intermediate.dense", "mlp.layers.0.0" if mmaction else "mlp.fc1"), ("output.dense", "mlp.layers.1" if mmaction else "mlp.fc2")]:
+        for theirs, mine in [
+            ("attention.output.dense", "attn.proj"),
+            ("layernorm_before", "norm1"),
+            ("layernorm_after", "norm2"),
+            ("intermediate.dense", "mlp.layers.0.0" if mmaction else "mlp.fc1"),
+            ("output.dense", "mlp.layers.1" if mmaction else "mlp.fc2"),
+        ]:
             for t in ("weight", "bias"):
                 out[f"{b}{mine}.{t}"] = state[f"{p}{theirs}.{t}"]
     return {f"backbone.{k}" if mmaction and not k.startswith("cls_head") else k: v for k, v in out.items()}
 
 
-@pytest.mark.parametrize("layout", ["hf-folder", "hf-folder-query-bias", "authors-model", "authors-module", "mmaction2"])
+@pytest.mark.parametrize(
+    "layout", ["hf-folder", "hf-folder-query-bias", "authors-model", "authors-module", "mmaction2"]
+)
 def test_videomae_from_each_layout_equals_transformers(hf_videomae, layout, tmp_path):
     folder, ref = hf_videomae
     if layout == "hf-folder":
@@ -281,7 +342,9 @@ def test_videomae_from_each_layout_equals_transformers(hf_videomae, layout, tmp_
     # transformers' fc_norm is an nn.LayerNorm with eps 1e-5; the authors' (and fsv's) is 1e-6
     ref.fc_norm.eps = 1e-6
     with torch.no_grad():
-        tokens = ref(pixel_values=x.transpose(1, 2), output_hidden_states=True).hidden_states[-1]  # HF takes [B, T, C, H, W]
+        tokens = ref(pixel_values=x.transpose(1, 2), output_hidden_states=True).hidden_states[
+            -1
+        ]  # HF takes [B, T, C, H, W]
         got = ours(x)
         assert rel(got["features"], ref.fc_norm(tokens.mean(1))) < 1e-5
         # the grid: tokens in the patch convolution's time-major order, channels first
@@ -290,7 +353,10 @@ def test_videomae_from_each_layout_equals_transformers(hf_videomae, layout, tmp_
 
 
 def test_a_pretraining_checkpoint_is_refused_with_what_to_use(tmp_path):
-    torch.save({"model": {"encoder.blocks.0.norm1.weight": torch.ones(4), "decoder.blocks.0.norm1.weight": torch.ones(4)}}, tmp_path / "pt.pth")
+    torch.save(
+        {"model": {"encoder.blocks.0.norm1.weight": torch.ones(4), "decoder.blocks.0.norm1.weight": torch.ones(4)}},
+        tmp_path / "pt.pth",
+    )
     with pytest.raises(FsvInputError, match="pre-training checkpoint .* fine-tuned or distilled encoder"):
         read_videomae(tmp_path / "pt.pth", ViTConfig(**TINY_VIDEOMAE))
 
@@ -298,9 +364,19 @@ def test_a_pretraining_checkpoint_is_refused_with_what_to_use(tmp_path):
 def test_real_size_cards_load_their_own_layout_strictly(tmp_path):
     """videomaev2-s in the authors' .pth layout, written from a transformers model of its size."""
     cfg = VIT_CONFIGS["videomaev2-s"]
-    hf_cfg = transformers.VideoMAEConfig(image_size=224, patch_size=cfg.patch, num_frames=16, tubelet_size=2, hidden_size=cfg.width,
-                                         num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads, intermediate_size=cfg.mlp,
-                                         layer_norm_eps=1e-6, use_mean_pooling=True, num_labels=710)
+    hf_cfg = transformers.VideoMAEConfig(
+        image_size=224,
+        patch_size=cfg.patch,
+        num_frames=16,
+        tubelet_size=2,
+        hidden_size=cfg.width,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.mlp,
+        layer_norm_eps=1e-6,
+        use_mean_pooling=True,
+        num_labels=710,
+    )
     ref = transformers.VideoMAEForVideoClassification(hf_cfg).eval()
     torch.save({"module": hf_to_authors(ref.state_dict())}, tmp_path / "vit_s_k710_dl_from_giant.pth")
     weights = resolve_weights("videomaev2-s", str(tmp_path / "vit_s_k710_dl_from_giant.pth"))
@@ -322,9 +398,29 @@ def test_real_size_cards_load_their_own_layout_strictly(tmp_path):
 
     write_video(tmp_path / "v" / "a.mp4", n_frames=24, fps=30, size=(80, 60))
     Manifest("m", [VideoRecord("a", "a.mp4", "x", "test")], ["x"], "classification").write(tmp_path / "m.csv")
-    proc = subprocess.run([sys.executable, "-m", "fsv", "extract", "--manifest", str(tmp_path / "m.csv"), "--root", str(tmp_path / "v"),
-                           "--store", str(tmp_path / "s"), "--backbone", "videomaev2-s", "--weights", str(tmp_path / "vit_s_k710_dl_from_giant.pth"),
-                           "--workers", "0"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsv",
+            "extract",
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--root",
+            str(tmp_path / "v"),
+            "--store",
+            str(tmp_path / "s"),
+            "--backbone",
+            "videomaev2-s",
+            "--weights",
+            str(tmp_path / "vit_s_k710_dl_from_giant.pth"),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = FeatureStore.open(tmp_path / "s")
     assert store.spec.weights == {"name": "vit_s_k710_dl_from_giant.pth", "sha256": weights.sha256}
@@ -342,12 +438,14 @@ def pil_clip_frames(frame: np.ndarray, size: int = 224) -> np.ndarray:
     new = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
     img = Image.fromarray(frame).resize((new[1], new[0]), Image.BICUBIC)
     top, left = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
-    return np.asarray(img)[top:top + size, left:left + size]
+    return np.asarray(img)[top : top + size, left : left + size]
 
 
 def fsv_frames(frames: np.ndarray, preprocess: dict) -> np.ndarray:
     resized = resize_frames(frames, preprocess)
-    views = crop_views(torch.from_numpy(resized).permute(0, 3, 1, 2), int(preprocess["crop"]), geometry=preprocess.get("geometry"))
+    views = crop_views(
+        torch.from_numpy(resized).permute(0, 3, 1, 2), int(preprocess["crop"]), geometry=preprocess.get("geometry")
+    )
     return views[0].permute(0, 2, 3, 1).numpy()
 
 
@@ -395,18 +493,35 @@ def test_videomaev2_windows_are_the_scripts_at_native_fps():
 def test_each_recipe_is_its_published_settings():
     """The presets say what the papers' scripts do (values read from their code, not from fsv's)."""
     fsar = get_spec("clip-vit-b16-clipfsar-tsn8")
-    assert fsar.preprocess["resize"] == [256, 256] and fsar.preprocess["crop"] == 224 and fsar.sampling == {"kind": "tsn", "num_segments": 8, "mode": "center"}
+    assert (
+        fsar.preprocess["resize"] == [256, 256]
+        and fsar.preprocess["crop"] == 224
+        and fsar.sampling == {"kind": "tsn", "num_segments": 8, "mode": "center"}
+    )
     assert get_spec("clip-vit-b32-openai-frames").sampling == {"kind": "frames"}
-    assert get_spec("videomaev2-g-tad-16x4").sampling == {"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4}
+    assert get_spec("videomaev2-g-tad-16x4").sampling == {
+        "kind": "snippets",
+        "fps": "native",
+        "snippet": 16,
+        "stride": 4,
+    }
     assert get_spec("videomaev2-g-tad-16x16").sampling["stride"] == 16
     assert get_spec("videomaev2-g-tad-16x4").fields["features"].shape == (1408,)
     tsp = get_spec("tsp-r2plus1d-34-thumos14-15fps-16x1")
-    assert tsp.sampling == {"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1, "count": "ceil"} and tsp.preprocess["resize"] == [128, 171]
+    assert tsp.sampling == {
+        "kind": "snippets",
+        "fps": 15,
+        "snippet": 16,
+        "stride": 1,
+        "count": "ceil",
+    } and tsp.preprocess["resize"] == [128, 171]
     for name in ("clip-vit-b16-clipfsar-tsn8", "videomaev2-s-tad-16x16", "tsp-r2plus1d-34-thumos14-15fps-16x1"):
         backbone = get_spec(name).backbone
         recipe = next(r for r, v in BACKBONES[backbone].recipes.items() if v.preset == name)
-        assert make_recipe(backbone, weights={"rgb": RANDOM}, recipe=recipe).spec().to_dict(with_name=False) | {"weights": None, "extra": None} == \
-            get_spec(name).to_dict(with_name=False) | {"weights": None, "extra": None}
+        assert make_recipe(backbone, weights={"rgb": RANDOM}, recipe=recipe).spec().to_dict(with_name=False) | {
+            "weights": None,
+            "extra": None,
+        } == get_spec(name).to_dict(with_name=False) | {"weights": None, "extra": None}
 
 
 def test_recipes_and_grid_are_in_the_spec():
@@ -416,10 +531,17 @@ def test_recipes_and_grid_are_in_the_spec():
     assert len({base.spec().key, fsar.spec().key, grid.spec().key}) == 3
     assert fsar.spec().name == "clip-vit-b16-rgb-tsn8-clip-fsar"
     assert grid.spec().fields["grid"].shape == (768, 14, 14) and base.spec().fields["features"].shape == (512,)
-    assert make_recipe("videomaev2-g", weights={"rgb": RANDOM}, grid=True).spec().fields["grid"].shape == (1408, 8, 16, 16)
+    assert make_recipe("videomaev2-g", weights={"rgb": RANDOM}, grid=True).spec().fields["grid"].shape == (
+        1408,
+        8,
+        16,
+        16,
+    )
     with pytest.raises(FsvInputError, match="--grid: c3d has no patch-token grid"):
         make_recipe("c3d", weights={"rgb": RANDOM}, grid=True)
-    with pytest.raises(FsvInputError, match="clip-vit-b16 has no recipe 'thumos14'; its recipes: openai, clip-fsar, video-features"):
+    with pytest.raises(
+        FsvInputError, match="clip-vit-b16 has no recipe 'thumos14'; its recipes: openai, clip-fsar, video-features"
+    ):
         make_recipe("clip-vit-b16", weights={"rgb": RANDOM}, recipe="thumos14")
 
 
@@ -475,12 +597,20 @@ def archive(path: Path, payload: bytes, storages: dict[str, bytes] | None = None
 
 def test_torchscript_reader_bounds_and_isolation(openai_files, tmp_path):
     files, _ = openai_files
-    def tensor(size: int, stride: int) -> bytes:  # a module holding one float tensor over a 4-float storage
-        return (b"\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage"
-                b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00J" + size.to_bytes(4, "little") + b"\x85J"
-                + stride.to_bytes(4, "little") + b"\x85\x89ccollections\nOrderedDict\n)RtRsb.")
 
-    assert torch.equal(read_torchscript(archive(tmp_path / "ok.pt", tensor(4, 1), {"0": bytes(16)}))["w"], torch.zeros(4))
+    def tensor(size: int, stride: int) -> bytes:  # a module holding one float tensor over a 4-float storage
+        return (
+            b"\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage"
+            b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00J"
+            + size.to_bytes(4, "little")
+            + b"\x85J"
+            + stride.to_bytes(4, "little")
+            + b"\x85\x89ccollections\nOrderedDict\n)RtRsb."
+        )
+
+    assert torch.equal(
+        read_torchscript(archive(tmp_path / "ok.pt", tensor(4, 1), {"0": bytes(16)}))["w"], torch.zeros(4)
+    )
     # a view past its storage is refused (not read out of other memory), and so is a stride-0 giant (not copied into memory)
     with pytest.raises(FsvInputError, match="tensor reaches past its storage"):
         read_torchscript(archive(tmp_path / "oob.pt", tensor(3, 2), {"0": bytes(16)}))
@@ -513,6 +643,6 @@ def test_videomae_opentad_frames_equal_opencv_resize():
         size = (int(w * s + 0.5), int(h * s + 0.5))
         ref = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
         top, left = (size[1] - 224) // 2, (size[0] - 224) // 2
-        want = ref[top:top + 224, left:left + 224].astype(int)
+        want = ref[top : top + 224, left : left + 224].astype(int)
         ours = fsv_frames(frame[None], pre)[0].astype(int)
         assert np.abs(ours - want).max() <= 1

@@ -34,7 +34,16 @@ from fsv.metrics import temporal_iou
 D, C, T, B = 16, 3, 24, 4
 SMALL = {"attention_dim": 8}
 # The trainer's own keys; every other preset key must be a constructor argument.
-TRAINER_KEYS = {"lr", "weight_decay", "optimizer", "batch_videos", "min_pairs", "train_iterations", "num_segments", "val_every"}
+TRAINER_KEYS = {
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "batch_videos",
+    "min_pairs",
+    "train_iterations",
+    "num_segments",
+    "val_every",
+}
 
 
 def make_head(seed: int = 0, **kwargs: object) -> VQKNet:
@@ -74,7 +83,7 @@ def test_streams_split_the_feature_axis_rgb_first() -> None:
     head = make_head(streams=2).eval()
     x, _ = batch()
     y = x.clone()
-    y[..., D // 2:] += 3.0
+    y[..., D // 2 :] += 3.0
     a, b = head(x), head(y)
     torch.testing.assert_close(a.stream_attention[:, 0], b.stream_attention[:, 0])
     assert not torch.allclose(a.stream_attention[:, 1], b.stream_attention[:, 1])
@@ -166,7 +175,9 @@ def test_co_activity_loss() -> None:
     cas_swapped = cas.clone()
     cas_swapped[1] = 50.0 - cas[1]  # video 1 attends to steps 2-3 instead
     expected = 1.0 - (1.0 - 2.0 / math.sqrt(5.0)) + 0.5
-    torch.testing.assert_close(co_activity_loss(feats, cas_swapped, labels, 0.5), torch.tensor(expected), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        co_activity_loss(feats, cas_swapped, labels, 0.5), torch.tensor(expected), atol=1e-4, rtol=0
+    )
     assert co_activity_loss(feats, cas_swapped, torch.tensor([[1.0], [0.0]]), 0.5) == 0
 
 
@@ -198,8 +209,14 @@ def test_every_loss_term_is_finite_and_has_gradients(streams: int) -> None:
     x, labels = batch()
     out = head(x)
     total, terms = head.loss(out, labels)
-    expected_total = (terms["vcls"] + 5.0 * terms["query_similarity"] + terms["mutual"] + 0.8 * terms["guide"]
-                      + terms["co_activity"] + 0.8 * terms["sparsity"])  # Eq. 14 with the THUMOS14 weights
+    expected_total = (
+        terms["vcls"]
+        + 5.0 * terms["query_similarity"]
+        + terms["mutual"]
+        + 0.8 * terms["guide"]
+        + terms["co_activity"]
+        + 0.8 * terms["sparsity"]
+    )  # Eq. 14 with the THUMOS14 weights
     assert math.isclose(terms["total"], expected_total, rel_tol=1e-5)
     assert math.isclose(float(total.detach()), terms["total"], rel_tol=1e-6)
     assert all(math.isfinite(v) for v in terms.values())
@@ -210,7 +227,8 @@ def test_every_loss_term_is_finite_and_has_gradients(streams: int) -> None:
     y = labels
     ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
     term_tensors = {
-        "vcls": topk_mil_loss(out.cas, torch.cat([y, ones], 1), 7) + topk_mil_loss(out.suppressed_cas, torch.cat([y, zeros], 1), 7),
+        "vcls": topk_mil_loss(out.cas, torch.cat([y, ones], 1), 7)
+        + topk_mil_loss(out.suppressed_cas, torch.cat([y, zeros], 1), 7),
         "query_similarity": query_similarity_loss(out.queries, torch.cat([y, ones], 1)),
         "guide": torch.stack([(1 - torch.softmax(out.cas, -1)[..., -1] - s).abs().mean() for s in s_list]).mean(),
         "sparsity": torch.stack([s.mean() for s in s_list]).mean(),
@@ -247,8 +265,20 @@ def test_preset_matches_the_constructor() -> None:
     accepted = set(inspect.signature(VQKNet).parameters)
     for preset in (entry.preset, *DATASET_PRESETS.values()):
         assert set(preset) - TRAINER_KEYS <= accepted, set(preset) - TRAINER_KEYS - accepted
-    assert (PRESET["lr"], PRESET["weight_decay"], PRESET["num_segments"], PRESET["topk_m"], PRESET["alpha"]) == (5e-5, 1e-3, 500, 7, 5.0)
-    assert (PRESET["beta"], PRESET["gamma"], PRESET["batch_videos"], PRESET["min_pairs"], PRESET["optimizer"]) == (0.8, 0.8, 10, 3, "adam")
+    assert (PRESET["lr"], PRESET["weight_decay"], PRESET["num_segments"], PRESET["topk_m"], PRESET["alpha"]) == (
+        5e-5,
+        1e-3,
+        500,
+        7,
+        5.0,
+    )
+    assert (PRESET["beta"], PRESET["gamma"], PRESET["batch_videos"], PRESET["min_pairs"], PRESET["optimizer"]) == (
+        0.8,
+        0.8,
+        10,
+        3,
+        "adam",
+    )
     assert DATASET_PRESETS["activitynet12"]["topk_m"] == 4 and DATASET_PRESETS["activitynet13"]["topk_m"] == 6
     for name in ("activitynet", "activitynet12", "activitynet13"):
         p = DATASET_PRESETS[name]
@@ -302,8 +332,15 @@ def hand_output(attention: np.ndarray, cas: np.ndarray) -> VQKOutput:
     s = torch.tensor(attention, dtype=torch.float32)[None]
     a = torch.tensor(cas, dtype=torch.float32)[None]
     steps = a.shape[1]
-    return VQKOutput(cas=a, suppressed_cas=s[..., None] * a, attention=s, stream_attention=s[:, None],
-                     queries=torch.zeros(1, a.shape[2], D), keys=torch.zeros(1, steps, D), features=torch.zeros(1, steps, D))
+    return VQKOutput(
+        cas=a,
+        suppressed_cas=s[..., None] * a,
+        attention=s,
+        stream_attention=s[:, None],
+        queries=torch.zeros(1, a.shape[2], D),
+        keys=torch.zeros(1, steps, D),
+        features=torch.zeros(1, steps, D),
+    )
 
 
 def test_mutual_learning_uses_each_stream_as_the_others_detached_target() -> None:
@@ -314,9 +351,15 @@ def test_mutual_learning_uses_each_stream_as_the_others_detached_target() -> Non
     g = torch.Generator().manual_seed(5)
     streams = torch.rand(2, 2, T, generator=g).requires_grad_()
     out = hand_output(np.full(T, 0.5), np.random.default_rng(0).normal(size=(T, C + 1)))
-    out = VQKOutput(cas=out.cas.expand(2, -1, -1), suppressed_cas=out.suppressed_cas.expand(2, -1, -1), attention=streams.mean(1),
-                    stream_attention=streams, queries=torch.randn(2, C + 1, D, generator=g), keys=torch.zeros(2, T, D),
-                    features=torch.randn(2, T, D, generator=g))
+    out = VQKOutput(
+        cas=out.cas.expand(2, -1, -1),
+        suppressed_cas=out.suppressed_cas.expand(2, -1, -1),
+        attention=streams.mean(1),
+        stream_attention=streams,
+        queries=torch.randn(2, C + 1, D, generator=g),
+        keys=torch.zeros(2, T, D),
+        features=torch.randn(2, T, D, generator=g),
+    )
     total, terms = head.loss(out, torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
     s_rgb, s_f = streams.detach().unbind(1)
     assert terms["mutual"] == pytest.approx(float(F.mse_loss(s_rgb, s_f)), rel=1e-5)
@@ -394,7 +437,7 @@ def test_overfit_recovers_planted_intervals() -> None:
         opt.step()
     head.eval()
     for i, (c, s, e) in enumerate(plan):
-        dets = localize(head, head(x[i:i + 1]))
+        dets = localize(head, head(x[i : i + 1]))
         assert dets and {d[3] for d in dets} == {c}, (i, c, dets[:3])
         top = dets[0]
         assert temporal_iou(np.array([s, e]), np.array([[top[0], top[1]]]))[0] > 0.5, (i, c, (s, e), dets[:3])

@@ -71,7 +71,13 @@ class EpisodeSampler:
         need = config.shot + config.query
         small = sorted(c for c, v in classes.items() if len(v) < need)
         if small:
-            log.warning("%d class(es) of %s have fewer than %d videos and are left out: %s", len(small), config.split, need, ", ".join(small[:5]))
+            log.warning(
+                "%d class(es) of %s have fewer than %d videos and are left out: %s",
+                len(small),
+                config.split,
+                need,
+                ", ".join(small[:5]),
+            )
         self.classes = {c: list(v) for c, v in sorted(classes.items()) if len(v) >= need}
         self.names = sorted(self.classes)
         self.config = config
@@ -93,8 +99,8 @@ class EpisodeSampler:
         for name in chosen:
             vids = self.classes[name]
             pick = rng.choice(len(vids), c.shot + c.query, replace=False)
-            support += [vids[i] for i in pick[:c.shot]]
-            query += [vids[i] for i in pick[c.shot:]]
+            support += [vids[i] for i in pick[: c.shot]]
+            query += [vids[i] for i in pick[c.shot :]]
         return Episode(tuple(chosen), tuple(support), tuple(query))
 
     def __iter__(self) -> Iterator[Episode]:
@@ -140,7 +146,14 @@ def episodes_dir() -> Path:
     return Path(os.environ.get("FSV_EPISODES", Path.home() / ".cache" / "fsv" / "episodes"))
 
 
-def fixed_episodes(manifest: Manifest, config: EpisodeConfig, count: int, *, available: set[str] | None = None, folder: Path | None = None) -> tuple[Path, list[Episode]]:
+def fixed_episodes(
+    manifest: Manifest,
+    config: EpisodeConfig,
+    count: int,
+    *,
+    available: set[str] | None = None,
+    folder: Path | None = None,
+) -> tuple[Path, list[Episode]]:
     """The fixed episode set for ``manifest`` and ``config``: read from its file when present (the
     manifest hash must match), else sampled once and written. Returns (file, episodes)."""
     folder = folder or episodes_dir()
@@ -148,10 +161,14 @@ def fixed_episodes(manifest: Manifest, config: EpisodeConfig, count: int, *, ava
     if path.is_file():
         header, episodes = read_episodes(path)
         if header.get("manifest_sha256") != manifest.sha256:
-            raise FsvInputError(f"{path}: built for another manifest (sha256 {header.get('manifest_sha256')}); delete it to rebuild")
+            raise FsvInputError(
+                f"{path}: built for another manifest (sha256 {header.get('manifest_sha256')}); delete it to rebuild"
+            )
         missing = {v for e in episodes for v in e.support + e.query} - (available if available is not None else set())
         if available is not None and missing:
-            raise FsvInputError(f"{path}: {len(missing)} episode videos have no features (e.g. {sorted(missing)[:3]}); extract them first")
+            raise FsvInputError(
+                f"{path}: {len(missing)} episode videos have no features (e.g. {sorted(missing)[:3]}); extract them first"
+            )
         return path, episodes
     sampler = EpisodeSampler(videos_by_class(manifest, config.split, available), config)
     episodes = [sampler.episode(i) for i in range(count)]

@@ -42,7 +42,9 @@ def derive_view(x: torch.Tensor, view: str) -> torch.Tensor:
     """Stored steps ``[n, *field]`` -> the ``view`` (see module docstring), same dtype."""
     if x.dim() == 2:  # snippet or pooled features [n, D]
         if view != "pooled":
-            raise FsvInputError(f"the {view} view needs spatial grids (ResNet-50 stores, or a transformer's with --grid); these features are {tuple(x.shape[1:])}")
+            raise FsvInputError(
+                f"the {view} view needs spatial grids (ResNet-50 stores, or a transformer's with --grid); these features are {tuple(x.shape[1:])}"
+            )
         return x
     if x.dim() != 4:
         raise FsvInputError(f"cannot derive views from features of shape {tuple(x.shape[1:])}")
@@ -66,14 +68,24 @@ class FeatureBank:
     seq_len: int
 
     @classmethod
-    def load(cls, stores: Sequence[FeatureStore], video_ids: Sequence[str], view: str, seq_len: int = 8, *, max_steps: int | None = None) -> "FeatureBank":
+    def load(
+        cls,
+        stores: Sequence[FeatureStore],
+        video_ids: Sequence[str],
+        view: str,
+        seq_len: int = 8,
+        *,
+        max_steps: int | None = None,
+    ) -> "FeatureBank":
         """Read ``video_ids`` from every store (one pass each), derive ``view``, concatenate stores
         along the feature axis. Stored sequences are brought to a common length: ``max_steps``
         (default: the longest up to ``4 * seq_len``) by uniform resampling."""
         ids = list(dict.fromkeys(video_ids))
         missing = [v for s in stores for v in ids if v not in s]
         if missing:
-            raise FsvInputError(f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first")
+            raise FsvInputError(
+                f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first"
+            )
         per_store = []
         for store in stores:
             packed = store.load(ids, field=store.spec.view_field(view), with_spans=False)
@@ -83,13 +95,25 @@ class FeatureBank:
             for i in range(len(packed)):
                 x = torch.from_numpy(np.asarray(packed.video(i)))
                 n = len(x)
-                take = np.arange(n) if n == steps else np.clip(np.floor((np.arange(steps) + 0.5) * n / steps).astype(np.int64), 0, n - 1)
+                take = (
+                    np.arange(n)
+                    if n == steps
+                    else np.clip(np.floor((np.arange(steps) + 0.5) * n / steps).astype(np.int64), 0, n - 1)
+                )
                 rows.append(derive_view(x[torch.from_numpy(take)], view).to(torch.float16))
             per_store.append(torch.stack(rows))
         lengths = {t.shape[1] for t in per_store}
         if len(lengths) > 1:
             steps = min(lengths)
-            per_store = [t[:, np.clip(np.floor((np.arange(steps) + 0.5) * t.shape[1] / steps).astype(np.int64), 0, t.shape[1] - 1)] for t in per_store]
+            per_store = [
+                t[
+                    :,
+                    np.clip(
+                        np.floor((np.arange(steps) + 0.5) * t.shape[1] / steps).astype(np.int64), 0, t.shape[1] - 1
+                    ),
+                ]
+                for t in per_store
+            ]
         axis = 2 if view in ("pooled", "grid") else 3
         data = np.ascontiguousarray((torch.cat(per_store, dim=axis) if len(per_store) > 1 else per_store[0]).numpy())
         log.info("loaded %d videos, %s view %s (%.1f MB)", len(ids), view, tuple(data.shape[1:]), data.nbytes / 1e6)
@@ -110,7 +134,9 @@ class FeatureBank:
         idx = np.floor(edges[:-1] + rng.random((n, self.seq_len)) * (edges[1:] - edges[:-1]))
         return np.clip(idx.astype(np.int64), 0, stored - 1)
 
-    def gather(self, video_ids: Sequence[str], *, train: bool = False, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def gather(
+        self, video_ids: Sequence[str], *, train: bool = False, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
         """``[len(video_ids), seq_len, *view]`` float16 of the given videos."""
         rows = np.fromiter((self.index[v] for v in video_ids), dtype=np.int64, count=len(video_ids))
         if self.data.shape[1] == self.seq_len:
@@ -138,12 +164,17 @@ class EpisodeTensors:
     def to(self, device: torch.device) -> "EpisodeTensors":
         """On ``device``, features as float32."""
         return EpisodeTensors(
-            self.support.to(device, non_blocking=True).float(), self.support_labels.to(device), self.query.to(device, non_blocking=True).float(),
-            self.query_labels.to(device), self.way,
+            self.support.to(device, non_blocking=True).float(),
+            self.support_labels.to(device),
+            self.query.to(device, non_blocking=True).float(),
+            self.query_labels.to(device),
+            self.way,
         )
 
 
-def episode_tensors(bank: FeatureBank, episode: Episode, *, train: bool = False, rng: np.random.Generator | None = None) -> EpisodeTensors:
+def episode_tensors(
+    bank: FeatureBank, episode: Episode, *, train: bool = False, rng: np.random.Generator | None = None
+) -> EpisodeTensors:
     """Index an episode's videos out of ``bank`` (one gather for support and query together)."""
     way = len(episode.classes)
     n_support = len(episode.support)

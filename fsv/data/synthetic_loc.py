@@ -67,7 +67,9 @@ class LocSyntheticConfig:
         if self.phases < 1:
             raise FsvInputError(f"phases must be at least 1, got {self.phases}")
         if not 0.0 <= self.drift <= 1.0 or self.drift_steps <= 0:
-            raise FsvInputError(f"drift must be in [0, 1] and drift_steps positive, got {self.drift}, {self.drift_steps}")
+            raise FsvInputError(
+                f"drift must be in [0, 1] and drift_steps positive, got {self.drift}, {self.drift_steps}"
+            )
         if self.render not in ("linear", "relu"):
             raise FsvInputError(f"render must be linear or relu, got {self.render!r}")
 
@@ -101,12 +103,13 @@ def _background(rng: np.random.Generator, cfg: "LocSyntheticConfig", t: int) -> 
     slow = np.empty_like(shocks)
     slow[0] = shocks[0]
     for k in range(1, t):
-        slow[k] = rho * slow[k - 1] + np.sqrt(1 - rho ** 2) * shocks[k]
+        slow[k] = rho * slow[k - 1] + np.sqrt(1 - rho**2) * shocks[k]
     return (np.sqrt(1 - cfg.drift) * x + np.sqrt(cfg.drift) * slow).astype(np.float32)
 
 
-def _video(rng: np.random.Generator, protos: np.ndarray, common: np.ndarray, cfg: LocSyntheticConfig,
-           pool: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+def _video(
+    rng: np.random.Generator, protos: np.ndarray, common: np.ndarray, cfg: LocSyntheticConfig, pool: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """``[T, dim]`` float32 latent features and the planted ``(start_step, end_step, class)``
     instances, of classes drawn from ``pool``; ``protos [C, phases, dim]``."""
     t = int(rng.integers(cfg.steps[0], cfg.steps[1] + 1))
@@ -120,24 +123,30 @@ def _video(rng: np.random.Generator, protos: np.ndarray, common: np.ndarray, cfg
             if all(s + n + 2 <= a or s >= b + 2 for a, b, _ in planted):
                 c = int(labels[k]) if cfg.every_class and k < len(labels) else int(rng.choice(labels))
                 ramp = np.minimum(1.0, np.minimum(np.arange(1, n + 1), np.arange(n, 0, -1)) / 2.0)
-                x[s:s + n] += ramp[:, None] * (cfg.amplitude * _pattern(protos[c], n) + cfg.shared * common[None])
+                x[s : s + n] += ramp[:, None] * (cfg.amplitude * _pattern(protos[c], n) + cfg.shared * common[None])
                 planted.append((s, s + n, c))
                 break
     return x, sorted(planted)
 
 
-def write_synthetic_localization(out: Path, cfg: LocSyntheticConfig = LocSyntheticConfig()) -> tuple[Manifest, FeatureStore]:
+def write_synthetic_localization(
+    out: Path, cfg: LocSyntheticConfig = LocSyntheticConfig()
+) -> tuple[Manifest, FeatureStore]:
     """Write ``out/manifest.jsonl`` and ``out/store.zarr`` (resumes an existing store)."""
     rng = np.random.default_rng(cfg.seed)
     first = _unit_rows(rng.normal(0, 1, (cfg.classes, 1, cfg.dim)).astype(np.float32))
     common = _unit_rows(rng.normal(0, 1, cfg.dim).astype(np.float32))
     later = _unit_rows(rng.normal(0, 1, (cfg.classes, cfg.phases - 1, cfg.dim)).astype(np.float32))
     protos = np.concatenate([first, later], axis=1)  # [C, phases, dim]
-    render = (_unit_rows(rng.normal(0, 1, (cfg.dim, cfg.dim))) / np.sqrt(cfg.dim)).astype(np.float32) if cfg.render == "relu" else None
+    render = (
+        (_unit_rows(rng.normal(0, 1, (cfg.dim, cfg.dim))) / np.sqrt(cfg.dim)).astype(np.float32)
+        if cfg.render == "relu"
+        else None
+    )
     names = [f"action_{k:02d}" for k in range(cfg.classes)]
     splits = ["train"] * cfg.videos[0] + ["val"] * cfg.videos[1] + ["test"] * cfg.videos[2]
     everyone, group = np.arange(cfg.classes), np.arange(cfg.held_out)
-    rest = everyone[cfg.held_out:]
+    rest = everyone[cfg.held_out :]
     pools = [everyone if not cfg.held_out else group if split == "test" else rest for split in splits]
     videos = [_video(np.random.default_rng([cfg.seed, i]), protos, common, cfg, pool) for i, pool in enumerate(pools)]
     if render is not None:  # rows of ``render`` have unit norm: each output is a unit projection of the latent step
@@ -146,8 +155,18 @@ def write_synthetic_localization(out: Path, cfg: LocSyntheticConfig = LocSynthet
     for i, (split, (x, planted)) in enumerate(zip(splits, videos, strict=True)):
         segs = tuple(Segment(s * cfg.step_seconds, e * cfg.step_seconds, names[c]) for s, e, c in planted)
         label = "|".join(sorted({names[c] for _, _, c in planted}))
-        records.append(VideoRecord(f"loc_{i:04d}", f"videos/loc_{i:04d}.mp4", label, split, fps=1 / cfg.step_seconds, num_frames=len(x),
-                                   duration=len(x) * cfg.step_seconds, segments=segs))
+        records.append(
+            VideoRecord(
+                f"loc_{i:04d}",
+                f"videos/loc_{i:04d}.mp4",
+                label,
+                split,
+                fps=1 / cfg.step_seconds,
+                num_frames=len(x),
+                duration=len(x) * cfg.step_seconds,
+                segments=segs,
+            )
+        )
     manifest = Manifest("synthetic-loc", records, names, "localization")
     out.mkdir(parents=True, exist_ok=True)
     manifest.write(out / "manifest.jsonl")
@@ -167,11 +186,20 @@ def write_synthetic_localization(out: Path, cfg: LocSyntheticConfig = LocSynthet
                 if r.video_id in store:
                     continue
                 spans = np.stack([np.arange(len(x)), np.arange(1, len(x) + 1)], axis=1) * cfg.step_seconds
-                w.write(r.video_id, x, spans=spans, fps=1 / cfg.step_seconds, num_frames=len(x), duration=len(x) * cfg.step_seconds)
+                w.write(
+                    r.video_id,
+                    x,
+                    spans=spans,
+                    fps=1 / cfg.step_seconds,
+                    num_frames=len(x),
+                    duration=len(x) * cfg.step_seconds,
+                )
     return manifest, FeatureStore.open(out / "store.zarr")
 
 
-SUPPORT_CONTROL = LocSyntheticConfig(classes=40, held_out=6, classes_per_video=(2, 2), instances=(2, 4), every_class=True)
+SUPPORT_CONTROL = LocSyntheticConfig(
+    classes=40, held_out=6, classes_per_video=(2, 2), instances=(2, 4), every_class=True
+)
 """The support-control data: 40 classes, 6 of them only in the 60 test videos, every video holding
 instances of two classes (so every query has a distractor)."""
 
@@ -180,21 +208,37 @@ SIZES = {"large": (240, 40, 60), "small": (80, 20, 60)}
 class); the 60 test videos give 120 episodes per support set either way."""
 
 
-def grid_cell(amplitude: float, phased: bool, drift: bool, size: str, *, render: str = "linear", seed: int = 0) -> tuple[str, LocSyntheticConfig]:
+def grid_cell(
+    amplitude: float, phased: bool, drift: bool, size: str, *, render: str = "linear", seed: int = 0
+) -> tuple[str, LocSyntheticConfig]:
     """One cell of the support-control family: :data:`SUPPORT_CONTROL` with the class ``amplitude``
     (the shared actionness stays 1), 3 phases or a constant pattern, half the background variance
     drifting (correlation time 8 steps) or white noise, and a dataset ``size`` of :data:`SIZES`
     -> (name such as ``a0.5-phased-drift-small``, configuration)."""
-    name = f"a{amplitude:g}-{'phased' if phased else 'const'}-{'drift' if drift else 'white'}-{size}" + ("" if render == "linear" else f"-{render}")
+    name = f"a{amplitude:g}-{'phased' if phased else 'const'}-{'drift' if drift else 'white'}-{size}" + (
+        "" if render == "linear" else f"-{render}"
+    )
     if seed:
         name += f"-s{seed}"
-    cfg = LocSyntheticConfig(classes=SUPPORT_CONTROL.classes, held_out=SUPPORT_CONTROL.held_out, classes_per_video=SUPPORT_CONTROL.classes_per_video,
-                             instances=SUPPORT_CONTROL.instances, every_class=True, amplitude=amplitude, phases=3 if phased else 1,
-                             drift=0.5 if drift else 0.0, videos=SIZES[size], render=render, seed=seed)
+    cfg = LocSyntheticConfig(
+        classes=SUPPORT_CONTROL.classes,
+        held_out=SUPPORT_CONTROL.held_out,
+        classes_per_video=SUPPORT_CONTROL.classes_per_video,
+        instances=SUPPORT_CONTROL.instances,
+        every_class=True,
+        amplitude=amplitude,
+        phases=3 if phased else 1,
+        drift=0.5 if drift else 0.0,
+        videos=SIZES[size],
+        render=render,
+        seed=seed,
+    )
     return name, cfg
 
 
-SUPPORT_GRID = dict(grid_cell(a, p, d, z) for a in (0.5, 1.0, 1.5) for p in (False, True) for d in (False, True) for z in SIZES)
+SUPPORT_GRID = dict(
+    grid_cell(a, p, d, z) for a in (0.5, 1.0, 1.5) for p in (False, True) for d in (False, True) for z in SIZES
+)
 """The support-control family (24 cells): class amplitude 0.5 / 1 / 1.5 of the shared actionness,
 constant or phased class patterns, white or drifting background, large or small datasets.
 ``a1.5-const-white-large`` is :data:`SUPPORT_CONTROL` itself."""
@@ -225,8 +269,10 @@ def write_support_control(out: Path, manifest: Manifest, *, supports: int = 5, s
             by_class.setdefault(s.label, []).append((r.video_id, s.start, s.end))
     classes = sorted(by_class)
     if len(classes) < 3:
-        raise FsvInputError(f"{manifest.path or manifest.dataset}: support control needs test videos holding two classes, of at least 3 "
-                            f"classes in all; got {classes}")
+        raise FsvInputError(
+            f"{manifest.path or manifest.dataset}: support control needs test videos holding two classes, of at least 3 "
+            f"classes in all; got {classes}"
+        )
     rng = np.random.default_rng(seed)
 
     def pick(label: str, video: str) -> tuple[tuple[str, float, float], ...]:
@@ -243,11 +289,18 @@ def write_support_control(out: Path, manifest: Manifest, *, supports: int = 5, s
             window = (0.0, float(r.duration))
             for control, support_class in zip(CONTROLS, (label, other, absent), strict=True):
                 key = f"{control}{len(episodes[control]):05d}"
-                episodes[control].append(CommonEpisode(key, label, r.video_id, window, gt, pick(support_class, r.video_id)))
+                episodes[control].append(
+                    CommonEpisode(key, label, r.video_id, window, gt, pick(support_class, r.video_id))
+                )
     fps = float(test[0].fps or 1.0)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for control, eps in episodes.items():
         files[control] = out / f"{control}.json"
-        write_benchmark(files[control], eps, fps, f"synthetic support control ({control} supports): multi-instance queries holding two classes")
+        write_benchmark(
+            files[control],
+            eps,
+            fps,
+            f"synthetic support control ({control} supports): multi-instance queries holding two classes",
+        )
     return files

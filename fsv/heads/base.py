@@ -66,7 +66,9 @@ class HeadEntry:
     description: str
     task: str = "recognition"
     dataset_presets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    preferred_spec: str | None = None  # spec name prefix of its paper's features ("c3d"), chosen among a dataset's stores
+    preferred_spec: str | None = (
+        None  # spec name prefix of its paper's features ("c3d"), chosen among a dataset's stores
+    )
     preferred_datasets: tuple[str, ...] = ()  # read first when a command names no dataset (fsv.run_defaults)
 
 
@@ -76,16 +78,29 @@ HEADS: dict[str, HeadEntry] = {}
 TASKS = ("recognition", "common", "wtal")
 
 
-def register_head(name: str, preset: dict[str, Any], description: str, task: str = "recognition",
-                  dataset_presets: dict[str, dict[str, Any]] | None = None, preferred_spec: str | None = None,
-                  preferred_datasets: tuple[str, ...] = ()) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_head(
+    name: str,
+    preset: dict[str, Any],
+    description: str,
+    task: str = "recognition",
+    dataset_presets: dict[str, dict[str, Any]] | None = None,
+    preferred_spec: str | None = None,
+    preferred_datasets: tuple[str, ...] = (),
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator adding a head's card to :data:`HEADS` under ``name``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        HEADS[name] = HeadEntry(build, dict(preset), description, task, {k: dict(v) for k, v in (dataset_presets or {}).items()}, preferred_spec,
-                                tuple(preferred_datasets))
+        HEADS[name] = HeadEntry(
+            build,
+            dict(preset),
+            description,
+            task,
+            {k: dict(v) for k, v in (dataset_presets or {}).items()},
+            preferred_spec,
+            tuple(preferred_datasets),
+        )
         return build
 
     return wrap

@@ -177,7 +177,16 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import register_head
-from fsv.heads.proposals import FRAME_RATES, ProposalSubnet, decode_offsets, encode_offsets, inside_bounds, max_over_steps, mean_over_steps, segment_iou
+from fsv.heads.proposals import (
+    FRAME_RATES,
+    ProposalSubnet,
+    decode_offsets,
+    encode_offsets,
+    inside_bounds,
+    max_over_steps,
+    mean_over_steps,
+    segment_iou,
+)
 from fsv.metrics import nms
 
 #: R-C3D's ``TWIN_NORMALIZE_STDS``: the classifier's offset targets are divided by these.
@@ -216,7 +225,11 @@ def temporal_roi_pool(features: torch.Tensor, segments: torch.Tensor, pool: str 
     """
     s, e = segments.detach().double().cpu().numpy().T
     half = (e - s) / 2
-    stages = [np.stack([s - half, s], axis=1), inside_bounds(segments, features.shape[0]), np.stack([e, e + half], axis=1)]
+    stages = [
+        np.stack([s - half, s], axis=1),
+        inside_bounds(segments, features.shape[0]),
+        np.stack([e, e + half], axis=1),
+    ]
     over = max_over_steps if pool == "max" else mean_over_steps
     return torch.stack([over(features, b) for b in stages], dim=1)
 
@@ -242,7 +255,9 @@ def attend(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> 
     return attention.transpose(-1, -2) @ source * (target.shape[-2] / source.shape[-2])
 
 
-def pairwise_ranking_loss(co_logits: torch.Tensor, ious: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+def pairwise_ranking_loss(
+    co_logits: torch.Tensor, ious: torch.Tensor, positive: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Eq. 8: mean over pairs (i, j), at least one positive, of ``(dIoU_ij - dp_ij)^2``.
 
     ``co_logits [P, 2]`` (index 1 = common action), ``ious [P]`` (each proposal's tIoU with its
@@ -290,15 +305,29 @@ class CDCOutput:
 class CDCCrossAttention(nn.Module):
     """The three stages of CDC-CA (Sec. 3.2). Rows are features (the paper's columns)."""
 
-    def __init__(self, feature_dim: int, d: int, tuple_kernel: int, *, attention_scale: float = 1.0, qtos: bool = True, dynamics: bool = True,
-                 stoq: bool = True, qtos_gate: bool = True) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        d: int,
+        tuple_kernel: int,
+        *,
+        attention_scale: float = 1.0,
+        qtos: bool = True,
+        dynamics: bool = True,
+        stoq: bool = True,
+        qtos_gate: bool = True,
+    ) -> None:
         super().__init__()
         self.use_qtos, self.use_dynamics, self.use_stoq = qtos, dynamics, stoq
-        self.encoder = nn.Linear(feature_dim, d)  # "a linear layer" (Sec. 3.2): support snippets -> X_S^(l), proposals -> X_Q
+        self.encoder = nn.Linear(
+            feature_dim, d
+        )  # "a linear layer" (Sec. 3.2): support snippets -> X_S^(l), proposals -> X_Q
         self.context = nn.Linear(2 * feature_dim, d)  # the proposals' two contexts (deviation 4), starting at zero
         nn.init.zeros_(self.context.weight)
         nn.init.zeros_(self.context.bias)
-        self.qtos_gate = nn.Parameter(torch.zeros(())) if qtos_gate else None  # Eq. 3's attended term, starting at zero (deviation 8)
+        self.qtos_gate = (
+            nn.Parameter(torch.zeros(())) if qtos_gate else None
+        )  # Eq. 3's attended term, starting at zero (deviation 8)
         self.w_qs = nn.Parameter(attention_scale * torch.eye(d))  # W_{Q->S}, Eq. 2
         self.tuple_conv = nn.Conv1d(d, d, kernel_size=tuple_kernel)  # w_k, Eq. 4
         self.w_ss = nn.Parameter(attention_scale * torch.eye(d))  # W_{S'->S}, Eq. 5
@@ -410,14 +439,38 @@ class CDCCA(nn.Module):
             raise FsvInputError(f"roi_pool must be mean or max, got {roi_pool!r}")
         self.roi_pool = roi_pool
         if roi_fg_fraction + roi_hard_fraction > 1:
-            raise FsvInputError(f"roi_fg_fraction + roi_hard_fraction must be at most 1, got {roi_fg_fraction} + {roi_hard_fraction}")
-        self.roi_batch, self.roi_fg_fraction, self.roi_hard_fraction, self.fg_iou = roi_batch, roi_fg_fraction, roi_hard_fraction, fg_iou
+            raise FsvInputError(
+                f"roi_fg_fraction + roi_hard_fraction must be at most 1, got {roi_fg_fraction} + {roi_hard_fraction}"
+            )
+        self.roi_batch, self.roi_fg_fraction, self.roi_hard_fraction, self.fg_iou = (
+            roi_batch,
+            roi_fg_fraction,
+            roi_hard_fraction,
+            fg_iou,
+        )
         self.train_post_nms_top, self.post_nms_top, self.detection_nms = train_post_nms_top, post_nms_top, detection_nms
         self.register_buffer("reg_std", torch.tensor(REG_STD), persistent=False)
-        self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, anchor_scales, pos_iou=anchor_pos_iou, neg_iou=anchor_neg_iou,
-                                              batch=anchor_batch, fg_fraction=anchor_fg_fraction, pre_nms_top=pre_nms_top, nms_iou=proposal_nms)
-        self.cdc = CDCCrossAttention(feature_dim, d, tuple_kernel, attention_scale=attention_scale, qtos=qtos, dynamics=dynamics, stoq=stoq,
-                                       qtos_gate=qtos_gate)
+        self.proposal_subnet = ProposalSubnet(
+            feature_dim,
+            proposal_hidden,
+            anchor_scales,
+            pos_iou=anchor_pos_iou,
+            neg_iou=anchor_neg_iou,
+            batch=anchor_batch,
+            fg_fraction=anchor_fg_fraction,
+            pre_nms_top=pre_nms_top,
+            nms_iou=proposal_nms,
+        )
+        self.cdc = CDCCrossAttention(
+            feature_dim,
+            d,
+            tuple_kernel,
+            attention_scale=attention_scale,
+            qtos=qtos,
+            dynamics=dynamics,
+            stoq=stoq,
+            qtos_gate=qtos_gate,
+        )
         self.classifier = nn.ModuleDict({"cls": nn.Linear(d, 2), "reg": nn.Linear(d, 2)})
         self.aux = nn.Sequential(nn.Linear(2 * d + num_pseudo_classes, d), nn.ReLU(), nn.Linear(d, 1)) if aux else None
 
@@ -436,8 +489,13 @@ class CDCCA(nn.Module):
         ``distractors [G', 2]`` (background covering one at tIoU >= ``fg_iou``; the instances are
         candidates themselves, drawn with replacement when few), the rest other background ->
         ``[roi_batch, 2]``."""
+
         def best(segments: torch.Tensor) -> torch.Tensor:
-            return segment_iou(candidates, segments).max(dim=1).values if len(segments) else candidates.new_zeros(len(candidates))
+            return (
+                segment_iou(candidates, segments).max(dim=1).values
+                if len(segments)
+                else candidates.new_zeros(len(candidates))
+            )
 
         iou = best(gt)
         hard_mask = (iou < self.fg_iou) & (best(distractors) >= self.fg_iou)
@@ -445,11 +503,15 @@ class CDCCA(nn.Module):
         hard = torch.nonzero(hard_mask).squeeze(1)
         bg = torch.nonzero((iou < self.fg_iou) & ~hard_mask).squeeze(1)
         fg = self._draw(fg, min(len(fg), round(self.roi_batch * self.roi_fg_fraction)))
-        hard = self._draw(hard, round(self.roi_batch * self.roi_hard_fraction)) if len(hard) else hard  # with replacement if few
+        hard = (
+            self._draw(hard, round(self.roi_batch * self.roi_hard_fraction)) if len(hard) else hard
+        )  # with replacement if few
         rest = bg if len(bg) else hard if len(hard) else fg
         return candidates[torch.cat([fg, hard, self._draw(rest, self.roi_batch - len(fg) - len(hard))])]
 
-    def relate(self, query: torch.Tensor, supports: torch.Tensor, proposals: torch.Tensor, pseudo: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def relate(
+        self, query: torch.Tensor, supports: torch.Tensor, proposals: torch.Tensor, pseudo: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """RoI pooling, CDC-CA and the relational classifier for ``proposals [P, 2]`` ->
         (``co_logits [P, 2]``, ``co_offsets [P, 2]``, ``aux_logits [P]`` or ``None`` without ``pseudo [C]``)."""
         x_q, y_s = self.cdc(temporal_roi_pool(query, proposals, self.roi_pool), supports)
@@ -464,10 +526,18 @@ class CDCCA(nn.Module):
         if query.dim() != 2 or query.shape[1] != self.feature_dim or query.shape[0] < 1:
             raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {self.feature_dim}]")
         if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
-            raise FsvInputError(f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]")
+            raise FsvInputError(
+                f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]"
+            )
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, pseudo: torch.Tensor | None = None, gt: torch.Tensor | None = None,
-                distractors: torch.Tensor | None = None) -> CDCOutput:
+    def forward(
+        self,
+        query: torch.Tensor,
+        supports: torch.Tensor,
+        pseudo: torch.Tensor | None = None,
+        gt: torch.Tensor | None = None,
+        distractors: torch.Tensor | None = None,
+    ) -> CDCOutput:
         """One episode. ``query [T, D]``, ``supports [L, N_S, D]``, ``pseudo [C]`` multi-hot (training;
         ``None`` skips the auxiliary module), ``gt [G, 2]`` common-action segments in steps (training:
         anchors and proposals are then sampled R-C3D style; ``None``: the proposals are the NMS'd top
@@ -489,8 +559,18 @@ class CDCCA(nn.Module):
             candidates, _ = self.proposal_subnet.propose(anchors, logits, offsets, length, self.train_post_nms_top)
             proposals = self._sample_proposals(torch.cat([candidates, actions]), gt, others)
         co_logits, co_offsets, aux_logits = self.relate(query, supports, proposals, pseudo)
-        return CDCOutput(anchors, logits, offsets, proposals, co_logits, co_offsets, aux_logits, anchor_index, anchor_label,
-                         actions if gt is not None else None)
+        return CDCOutput(
+            anchors,
+            logits,
+            offsets,
+            proposals,
+            co_logits,
+            co_offsets,
+            aux_logits,
+            anchor_index,
+            anchor_label,
+            actions if gt is not None else None,
+        )
 
     def loss(self, out: CDCOutput, gt: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 9 for ``out`` (from ``forward`` with ``gt``) and ``gt [G, 2]`` -> (total, each term by name)."""
@@ -499,7 +579,9 @@ class CDCCA(nn.Module):
         gt = gt.to(out.anchors).reshape(-1, 2)
         # support-agnostic part, on every action of the query (Sec. 3.4: "any activity"): actionness
         # (binary cross-entropy) and anchor offsets (smooth L1)
-        cls_ag, reg_ag = self.proposal_subnet.loss(out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions)
+        cls_ag, reg_ag = self.proposal_subnet.loss(
+            out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions
+        )
         # support-conditioned part, on the episode class's instances only (other classes' are
         # negatives): action classifier, auxiliary relational module, ranking (Eq. 8)
         if len(gt):
@@ -513,10 +595,20 @@ class CDCCA(nn.Module):
         if bool(fg.any()):
             target = encode_offsets(out.proposals[fg], gt[match[fg]]) / self.reg_std
             reg_co = F.smooth_l1_loss(out.co_offsets[fg], target, reduction="sum") / int(fg.sum())
-        aux = F.binary_cross_entropy_with_logits(out.aux_logits, fg.float()) if out.aux_logits is not None else cls_co * 0
+        aux = (
+            F.binary_cross_entropy_with_logits(out.aux_logits, fg.float()) if out.aux_logits is not None else cls_co * 0
+        )
         rank = pairwise_ranking_loss(out.co_logits, ious, fg, self.rank_temperature)
         total = cls_ag + reg_ag + cls_co + reg_co + aux + self.rank_weight * rank
-        terms = {"cls_ag": cls_ag, "reg_ag": reg_ag, "cls_co": cls_co, "reg_co": reg_co, "aux": aux, "rank": rank, "total": total}
+        terms = {
+            "cls_ag": cls_ag,
+            "reg_ag": reg_ag,
+            "cls_co": cls_co,
+            "reg_co": reg_co,
+            "aux": aux,
+            "rank": rank,
+            "total": total,
+        }
         return total, {name: float(value.detach()) for name, value in terms.items()}
 
     def step_actionness(self, query: torch.Tensor) -> torch.Tensor:
@@ -524,7 +616,15 @@ class CDCCA(nn.Module):
         return self.proposal_subnet.step_actionness(query)
 
     @torch.no_grad()
-    def detect(self, query: torch.Tensor, supports: torch.Tensor, *, windows: Sequence[int] = (), overlap: float = 0.75, max_detections: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self,
+        query: torch.Tensor,
+        supports: torch.Tensor,
+        *,
+        windows: Sequence[int] = (),
+        overlap: float = 0.75,
+        max_detections: int = 100,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Inference (Sec. 4.1). ``query [T, D]``, ``supports [L, N_S, D]``; ``windows``: window sizes in
         steps, used only when ``T`` exceeds the largest. -> detections ``[K, 2]`` (steps, clipped to
         ``[0, T]``) and scores ``[K]`` (probability of "common action"), best first, after NMS

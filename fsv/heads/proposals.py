@@ -107,7 +107,9 @@ def max_over_steps(features: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
         rows = filled[levels == k]
         first = torch.as_tensor(starts[rows], device=features.device)
         last = torch.as_tensor(ends[rows] - (1 << k), device=features.device)
-        out = out.index_put((torch.as_tensor(rows, device=features.device),), torch.maximum(table[k][first], table[k][last]))
+        out = out.index_put(
+            (torch.as_tensor(rows, device=features.device),), torch.maximum(table[k][first], table[k][last])
+        )
     return out
 
 
@@ -135,8 +137,19 @@ class ProposalSubnet(nn.Module):
     """R-C3D proposal subnet on a feature sequence: ``[T, D]`` -> actionness ``[T*K]``, offsets
     ``[T*K, 2]``, with its anchors, labels, losses and proposals (module docstring)."""
 
-    def __init__(self, feature_dim: int, hidden: int, anchor_scales: Sequence[float], *, pos_iou: float = 0.7, neg_iou: float = 0.3,
-                 batch: int = 64, fg_fraction: float = 0.5, pre_nms_top: int = 6000, nms_iou: float = 0.7) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        hidden: int,
+        anchor_scales: Sequence[float],
+        *,
+        pos_iou: float = 0.7,
+        neg_iou: float = 0.3,
+        batch: int = 64,
+        fg_fraction: float = 0.5,
+        pre_nms_top: int = 6000,
+        nms_iou: float = 0.7,
+    ) -> None:
         super().__init__()
         self.num_anchors = len(anchor_scales)
         self.pos_iou, self.neg_iou, self.batch, self.fg_fraction = pos_iou, neg_iou, batch, fg_fraction
@@ -161,7 +174,9 @@ class ProposalSubnet(nn.Module):
         half = self.anchor_scales / 2
         return torch.stack([centres[:, None] - half, centres[:, None] + half], dim=-1).reshape(-1, 2)
 
-    def propose(self, anchors: torch.Tensor, logits: torch.Tensor, offsets: torch.Tensor, length: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(
+        self, anchors: torch.Tensor, logits: torch.Tensor, offsets: torch.Tensor, length: int, top: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded ``anchors [A, 2]`` clipped to ``[0, length]``, top ``pre_nms_top`` by actionness
         ``logits [A]``, NMS ``nms_iou``, top ``top`` -> (segments ``[P, 2]``, actionness probabilities
         ``[P]``), detached."""
@@ -193,8 +208,15 @@ class ProposalSubnet(nn.Module):
         index = torch.cat([pos, neg])
         return index, (label[index] == 1).float()
 
-    def loss(self, anchors: torch.Tensor, logits: torch.Tensor, offsets: torch.Tensor, index: torch.Tensor, label: torch.Tensor,
-             actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self,
+        anchors: torch.Tensor,
+        logits: torch.Tensor,
+        offsets: torch.Tensor,
+        index: torch.Tensor,
+        label: torch.Tensor,
+        actions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The support-agnostic terms (CDC-CA Sec. 3.4, "any activity") on the sampled anchors
         ``index [S]`` with ``label [S]``: binary cross-entropy of the actionness ``logits [A]`` and the
         smooth-L1 of the positives' ``offsets [A, 2]`` to their best-matching ``actions [G, 2]`` ->
@@ -209,7 +231,9 @@ class ProposalSubnet(nn.Module):
         return cls, reg
 
     @torch.no_grad()
-    def windowed(self, query: torch.Tensor, top: int, windows: Sequence[int] = (), overlap: float = 0.75) -> torch.Tensor:
+    def windowed(
+        self, query: torch.Tensor, top: int, windows: Sequence[int] = (), overlap: float = 0.75
+    ) -> torch.Tensor:
         """Test-time proposals of ``query [T, D]`` -> ``[P, 2]`` (steps): the top ``top`` of the whole
         query, or of each window when ``T`` exceeds the largest of ``windows`` (one subnet pass per
         window size), mapped to query coordinates and NMS'd again."""
@@ -220,7 +244,7 @@ class ProposalSubnet(nn.Module):
         boxes, scores = [], []
         for size in sorted({end - start for start, end in spans}):
             starts = [start for start, end in spans if end - start == size]
-            logits, offsets = self(torch.stack([query[start:start + size] for start in starts]))
+            logits, offsets = self(torch.stack([query[start : start + size] for start in starts]))
             anchors = self.anchors(size)
             for k, start in enumerate(starts):
                 b, s = self.propose(anchors, logits[k], offsets[k], size, top)

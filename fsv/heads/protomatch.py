@@ -76,25 +76,55 @@ class ProtoMatch(nn.Module):
     distractors=[G', 2])`` -> :class:`ProtoOutput` (training); ``loss(out, gt)`` -> the
     support-agnostic terms; ``detect(query, supports)`` -> detections ``[K, 2]`` and scores ``[K]``."""
 
-    def __init__(self, feature_dim: int = 4096, *, num_snippets: int = 8, anchor_scales: Sequence[float] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96),
-                 proposal_hidden: int = 512, anchor_pos_iou: float = 0.7, anchor_neg_iou: float = 0.3, anchor_batch: int = 64, anchor_fg_fraction: float = 0.5,
-                 pre_nms_top: int = 6000, post_nms_top: int = 300, proposal_nms: float = 0.7, detection_nms: float = 0.3) -> None:
+    def __init__(
+        self,
+        feature_dim: int = 4096,
+        *,
+        num_snippets: int = 8,
+        anchor_scales: Sequence[float] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96),
+        proposal_hidden: int = 512,
+        anchor_pos_iou: float = 0.7,
+        anchor_neg_iou: float = 0.3,
+        anchor_batch: int = 64,
+        anchor_fg_fraction: float = 0.5,
+        pre_nms_top: int = 6000,
+        post_nms_top: int = 300,
+        proposal_nms: float = 0.7,
+        detection_nms: float = 0.3,
+    ) -> None:
         super().__init__()
         if not anchor_scales or min(anchor_scales) <= 0:
             raise FsvInputError(f"anchor_scales must be positive step lengths, got {anchor_scales!r}")
         self.feature_dim, self.num_snippets = feature_dim, num_snippets
         self.post_nms_top, self.detection_nms = post_nms_top, detection_nms
-        self.proposal_subnet = ProposalSubnet(feature_dim, proposal_hidden, anchor_scales, pos_iou=anchor_pos_iou, neg_iou=anchor_neg_iou,
-                                              batch=anchor_batch, fg_fraction=anchor_fg_fraction, pre_nms_top=pre_nms_top, nms_iou=proposal_nms)
+        self.proposal_subnet = ProposalSubnet(
+            feature_dim,
+            proposal_hidden,
+            anchor_scales,
+            pos_iou=anchor_pos_iou,
+            neg_iou=anchor_neg_iou,
+            batch=anchor_batch,
+            fg_fraction=anchor_fg_fraction,
+            pre_nms_top=pre_nms_top,
+            nms_iou=proposal_nms,
+        )
 
     def _check(self, query: torch.Tensor, supports: torch.Tensor) -> None:
         if query.dim() != 2 or query.shape[1] != self.feature_dim or query.shape[0] < 1:
             raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {self.feature_dim}]")
         if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
-            raise FsvInputError(f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]")
+            raise FsvInputError(
+                f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]"
+            )
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, pseudo: torch.Tensor | None = None, gt: torch.Tensor | None = None,
-                distractors: torch.Tensor | None = None) -> ProtoOutput:
+    def forward(
+        self,
+        query: torch.Tensor,
+        supports: torch.Tensor,
+        pseudo: torch.Tensor | None = None,
+        gt: torch.Tensor | None = None,
+        distractors: torch.Tensor | None = None,
+    ) -> ProtoOutput:
         """One training episode: the proposal subnet on ``query [T, D]`` and its anchors sampled
         against every action of the query, ``gt [G, 2]`` and ``distractors [G', 2]`` (steps).
         ``supports`` are checked but not read (nothing here learns from them); ``pseudo`` is not read."""
@@ -110,9 +140,15 @@ class ProtoMatch(nn.Module):
 
     def loss(self, out: ProtoOutput, gt: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The support-agnostic terms of CDC-CA's Eq. 9 (``L_cls^ag + L_reg^ag``) -> (total, terms)."""
-        cls_ag, reg_ag = self.proposal_subnet.loss(out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions)
+        cls_ag, reg_ag = self.proposal_subnet.loss(
+            out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions
+        )
         total = cls_ag + reg_ag
-        return total, {"cls_ag": float(cls_ag.detach()), "reg_ag": float(reg_ag.detach()), "total": float(total.detach())}
+        return total, {
+            "cls_ag": float(cls_ag.detach()),
+            "reg_ag": float(reg_ag.detach()),
+            "total": float(total.detach()),
+        }
 
     def step_actionness(self, query: torch.Tensor) -> torch.Tensor:
         """:meth:`ProposalSubnet.step_actionness`: ``query [T, D]`` -> ``[T]``."""
@@ -127,7 +163,15 @@ class ProtoMatch(nn.Module):
         return (1 + F.cosine_similarity(pooled, prototype[None], dim=1)) / 2
 
     @torch.no_grad()
-    def detect(self, query: torch.Tensor, supports: torch.Tensor, *, windows: Sequence[int] = (), overlap: float = 0.75, max_detections: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self,
+        query: torch.Tensor,
+        supports: torch.Tensor,
+        *,
+        windows: Sequence[int] = (),
+        overlap: float = 0.75,
+        max_detections: int = 100,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``query [T, D]``, ``supports [L, N_S, D]`` -> detections ``[K, 2]`` (steps) and scores ``[K]``,
         best first, after NMS ``detection_nms``; ``K <= max_detections`` (CDC-CA's inference, with the
         cosine as the score)."""

@@ -106,7 +106,9 @@ class PatchLevelEnrichment(nn.Module):
     residual (Eq. 4).
     """
 
-    def __init__(self, dim: int, num_patches: int = 16, hidden_dim: int = 1024, dropout: float = 0.1, pe_scale: float = 0.1) -> None:
+    def __init__(
+        self, dim: int, num_patches: int = 16, hidden_dim: int = 1024, dropout: float = 0.1, pe_scale: float = 0.1
+    ) -> None:
         super().__init__()
         self.pe = PositionalEncoding(dim, dropout, max_len=int(num_patches * 1.5), scale=pe_scale)
         self.w_query = nn.Linear(dim, dim)  # W1
@@ -171,12 +173,16 @@ class QueryClassSimilarity(nn.Module):
     support videos. Dropout (0.1) on ``H`` first, as the authors do.
     """
 
-    def __init__(self, dim: int, seq_len: int = 8, cardinalities: Sequence[int] = (2,), out_dim: int = 1024, dropout: float = 0.1) -> None:
+    def __init__(
+        self, dim: int, seq_len: int = 8, cardinalities: Sequence[int] = (2,), out_dim: int = 1024, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.projections = nn.ModuleList([TupleProjection(dim, seq_len, w, out_dim) for w in cardinalities])
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+    def forward(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int
+    ) -> torch.Tensor:
         support, query = self.dropout(support), self.dropout(query)
         total = query.new_zeros(query.shape[0], way)
         for proj in self.projections:

@@ -278,7 +278,9 @@ def offset_mask(o: torch.Tensor, height: int, width: int, gamma: float) -> torch
 class SpatialCoordination(nn.Module):
     """SC: the offset predictor ``S`` of supplementary Table 5 (Eq. 4) and the masked pooling (Eqs. 5, 6, 11)."""
 
-    def __init__(self, feature_dim: int, channels: int = 128, hidden: int = 64, offset_scale: float = 0.75, gamma: float = 3.0) -> None:
+    def __init__(
+        self, feature_dim: int, channels: int = 128, hidden: int = 64, offset_scale: float = 0.75, gamma: float = 3.0
+    ) -> None:
         super().__init__()
         # Table 5 (BCTHW): Conv3D+BN, MaxPool3D(1,2,2)+ReLU, twice; spatial global max pool; Conv1D+ReLU; Conv1D+Tanh.
         self.S = nn.Sequential(
@@ -363,7 +365,9 @@ class TA2N(FewShotHead):
         self.prototype_tc = TemporalCoordination(feature_dim)  # k-shot prototypes (supp.), K > 1 only
         self.tc = TemporalCoordination(feature_dim)  # ACM, Eqs. 2-3
         self.sc = SpatialCoordination(feature_dim, sc_channels, sc_hidden, offset_scale, gamma)  # ACM, Eqs. 4-6
-        self.register_buffer("perturbation_directions", torch.tensor(PERTURBATION_DIRECTIONS, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "perturbation_directions", torch.tensor(PERTURBATION_DIRECTIONS, dtype=torch.float32), persistent=False
+        )
         self.initial_perturbation_amplitude = perturbation_amplitude
         self.perturbation_decay = perturbation_decay
         self.perturbation_decay_every = perturbation_decay_every
@@ -414,7 +418,9 @@ class TA2N(FewShotHead):
         values = self.prototype_tc.project(f_hat_s)  # [N, K, T, D, H, W]
         return torch.einsum("nixy,niydhw->nxdhw", M, values) / k
 
-    def action_coordination(self, p_hat_s: torch.Tensor, f_hat_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def action_coordination(
+        self, p_hat_s: torch.Tensor, f_hat_q: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ACM for every (prototype, query) pair: ``p_hat_s [N, T, D, H, W]``, ``f_hat_q [Q, T, D, H, W]``.
 
         Returns ``f_bar_s [N, Q, T, D]``, ``f_bar_q [N, Q, T, D]`` and offsets ``O [N, Q, T, 2]``.
@@ -448,9 +454,13 @@ class TA2N(FewShotHead):
         """Validate shapes and labels; return the shot count K."""
         for name, x in (("support", support), ("query", query)):
             if x.dim() != 5 or x.shape[1] != self.seq_len or x.shape[2] != self.feature_dim:
-                raise FsvInputError(f"ta2n: {name} must be [B, {self.seq_len}, {self.feature_dim}, H, W], got {tuple(x.shape)}")
+                raise FsvInputError(
+                    f"ta2n: {name} must be [B, {self.seq_len}, {self.feature_dim}, H, W], got {tuple(x.shape)}"
+                )
         if support.shape[3:] != query.shape[3:]:
-            raise FsvInputError(f"ta2n: support grid {tuple(support.shape[3:])} differs from query grid {tuple(query.shape[3:])}")
+            raise FsvInputError(
+                f"ta2n: support grid {tuple(support.shape[3:])} differs from query grid {tuple(query.shape[3:])}"
+            )
         if support_labels.shape != (support.shape[0],):
             raise FsvInputError(f"ta2n: support_labels must be [{support.shape[0]}], got {tuple(support_labels.shape)}")
         if way < 1 or support.shape[0] % way:
@@ -482,7 +492,10 @@ class TA2N(FewShotHead):
         f_bar_s, f_bar_q, offsets = self.action_coordination(p_hat_s, f_hat_q)
         # Eq. 8: frame-wise cosine distance, summed over time -> [N, Q];  Eq. 7: logits = -d.
         d = (1 - F.cosine_similarity(f_bar_q, f_bar_s, dim=-1)).sum(dim=-1)
-        return HeadOutput(logits=-d.transpose(0, 1), extra={"phi_support": phi_s, "phi_query": phi_q, "offsets": offsets.transpose(0, 1)})
+        return HeadOutput(
+            logits=-d.transpose(0, 1),
+            extra={"phi_support": phi_s, "phi_query": phi_q, "offsets": offsets.transpose(0, 1)},
+        )
 
     def loss(self, out: HeadOutput, query_labels: torch.Tensor) -> torch.Tensor:
         """Eq. 9: cross-entropy of the softmax over ``-d`` (Eq. 7), summed over the queries."""

@@ -90,7 +90,9 @@ def frame_tuples(seq_len: int, cardinality: int) -> torch.Tensor:
     return torch.tensor(list(combinations(range(seq_len), cardinality)), dtype=torch.long).reshape(-1, cardinality)
 
 
-def check_episode(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int, feat_shape: tuple[int, ...]) -> None:
+def check_episode(
+    support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int, feat_shape: tuple[int, ...]
+) -> None:
     """Raise :class:`FsvInputError` unless ``support [S, *feat_shape]``, ``query [Q, *feat_shape]`` and
     ``support_labels [S]`` in ``0..way-1`` with every class present."""
     for name, x in (("support", support), ("query", query)):
@@ -124,7 +126,9 @@ class PositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, D]`` -> ``[B, T, D]``."""
         if x.shape[1] > self.pe.shape[0]:
-            raise FsvInputError(f"sequence of {x.shape[1]} exceeds the positional encoding's max_len {self.pe.shape[0]}")
+            raise FsvInputError(
+                f"sequence of {x.shape[1]} exceeds the positional encoding's max_len {self.pe.shape[0]}"
+            )
         return self.dropout(x + self.pe[: x.shape[1]].to(x.dtype))
 
 
@@ -168,7 +172,9 @@ class TemporalCrossTransformer(nn.Module):
         """``x [B, T, D]`` -> tuple representations ``[B, P, w * D]`` (frames concatenated in time order)."""
         return x[:, self.tuples].flatten(2)
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+    def forward(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int
+    ) -> torch.Tensor:
         """``support [S, T, D]``, ``support_labels [S]`` in ``0..way-1``, ``query [Q, T, D]`` -> logits
         ``[Q, way]`` (negative mean per-tuple distance to the query-specific prototypes)."""
         s = self.tuple_features(self.pe(support))  # [S, P, wD]

@@ -142,10 +142,23 @@ PRESET: dict[str, Any] = {
 }
 """THUMOS14 training values (Sec. IV-A; the module docstring lists each value's source)."""
 
-_ACTIVITYNET: dict[str, Any] = {"lr": 3e-5, "weight_decay": 5e-4, "num_segments": 60, "train_iterations": 22000, "alpha": 10.0}
+_ACTIVITYNET: dict[str, Any] = {
+    "lr": 3e-5,
+    "weight_decay": 5e-4,
+    "num_segments": 60,
+    "train_iterations": 22000,
+    "alpha": 10.0,
+}
 
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "thumos14": {"lr": 5e-5, "weight_decay": 1e-3, "num_segments": 500, "train_iterations": 5000, "alpha": 5.0, "topk_m": 7},
+    "thumos14": {
+        "lr": 5e-5,
+        "weight_decay": 1e-3,
+        "num_segments": 500,
+        "train_iterations": 5000,
+        "alpha": 5.0,
+        "topk_m": 7,
+    },
     "activitynet12": {**_ACTIVITYNET, "topk_m": 4},
     "activitynet13": {**_ACTIVITYNET, "topk_m": 6},
     "activitynet": {**_ACTIVITYNET, "topk_m": 6},
@@ -351,7 +364,9 @@ class VQKNet(nn.Module):
             raise FsvInputError(f"vqknet: x must be [B, T, {self.feature_dim}] with T >= 1, got {tuple(x.shape)}")
         channels = x.transpose(1, 2)  # [B, D, T]
         parts = channels.chunk(self.streams, dim=1)  # RGB first, then flow
-        stream_attention = torch.cat([branch(p) for branch, p in zip(self.stream_attention, parts, strict=True)], dim=1)  # [B, S, T]
+        stream_attention = torch.cat(
+            [branch(p) for branch, p in zip(self.stream_attention, parts, strict=True)], dim=1
+        )  # [B, S, T]
         s = stream_attention.mean(dim=1)  # [B, T]
         features = self.fusion(channels)  # [B, D, T]
         keys = self.key(features).transpose(1, 2)  # [B, T, D]
@@ -395,8 +410,15 @@ class VQKNet(nn.Module):
         vcls = vcls_cas + vcls_suppressed
         total = vcls + self.alpha * query_similarity + mutual + self.beta * guide + co_activity + self.gamma * sparsity
         terms = {
-            "vcls": vcls, "vcls_cas": vcls_cas, "vcls_suppressed": vcls_suppressed, "query_similarity": query_similarity,
-            "mutual": mutual, "guide": guide, "co_activity": co_activity, "sparsity": sparsity, "total": total,
+            "vcls": vcls,
+            "vcls_cas": vcls_cas,
+            "vcls_suppressed": vcls_suppressed,
+            "query_similarity": query_similarity,
+            "mutual": mutual,
+            "guide": guide,
+            "co_activity": co_activity,
+            "sparsity": sparsity,
+            "total": total,
         }
         return total, {name: float(value.detach()) for name, value in terms.items()}
 
@@ -423,7 +445,7 @@ def outer_inner_score(scores: np.ndarray, start: int, end: int, inflation: float
     The result is the inner mean minus the mean of ``ceil(inflation * length)`` steps on each side,
     clipped to the video. The outer mean is 0 when no outer step exists."""
     pad = math.ceil(inflation * (end - start))
-    outer = np.concatenate([scores[max(0, start - pad):start], scores[end:min(len(scores), end + pad)]])
+    outer = np.concatenate([scores[max(0, start - pad) : start], scores[end : min(len(scores), end + pad)]])
     return float(scores[start:end].mean() - (outer.mean() if outer.size else 0.0))
 
 
@@ -458,8 +480,13 @@ def localize(
     segments = np.asarray(proposals, dtype=np.float64)
     detections: list[tuple[int, int, float, int]] = []
     for c in classes:
-        scores = [outer_inner_score(cas[:, c], s, e, oic_inflation) + oic_gamma * float(probabilities[c]) for s, e in proposals]
+        scores = [
+            outer_inner_score(cas[:, c], s, e, oic_inflation) + oic_gamma * float(probabilities[c])
+            for s, e in proposals
+        ]
         keep, kept_scores = soft_nms(segments, np.asarray(scores), sigma=nms_sigma, threshold=-np.inf)
-        detections.extend((proposals[i][0], proposals[i][1], float(v), int(c)) for i, v in zip(keep, kept_scores, strict=True))
+        detections.extend(
+            (proposals[i][0], proposals[i][1], float(v), int(c)) for i, v in zip(keep, kept_scores, strict=True)
+        )
     detections.sort(key=lambda d: -d[2])
     return detections

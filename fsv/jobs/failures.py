@@ -12,7 +12,9 @@ from pathlib import Path
 
 from fsv.jobs.slurm import TaskState
 
-_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure))(?::\s*(.*))?$")
+_ERROR_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure))(?::\s*(.*))?$"
+)
 _SLURM_LINE = re.compile(r"(slurmstepd: error: .*|\*\*\* (?:JOB|STEP) .* \*\*\*)")
 
 STATE_WORDS = {
@@ -72,7 +74,9 @@ def dead_job_cause(state: TaskState, stderr: Path) -> str:
     else:
         code, _, sig = state.exit_code.partition(":")
         if sig and sig != "0":
-            words = f"was killed by signal {sig}" + (" (SIGKILL: the out-of-memory killer or an administrator)" if sig == "9" else "")
+            words = f"was killed by signal {sig}" + (
+                " (SIGKILL: the out-of-memory killer or an administrator)" if sig == "9" else ""
+            )
         else:
             words = f"ended ({base}, exit code {code or '?'}) without writing its result"
     found = log_cause(stderr)

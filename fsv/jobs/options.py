@@ -65,7 +65,12 @@ class ClusterOptions:
 
     def submitit_parameters(self, executor: str, name: str) -> dict[str, Any]:
         """Keyword arguments of ``submitit.AutoExecutor.update_parameters``."""
-        params: dict[str, Any] = {"name": name, "timeout_min": self.time_min, "cpus_per_task": self.cpus_per_task, "mem_gb": self.mem_gb}
+        params: dict[str, Any] = {
+            "name": name,
+            "timeout_min": self.time_min,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+        }
         if self.gpus_per_node:
             params["gpus_per_node"] = self.gpus_per_node
         if executor == "slurm":
@@ -107,7 +112,9 @@ class ClusterOptions:
         wants_cuda = device.startswith("cuda")
         if executor == "slurm" or (executor == "dask" and self.dask_cluster != "local"):
             if wants_cuda and not self.gpus_per_node:
-                raise FsvInputError(f"--device {device} but the jobs ask for no GPU; add --gpus 1 (or use --device cpu)")
+                raise FsvInputError(
+                    f"--device {device} but the jobs ask for no GPU; add --gpus 1 (or use --device cpu)"
+                )
             if device == "auto" and self.gpus_per_node:
                 return "cuda"
             return device
@@ -117,4 +124,10 @@ class ClusterOptions:
         return device
 
 
-_FLAGS = {"time_min": "time", "cpus_per_task": "cpus", "mem_gb": "mem", "array_parallelism": "parallel", "dask_workers": "dask-workers"}
+_FLAGS = {
+    "time_min": "time",
+    "cpus_per_task": "cpus",
+    "mem_gb": "mem",
+    "array_parallelism": "parallel",
+    "dask_workers": "dask-workers",
+}

@@ -25,9 +25,9 @@ from fsv.progress import StatusLine
 
 log = logging.getLogger(__name__)
 
-RESULT_POLL_S = 2.0       # how often result files are looked for
-GRACE_S = 20.0            # a job SLURM calls finished may still be writing its result (slow file systems)
-UNKNOWN_LIMIT_S = 300.0   # a job SLURM has no record of for this long is reported as lost
+RESULT_POLL_S = 2.0  # how often result files are looked for
+GRACE_S = 20.0  # a job SLURM calls finished may still be writing its result (slow file systems)
+UNKNOWN_LIMIT_S = 300.0  # a job SLURM has no record of for this long is reported as lost
 
 
 class Resumable:
@@ -87,12 +87,16 @@ class Submitter:
                 try:
                     import dask_jobqueue  # noqa: F401
                 except ImportError as e:
-                    raise FsvInputError(f"--dask-cluster {cluster.dask_cluster} needs dask-jobqueue: pip install 'fsv[jobqueue]'") from e
+                    raise FsvInputError(
+                        f"--dask-cluster {cluster.dask_cluster} needs dask-jobqueue: pip install 'fsv[jobqueue]'"
+                    ) from e
             self._submitit = None
         else:
             import submitit
 
-            self._submitit = submitit.AutoExecutor(folder=cluster.folder / "%j", cluster=executor, **cluster.submitit_executor_kwargs(executor))
+            self._submitit = submitit.AutoExecutor(
+                folder=cluster.folder / "%j", cluster=executor, **cluster.submitit_executor_kwargs(executor)
+            )
             self._submitit.update_parameters(**cluster.submitit_parameters(executor, name))
 
     def run(self, fn: Callable[[Any], Any], items: list[Any], *, wait: bool = True) -> list[Any]:
@@ -120,8 +124,8 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
     n = len(jobs)
     results: list[Any] = [None] * n
     errors: dict[int, str] = {}
-    raised: dict[int, str] = {}       # the job's own error, while SLURM's state is awaited
-    ended_at: dict[int, float] = {}   # when a job was first seen ended (final state, or an error result)
+    raised: dict[int, str] = {}  # the job's own error, while SLURM's state is awaited
+    ended_at: dict[int, float] = {}  # when a job was first seen ended (final state, or an error result)
     unknown_since: dict[int, float] = {}
     hopeless: dict[int, str] = {}
     pending = set(range(n))
@@ -134,7 +138,9 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
             now = time.monotonic()
             if executor == "slurm" and now >= next_query:
                 states = slurm.task_states(arrays)
-                next_query = now + min(60.0, max(5.0, (now - t0) / 10))  # every 5 s at first, every minute after 10 minutes
+                next_query = now + min(
+                    60.0, max(5.0, (now - t0) / 10)
+                )  # every 5 s at first, every minute after 10 minutes
             for i in sorted(pending):
                 job = jobs[i]
                 st = states.get(job.job_id)
@@ -143,10 +149,16 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
                         results[i] = job.result()
                         pending.discard(i)
                         continue
-                    except Exception as e:  # the job's own error (submitit re-raises it with its traceback) or a dead process
+                    except (
+                        Exception
+                    ) as e:  # the job's own error (submitit re-raises it with its traceback) or a dead process
                         raised[i] = cause_from_trace(submitit_trace(str(e)))
                 if i in raised:
-                    if executor != "slurm" or (st is not None and st.final) or now - ended_at.setdefault(i, now) > GRACE_S:
+                    if (
+                        executor != "slurm"
+                        or (st is not None and st.final)
+                        or now - ended_at.setdefault(i, now) > GRACE_S
+                    ):
                         errors[i] = f"{_job_label(i, n, job)}: {raised_cause(st, raised[i])}"
                         pending.discard(i)
                     continue
@@ -154,7 +166,9 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
                     continue
                 if st is None:
                     if now - unknown_since.setdefault(i, now) > UNKNOWN_LIMIT_S:
-                        errors[i] = f"{_job_label(i, n, job)}: SLURM has no record of it (sacct and squeue); it was lost"
+                        errors[i] = (
+                            f"{_job_label(i, n, job)}: SLURM has no record of it (sacct and squeue); it was lost"
+                        )
                         pending.discard(i)
                     continue
                 unknown_since.pop(i, None)
@@ -167,9 +181,13 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
             if hopeless:
                 slurm.cancel([jobs[i].job_id for i in sorted(pending)])
                 reasons = ", ".join(sorted(set(hopeless.values())))
-                raise FsvInputError(f"SLURM will never start {len(hopeless)} of the {n} jobs (pending reason: {reasons}); "
-                                    f"cancelled the {len(pending)} unfinished job(s): ask for less (--cpus, --mem, --gpus, --time) or another --partition")
-            status.update(_summary(n, pending, errors, [states.get(jobs[i].job_id) for i in pending], executor), n - len(pending))
+                raise FsvInputError(
+                    f"SLURM will never start {len(hopeless)} of the {n} jobs (pending reason: {reasons}); "
+                    f"cancelled the {len(pending)} unfinished job(s): ask for less (--cpus, --mem, --gpus, --time) or another --partition"
+                )
+            status.update(
+                _summary(n, pending, errors, [states.get(jobs[i].job_id) for i in pending], executor), n - len(pending)
+            )
             if pending:
                 time.sleep(RESULT_POLL_S)
     _raise_failures(errors, n)
@@ -178,15 +196,22 @@ def wait_for_jobs(jobs: list[Any], executor: str, name: str) -> list[Any]:
 
 def _raise_failures(errors: dict[int, str], n: int) -> None:
     if errors:
-        raise FsvJobError(f"{len(errors)} of {n} jobs failed (the others' work is kept; submit again to redo only what is missing):\n"
-                          + "\n".join(errors[i] for i in sorted(errors)))
+        raise FsvJobError(
+            f"{len(errors)} of {n} jobs failed (the others' work is kept; submit again to redo only what is missing):\n"
+            + "\n".join(errors[i] for i in sorted(errors))
+        )
 
 
-def _summary(n: int, pending: set[int], errors: dict[int, str], live: list[slurm.TaskState | None], executor: str) -> str:
+def _summary(
+    n: int, pending: set[int], errors: dict[int, str], live: list[slurm.TaskState | None], executor: str
+) -> str:
     done = n - len(pending) - len(errors)
     parts = [f"{done} done"] + ([f"{len(errors)} failed"] if errors else [])
     if executor == "slurm":
-        counts = Counter((s.state.lower() + (f" ({s.reason})" if s.state == "PENDING" and s.reason else "")) if s else "submitted" for s in live)
+        counts = Counter(
+            (s.state.lower() + (f" ({s.reason})" if s.state == "PENDING" and s.reason else "")) if s else "submitted"
+            for s in live
+        )
         parts += [f"{c} {what}" for what, c in sorted(counts.items())]
     else:
         parts.append(f"{len(pending)} running")
@@ -199,7 +224,9 @@ def _run_dask(fn: Callable[[Any], Any], items: list[Any], cluster: ClusterOption
 
     with dask.config.set({"distributed.worker.daemon": False}):  # shards start decoding processes of their own
         if cluster.dask_cluster == "local":
-            dc = LocalCluster(n_workers=cluster.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            dc = LocalCluster(
+                n_workers=cluster.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         else:
             import dask_jobqueue
 
@@ -222,8 +249,10 @@ def _run_dask(fn: Callable[[Any], Any], items: list[Any], cluster: ClusterOption
                         except Exception as e:  # the job's own error, raised again here
                             errors[i] = f"job {i + 1}/{len(items)}: {type(e).__name__}: {e}"
                     workers = len(client.scheduler_info().get("workers", {}))
-                    status.update(f"{len(items) - len(remaining) - len(errors)} done, {len(errors)} failed, {len(remaining)} to go on {workers} worker(s)",
-                                  len(items) - len(remaining))
+                    status.update(
+                        f"{len(items) - len(remaining) - len(errors)} done, {len(errors)} failed, {len(remaining)} to go on {workers} worker(s)",
+                        len(items) - len(remaining),
+                    )
                     if remaining:
                         time.sleep(RESULT_POLL_S)
     _raise_failures(errors, len(items))

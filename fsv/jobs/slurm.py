@@ -16,11 +16,32 @@ from fsv.errors import FsvInputError
 
 # States after which a job never runs again (SLURM's JOB_STATE_CODES); REQUEUED, PREEMPTED and
 # RESIZING go back to PENDING.
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
+FINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+    "SPECIAL_EXIT",
+}
 # Pending reasons that no amount of waiting resolves: the request does not fit the partition,
 # account or QOS (SLURM's "job reason codes").
-HOPELESS_REASONS = {"BadConstraints", "PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "InvalidAccount", "InvalidQOS",
-                    "AccountNotAllowed", "QOSNotAllowed", "JobLaunchFailure", "DependencyNeverSatisfied"}
+HOPELESS_REASONS = {
+    "BadConstraints",
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "InvalidAccount",
+    "InvalidQOS",
+    "AccountNotAllowed",
+    "QOSNotAllowed",
+    "JobLaunchFailure",
+    "DependencyNeverSatisfied",
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +61,9 @@ class TaskState:
 
 def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     if shutil.which(cmd[0]) is None:
-        raise FsvInputError(f"--executor slurm needs SLURM's {cmd[0]} on PATH; run on a cluster login node (or use --executor local or dask)")
+        raise FsvInputError(
+            f"--executor slurm needs SLURM's {cmd[0]} on PATH; run on a cluster login node (or use --executor local or dask)"
+        )
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -50,7 +73,9 @@ def check_request(flags: list[str]) -> None:
     proc = _run(["sbatch", "--test-only", *flags, "--wrap", "true"])
     if proc.returncode != 0:
         said = " ".join(line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip())
-        raise FsvInputError(f"SLURM refuses the request {' '.join(flags)}: {said}; ask for less (--cpus, --mem, --gpus, --time) or another --partition")
+        raise FsvInputError(
+            f"SLURM refuses the request {' '.join(flags)}: {said}; ask for less (--cpus, --mem, --gpus, --time) or another --partition"
+        )
 
 
 def _expand(job_id: str) -> list[str]:
@@ -86,7 +111,9 @@ def task_states(array_ids: set[str]) -> dict[str, TaskState]:
             parts = line.split("|")
             if len(parts) >= 3:
                 old = states.get(parts[0])
-                states[parts[0]] = TaskState(parts[1], "" if parts[2] == "None" else parts[2], old.exit_code if old else "")
+                states[parts[0]] = TaskState(
+                    parts[1], "" if parts[2] == "None" else parts[2], old.exit_code if old else ""
+                )
     return states
 
 

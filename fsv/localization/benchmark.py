@@ -58,7 +58,9 @@ def load_benchmark(name: str, manifest: Manifest, shot: int, available: set[str]
         raise FsvInputError(f"{path}: not a common-localization benchmark file ({e})") from e
     carried = min((len(ep.get("supports", [])) for ep in raw if isinstance(ep, dict)), default=0)
     if not 1 <= shot <= carried:
-        raise FsvInputError(f"{path}: its episodes carry {carried} supports or more; shot must be 1..{carried}, got {shot}")
+        raise FsvInputError(
+            f"{path}: its episodes carry {carried} supports or more; shot must be 1..{carried}, got {shot}"
+        )
     prefix = path.stem if Path(name).is_file() else name
     records = manifest.by_id()
     known = set(records) & available
@@ -85,11 +87,20 @@ def load_benchmark(name: str, manifest: Manifest, shot: int, available: set[str]
         if segs and label == "unknown":
             ious = temporal_iou(np.asarray(gt[0]), np.array([[s.start, s.end] for s in segs]))
             label = segs[int(ious.argmax())].label
-        out.append(CommonEpisode(f"{prefix}{int(ep.get('episode', n)):05d}", label, video, window, gt, tuple(sups), leak))
+        out.append(
+            CommonEpisode(f"{prefix}{int(ep.get('episode', n)):05d}", label, video, window, gt, tuple(sups), leak)
+        )
     if skipped:
-        log.warning("%d of %d %s episodes skipped: their videos are not in the manifest or have no features", skipped, len(raw), name)
+        log.warning(
+            "%d of %d %s episodes skipped: their videos are not in the manifest or have no features",
+            skipped,
+            len(raw),
+            name,
+        )
     if not out:
-        raise FsvInputError(f"none of the {len(raw)} {name} episodes has its videos in {manifest.path or manifest.dataset} with features")
+        raise FsvInputError(
+            f"none of the {len(raw)} {name} episodes has its videos in {manifest.path or manifest.dataset} with features"
+        )
     return out, skipped
 
 
@@ -97,12 +108,24 @@ def write_benchmark(path: Path, episodes: list[CommonEpisode], fps: float, descr
     """``episodes`` as a benchmark file in the layout :func:`load_benchmark` reads (Yang et al. 2020's:
     1-based frames at ``fps``, frame ``f`` covering ``[(f - 1) / fps, f / fps]``; times are rounded
     to frames). Every episode should carry at least as many supports as the runs scored on it use."""
+
     def frames(start: float, end: float) -> list[int]:
         return [int(round(start * fps)) + 1, max(int(round(start * fps)) + 1, int(round(end * fps)))]
 
-    raw = [{"episode": n, "query": {"video": ep.video, "label": ep.label, "window_frames": frames(*ep.window), "gt_frames": [frames(*g) for g in ep.gt]},
+    raw = [
+        {
+            "episode": n,
+            "query": {
+                "video": ep.video,
+                "label": ep.label,
+                "window_frames": frames(*ep.window),
+                "gt_frames": [frames(*g) for g in ep.gt],
+            },
             "supports": [{"video": v, "segment_frames": frames(s, e)} for v, s, e in ep.supports],
-            "supports_from_query_video": [k for k, (v, _, _) in enumerate(ep.supports) if v == ep.video]} for n, ep in enumerate(episodes)]
+            "supports_from_query_video": [k for k, (v, _, _) in enumerate(ep.supports) if v == ep.video],
+        }
+        for n, ep in enumerate(episodes)
+    ]
     tmp = path.with_suffix(".partial")
     tmp.write_text(json.dumps({"description": description, "fps": fps, "episodes": raw}, indent=1) + "\n")
     tmp.replace(path)

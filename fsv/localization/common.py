@@ -75,12 +75,22 @@ def class_split(classes: Sequence[str], seed: int, test_classes: Sequence[str] |
         rest = [c for c in names if c not in fixed]
         order = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
         n_val = max(1, round(len(rest) / 9))
-        return {**{c: "val" for c in order[:n_val]}, **{c: "train" for c in order[n_val:]}, **{c: "test" for c in fixed}}
+        return {
+            **{c: "val" for c in order[:n_val]},
+            **{c: "train" for c in order[n_val:]},
+            **{c: "test" for c in fixed},
+        }
     if len(names) < 3:
-        raise FsvInputError(f"few-shot common localization splits classes 80/10/10 and needs at least 3 classes, got {len(names)}")
+        raise FsvInputError(
+            f"few-shot common localization splits classes 80/10/10 and needs at least 3 classes, got {len(names)}"
+        )
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     n_val = n_test = max(1, round(0.1 * len(names)))
-    return {**{c: "test" for c in order[:n_test]}, **{c: "val" for c in order[n_test:n_test + n_val]}, **{c: "train" for c in order[n_test + n_val:]}}
+    return {
+        **{c: "test" for c in order[:n_test]},
+        **{c: "val" for c in order[n_test : n_test + n_val]},
+        **{c: "train" for c in order[n_test + n_val :]},
+    }
 
 
 def manifest_instances(manifest: Manifest, available: set[str]) -> list[Instance]:
@@ -106,7 +116,9 @@ class Query:
     gt: tuple[tuple[float, float], ...]
 
 
-def make_queries(instances: Sequence[Instance], durations: dict[str, float], mode: str, max_seconds: float) -> list[Query]:
+def make_queries(
+    instances: Sequence[Instance], durations: dict[str, float], mode: str, max_seconds: float
+) -> list[Query]:
     """Single-instance: one query per instance (previous instance's end to next one's start);
     multi-instance: one query per (video, class). ``max_seconds`` drops longer single queries."""
     by_video: dict[str, list[Instance]] = defaultdict(list)
@@ -119,11 +131,13 @@ def make_queries(instances: Sequence[Instance], durations: dict[str, float], mod
         duration = durations[video]
         if mode == "multi":
             for label in sorted({i.label for i in items}):
-                queries.append(Query(label, video, (0.0, duration), tuple((i.start, i.end) for i in items if i.label == label)))
+                queries.append(
+                    Query(label, video, (0.0, duration), tuple((i.start, i.end) for i in items if i.label == label))
+                )
             continue
         for k, inst in enumerate(items):
             lo = max((i.end for i in items[:k] if i.end <= inst.start), default=0.0)
-            hi = min((i.start for i in items[k + 1:] if i.start >= inst.end), default=duration)
+            hi = min((i.start for i in items[k + 1 :] if i.start >= inst.end), default=duration)
             overlapping = [i for j, i in enumerate(items) if j != k and i.start < inst.end and i.end > inst.start]
             if overlapping:
                 dropped += 1
@@ -133,14 +147,20 @@ def make_queries(instances: Sequence[Instance], durations: dict[str, float], mod
                 continue
             queries.append(Query(inst.label, video, (lo, hi), ((inst.start, inst.end),)))
     if dropped:
-        log.info("%d single-instance queries dropped (longer than %.0f s, or overlapping another instance)", dropped, max_seconds)
+        log.info(
+            "%d single-instance queries dropped (longer than %.0f s, or overlapping another instance)",
+            dropped,
+            max_seconds,
+        )
     return queries
 
 
 class CommonEpisodes:
     """Episodes of one class split (``train``, ``val`` or ``test``)."""
 
-    def __init__(self, queries: Sequence[Query], instances: Sequence[Instance], classes: set[str], shot: int, split: str) -> None:
+    def __init__(
+        self, queries: Sequence[Query], instances: Sequence[Instance], classes: set[str], shot: int, split: str
+    ) -> None:
         self.shot = shot
         self.split = split
         self.supports: dict[str, list[Instance]] = defaultdict(list)
@@ -152,8 +172,10 @@ class CommonEpisodes:
             if q.label in classes and sum(i.video != q.video for i in self.supports[q.label]) >= shot:
                 usable.append(q)
         if not usable:
-            raise FsvInputError(f"no {split} query has {shot} support instances of its class in other videos; "
-                                f"{split} classes: {len(classes)}, instances: {sum(len(v) for v in self.supports.values())}")
+            raise FsvInputError(
+                f"no {split} query has {shot} support instances of its class in other videos; "
+                f"{split} classes: {len(classes)}, instances: {sum(len(v) for v in self.supports.values())}"
+            )
         self.by_class: dict[str, list[Query]] = defaultdict(list)
         for q in usable:
             self.by_class[q.label].append(q)
@@ -188,7 +210,7 @@ def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> np.ndarray
     c = np.stack(centres)
     assign = np.zeros(len(x), dtype=np.int64)
     for it in range(iterations):
-        dist = (x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None]
+        dist = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None]
         new = dist.argmin(1)
         if it and (new == assign).all():
             break
@@ -206,7 +228,9 @@ def instance_feature(bank: VideoBank, video: str, start: float, end: float) -> n
     return bank.features(video)[i0:i1].astype(np.float32).mean(0)
 
 
-def pseudo_classes(bank: VideoBank, instances: Sequence[Instance], k: int, seed: int) -> dict[tuple[str, float, float], int]:
+def pseudo_classes(
+    bank: VideoBank, instances: Sequence[Instance], k: int, seed: int
+) -> dict[tuple[str, float, float], int]:
     """Pseudo action class of each training instance: k-means (``k``, CDC-CA uses 160) over the
     instances' mean backbone features (Sec. 3.3)."""
     if not instances:
@@ -234,7 +258,7 @@ def support_snippets(x: np.ndarray, n: int) -> np.ndarray:
     for j in range(n):
         lo = int(np.floor(edges[j]))
         hi = max(int(np.ceil(edges[j + 1])), lo + 1)
-        out[j] = x[lo:min(hi, t)].astype(np.float32).mean(0)
+        out[j] = x[lo : min(hi, t)].astype(np.float32).mean(0)
     return out
 
 
@@ -275,9 +299,13 @@ class Standardizer:
                 with np.load(file, allow_pickle=False) as saved:
                     stats = cls(saved["mean"].astype(np.float32), saved["std"].astype(np.float32))
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-                raise FsvInputError(f"{file}: unreadable standardization statistics ({type(e).__name__}); delete it and train the run again") from None
+                raise FsvInputError(
+                    f"{file}: unreadable standardization statistics ({type(e).__name__}); delete it and train the run again"
+                ) from None
             if stats.mean.shape != (bank.dim,):
-                raise FsvInputError(f"{file} holds statistics of {stats.mean.shape[0]} features, the store's have {bank.dim}; this run was trained on other features")
+                raise FsvInputError(
+                    f"{file} holds statistics of {stats.mean.shape[0]} features, the store's have {bank.dim}; this run was trained on other features"
+                )
             return stats
         stats = cls.fit(bank, videos)
         if file is not None:
@@ -306,9 +334,18 @@ class CommonEpisodeTensors:
     distractors: torch.Tensor
 
 
-def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, crop_steps: int | None = None, rng: np.random.Generator | None = None,
-                    pseudo: dict[tuple[str, float, float], int] | None = None, num_pseudo: int = 0,
-                    others: Sequence[tuple[float, float]] = (), standardize: Standardizer | None = None) -> CommonEpisodeTensors:
+def episode_tensors(
+    bank: VideoBank,
+    ep: CommonEpisode,
+    num_snippets: int,
+    *,
+    crop_steps: int | None = None,
+    rng: np.random.Generator | None = None,
+    pseudo: dict[tuple[str, float, float], int] | None = None,
+    num_pseudo: int = 0,
+    others: Sequence[tuple[float, float]] = (),
+    standardize: Standardizer | None = None,
+) -> CommonEpisodeTensors:
     """Features of an episode. With ``crop_steps`` (training) a query longer than that is cropped to
     a random window of ``crop_steps`` steps around one of its ground-truth instances. ``others``: the
     query video's instances of other classes (seconds), kept where they overlap the query.
@@ -340,8 +377,14 @@ def episode_tensors(bank: VideoBank, ep: CommonEpisode, num_snippets: int, *, cr
         for video, s, e in ep.supports:
             if (video, s, e) in pseudo:
                 hot[pseudo[(video, s, e)]] = 1.0
-    return CommonEpisodeTensors(query, torch.from_numpy(np.stack(sups)), torch.from_numpy(gt.astype(np.float32)), i0, hot,
-                          torch.from_numpy(distractors.astype(np.float32)))
+    return CommonEpisodeTensors(
+        query,
+        torch.from_numpy(np.stack(sups)),
+        torch.from_numpy(gt.astype(np.float32)),
+        i0,
+        hot,
+        torch.from_numpy(distractors.astype(np.float32)),
+    )
 
 
 def write_episodes(path: Path, episodes: Sequence[CommonEpisode]) -> None:

@@ -86,7 +86,9 @@ class LocConfig:
         layers (:mod:`fsv.presets`), with the resolution (where each value came from)."""
         from fsv.heads.base import head_card
 
-        cfg, resolved = build_config(cls, head, dataset, given, aliases=STEP_ALIASES, fixed={"task": head_card(head).task})
+        cfg, resolved = build_config(
+            cls, head, dataset, given, aliases=STEP_ALIASES, fixed={"task": head_card(head).task}
+        )
         if cfg.mode not in ("single", "multi"):
             raise FsvInputError(f"mode must be single or multi, got {cfg.mode!r}")
         return cfg, resolved
@@ -97,14 +99,18 @@ class LocConfig:
 
         check_task(self, manifest, stores)
 
-    def run_training(self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+    def run_training(
+        self, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None
+    ) -> TrainResult:
         """:func:`fsv.localization.trainer.train_localization` into ``run`` (every run configuration offers it)."""
         from fsv.localization.trainer import train_localization
 
         return train_localization(self, source, run, device=device, stop_after=stop_after)
 
     @staticmethod
-    def evaluate_run(run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str) -> dict[str, Any]:
+    def evaluate_run(
+        run: Path, *, split: str, episodes: int | None, benchmark: str | None, device: str
+    ) -> dict[str, Any]:
         """:func:`fsv.localization.trainer.evaluate_localization` (``episodes`` does not apply: the
         run's fixed episodes or videos are scored)."""
         from fsv.localization.trainer import evaluate_localization
@@ -118,9 +124,15 @@ class LocConfig:
 
         mean, std = mean_std([r["average_map"] for r in results])
         first = results[0]
-        return {**first, "average_map": mean, "std": std, "seeds": len(results), "runs": results,
-                "map": {k: mean_std([r["map"][k] for r in results])[0] for k in first["map"]},
-                "averages": {k: mean_std([r["averages"][k] for r in results])[0] for k in first["averages"]}}
+        return {
+            **first,
+            "average_map": mean,
+            "std": std,
+            "seeds": len(results),
+            "runs": results,
+            "map": {k: mean_std([r["map"][k] for r in results])[0] for k in first["map"]},
+            "averages": {k: mean_std([r["averages"][k] for r in results])[0] for k in first["averages"]},
+        }
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,11 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "thumos14": Protocol(tuple(round(0.1 * i, 2) for i in range(1, 8)), {"0.1:0.5": (0.1, 0.5), "0.3:0.7": (0.3, 0.7), "0.1:0.7": (0.1, 0.7)}, "0.1:0.7"),
+    "thumos14": Protocol(
+        tuple(round(0.1 * i, 2) for i in range(1, 8)),
+        {"0.1:0.5": (0.1, 0.5), "0.3:0.7": (0.3, 0.7), "0.1:0.7": (0.1, 0.7)},
+        "0.1:0.7",
+    ),
     "activitynet": Protocol(tuple(round(0.5 + 0.05 * i, 2) for i in range(10)), {"0.5:0.95": (0.5, 0.95)}, "0.5:0.95"),
     "common": Protocol((0.5,), {"0.5": (0.5, 0.5)}, "0.5"),
 }
@@ -151,9 +167,19 @@ def protocol_for(task: str, dataset: str) -> Protocol:
 def summarize(map_by_tiou: dict[float, float], protocol: Protocol) -> dict[str, Any]:
     """``{"map": {"0.5": ...}, "average_map": ..., "averages": {"0.1:0.5": ...}}`` of per-threshold
     mAPs; ``average_map`` is the mean over all the protocol's thresholds."""
+
     def key(t: float) -> str:
         return f"{t:.2f}".rstrip("0").rstrip(".")
 
-    averages = {name: float(sum(v for t, v in map_by_tiou.items() if lo - 1e-9 <= t <= hi + 1e-9) / max(1, sum(lo - 1e-9 <= t <= hi + 1e-9 for t in map_by_tiou)))
-                for name, (lo, hi) in protocol.averages.items()}
-    return {"map": {key(t): float(v) for t, v in map_by_tiou.items()}, "average_map": float(sum(map_by_tiou.values()) / len(map_by_tiou)), "averages": averages}
+    averages = {
+        name: float(
+            sum(v for t, v in map_by_tiou.items() if lo - 1e-9 <= t <= hi + 1e-9)
+            / max(1, sum(lo - 1e-9 <= t <= hi + 1e-9 for t in map_by_tiou))
+        )
+        for name, (lo, hi) in protocol.averages.items()
+    }
+    return {
+        "map": {key(t): float(v) for t, v in map_by_tiou.items()},
+        "average_map": float(sum(map_by_tiou.values()) / len(map_by_tiou)),
+        "averages": averages,
+    }

@@ -40,7 +40,9 @@ class VideoBank:
         self.index = {r.video_id: i for i, r in enumerate(self.records)}
 
     @classmethod
-    def load(cls, stores: Sequence[FeatureStore], records: Sequence[VideoRecord], *, cache: Path | None = None) -> "VideoBank":
+    def load(
+        cls, stores: Sequence[FeatureStore], records: Sequence[VideoRecord], *, cache: Path | None = None
+    ) -> "VideoBank":
         """Read ``records``' videos from every store in one pass each. Stores are concatenated along
         the feature axis; when their step counts differ (flow has one pair fewer) each video keeps
         the shorter count and the first store's spans. With ``cache`` a bank larger than 2 GiB is
@@ -49,7 +51,9 @@ class VideoBank:
         ids = [r.video_id for r in records]
         missing = sorted({v for s in stores for v in ids if v not in s})
         if missing:
-            raise FsvInputError(f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first")
+            raise FsvInputError(
+                f"{len(missing)} videos have no features in the store(s), e.g. {missing[:3]}; run fsv extract (or --retry-failed) first"
+            )
         packs = []
         tag = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
         for k, store in enumerate(stores):
@@ -61,7 +65,9 @@ class VideoBank:
             packs.append(store.load(ids, field=field, with_spans=k == 0, mmap_path=mmap))
         for p, s in zip(packs, stores, strict=True):
             if p.data.ndim != 2:
-                raise FsvInputError(f"store {s.path} holds features of shape {tuple(p.data.shape[1:])}; localization heads need snippet features [T, D]")
+                raise FsvInputError(
+                    f"store {s.path} holds features of shape {tuple(p.data.shape[1:])}; localization heads need snippet features [T, D]"
+                )
         lengths = np.min(np.stack([p.lengths for p in packs]), axis=0)
         if len(packs) == 1:
             data, spans, offsets = packs[0].data, packs[0].spans, packs[0].offsets
@@ -73,13 +79,19 @@ class VideoBank:
                 col = 0
                 for p in packs:
                     d = p.data.shape[1]
-                    data[o:o + n, col:col + d] = p.data[p.offsets[i]:p.offsets[i] + n]
+                    data[o : o + n, col : col + d] = p.data[p.offsets[i] : p.offsets[i] + n]
                     col += d
-                spans[o:o + n] = packs[0].spans[packs[0].offsets[i]:packs[0].offsets[i] + n]
+                spans[o : o + n] = packs[0].spans[packs[0].offsets[i] : packs[0].offsets[i] + n]
         if (lengths == 0).any():
             empty = [ids[i] for i in np.flatnonzero(lengths == 0)][:3]
             raise FsvInputError(f"videos with no feature steps in the store, e.g. {empty}; re-extract them")
-        log.info("loaded %d videos, %d steps of %d features (%.1f MB)", len(ids), int(lengths.sum()), data.shape[1], data.nbytes / 1e6)
+        log.info(
+            "loaded %d videos, %d steps of %d features (%.1f MB)",
+            len(ids),
+            int(lengths.sum()),
+            data.shape[1],
+            data.nbytes / 1e6,
+        )
         return cls(data, spans, offsets, lengths, records)
 
     @property
@@ -92,12 +104,12 @@ class VideoBank:
     def features(self, video_id: str) -> np.ndarray:
         """``[T, D]`` float16 view of one video's steps."""
         i = self.index[video_id]
-        return self.data[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+        return self.data[self.offsets[i] : self.offsets[i] + self.lengths[i]]
 
     def step_spans(self, video_id: str) -> np.ndarray:
         """``[T, 2]`` seconds of one video's steps."""
         i = self.index[video_id]
-        return self.spans[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+        return self.spans[self.offsets[i] : self.offsets[i] + self.lengths[i]]
 
 
 def to_steps(times: np.ndarray, spans: np.ndarray) -> np.ndarray:
@@ -142,8 +154,10 @@ def split_roles(manifest: Manifest) -> SplitRoles:
         return SplitRoles("validation", None, "test")
     if {"training", "validation"} <= splits:
         return SplitRoles("training", None, "validation")
-    raise FsvInputError(f"manifest {manifest.path or manifest.dataset} has splits {sorted(splits)}; localization needs train/test, "
-                        "validation/test (THUMOS14) or training/validation (ActivityNet)")
+    raise FsvInputError(
+        f"manifest {manifest.path or manifest.dataset} has splits {sorted(splits)}; localization needs train/test, "
+        "validation/test (THUMOS14) or training/validation (ActivityNet)"
+    )
 
 
 def carve_val(records: list[VideoRecord], fraction: float, seed: int) -> tuple[list[VideoRecord], list[VideoRecord]]:

@@ -67,8 +67,10 @@ class WtalTask:
         self.train_records = train
         self.test_records = [r for r in manifest.select(self.roles.test) if r.video_id in have]
         if not any(r.segments for r in self.test_records):
-            raise FsvInputError(f"the {self.roles.test} split of {manifest.path or manifest.dataset} has no annotated segments among the videos with "
-                                "features; weakly-supervised localization is scored on them (use a localization manifest, e.g. thumos14)")
+            raise FsvInputError(
+                f"the {self.roles.test} split of {manifest.path or manifest.dataset} has no annotated segments among the videos with "
+                "features; weakly-supervised localization is scored on them (use a localization manifest, e.g. thumos14)"
+            )
         self._banks: dict[str, VideoBank] = {}
 
     def bank(self, split: str) -> VideoBank:
@@ -76,7 +78,9 @@ class WtalTask:
         if split not in self._banks:
             records = self.records(split)
             if not records:
-                raise FsvInputError(f"the {split} split of {self.manifest.path or self.manifest.dataset} has no videos with features")
+                raise FsvInputError(
+                    f"the {split} split of {self.manifest.path or self.manifest.dataset} has no videos with features"
+                )
             self._banks[split] = VideoBank.load(self.stores, records, cache=self.cache)
         return self._banks[split]
 
@@ -86,21 +90,42 @@ class WtalTask:
 
     def batches(self) -> WtalBatches:
         bank = self.bank("train")
-        return WtalBatches(bank, video_labels(bank.records, self.classes), self.cfg.batch_videos, self.cfg.min_pairs, self.cfg.num_segments, self.cfg.seed)
+        return WtalBatches(
+            bank,
+            video_labels(bank.records, self.classes),
+            self.cfg.batch_videos,
+            self.cfg.min_pairs,
+            self.cfg.num_segments,
+            self.cfg.seed,
+        )
 
-    def step_loss(self, head: torch.nn.Module, batches: WtalBatches, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(
+        self, head: torch.nn.Module, batches: WtalBatches, i: int, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batches.batch(i)
         return head.loss(head(x.to(device)), y.to(device))
 
-    def score_split(self, head: torch.nn.Module, split: str, device: torch.device, advance: Callable[[], None] | None = None) -> Scored:
+    def score_split(
+        self, head: torch.nn.Module, split: str, device: torch.device, advance: Callable[[], None] | None = None
+    ) -> Scored:
         from fsv.heads.vqknet import localize
 
         bank = self.bank(split)
         curves: dict[str, np.ndarray] = {}
         preds = predict_videos(head, localize, bank, self.classes, device, advance, curves=curves)
-        windows = {r.video_id: (float(bank.step_spans(r.video_id)[0, 0]), float(bank.step_spans(r.video_id)[-1, 1])) for r in bank.records}
+        windows = {
+            r.video_id: (float(bank.step_spans(r.video_id)[0, 0]), float(bank.step_spans(r.video_id)[-1, 1]))
+            for r in bank.records
+        }
         actionness = {v: (bank.step_spans(v).mean(1), s) for v, s in curves.items()}
-        return Scored(preds, ground_truth(bank.records), ambiguous_segments(bank.records), windows, len(bank), extra={"actionness": actionness})
+        return Scored(
+            preds,
+            ground_truth(bank.records),
+            ambiguous_segments(bank.records),
+            windows,
+            len(bank),
+            extra={"actionness": actionness},
+        )
 
     def records(self, split: str) -> list[VideoRecord]:
         """The videos with features of ``train``, ``val`` or ``test``."""
@@ -134,7 +159,9 @@ class CommonTask:
         have = with_features(stores)
         records = [r for r in manifest if r.video_id in have and r.segments]
         if not records:
-            raise FsvInputError(f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments")
+            raise FsvInputError(
+                f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments"
+            )
         self.bank = VideoBank.load(stores, records, cache=cache)
         self.instances = cm.manifest_instances(manifest, set(self.bank.index))
         test_classes = benchmark_classes(cfg.class_split, manifest) if cfg.class_split != "seeded" else None
@@ -144,15 +171,26 @@ class CommonTask:
         self._episodes: dict[str, cm.CommonEpisodes] = {}
         train_instances = [i for i in self.instances if self.split_of[i.label] == "train"]
         self.num_pseudo = min(cfg.num_pseudo_classes, len(train_instances))
-        self.pseudo = cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed) if self.num_pseudo else {}
+        self.pseudo = (
+            cm.pseudo_classes(self.bank, train_instances, self.num_pseudo, cfg.seed) if self.num_pseudo else {}
+        )
         self.by_video: dict[str, list[cm.Instance]] = {}
         for inst in self.instances:
             self.by_video.setdefault(inst.video, []).append(inst)
-        self.standardize = cm.Standardizer.for_run(self.bank, sorted({i.video for i in train_instances}), cache) if cfg.standardize else None
+        self.standardize = (
+            cm.Standardizer.for_run(self.bank, sorted({i.video for i in train_instances}), cache)
+            if cfg.standardize
+            else None
+        )
         steps = np.diff(self.bank.spans[:, 0])
         self.step_seconds = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
-        log.info("common localization: %d instances, %d %s-instance queries, classes %s", len(self.instances), len(self.queries), cfg.mode,
-                 {s: sum(v == s for v in self.split_of.values()) for s in ("train", "val", "test")})
+        log.info(
+            "common localization: %d instances, %d %s-instance queries, classes %s",
+            len(self.instances),
+            len(self.queries),
+            cfg.mode,
+            {s: sum(v == s for v in self.split_of.values()) for s in ("train", "val", "test")},
+        )
 
     def episodes(self, split: str) -> cm.CommonEpisodes:
         if split not in self._episodes:
@@ -170,15 +208,31 @@ class CommonTask:
     def batches(self) -> cm.CommonEpisodes:
         return self.episodes("train")
 
-    def step_loss(self, head: torch.nn.Module, episodes: cm.CommonEpisodes, i: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(
+        self, head: torch.nn.Module, episodes: cm.CommonEpisodes, i: int, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         rng = np.random.default_rng([self.cfg.seed, i, 0])
         ep = episodes.episode(rng, f"train{i}")
         others = [(i.start, i.end) for i in self.by_video.get(ep.video, []) if i.label != ep.label]
-        t = cm.episode_tensors(self.bank, ep, head.num_snippets, crop_steps=self.frames_to_steps(self.cfg.max_query_frames), rng=rng,
-                               pseudo=self.pseudo if self.num_pseudo else None, num_pseudo=max(self.num_pseudo, 1), others=others,
-                               standardize=self.standardize)
+        t = cm.episode_tensors(
+            self.bank,
+            ep,
+            head.num_snippets,
+            crop_steps=self.frames_to_steps(self.cfg.max_query_frames),
+            rng=rng,
+            pseudo=self.pseudo if self.num_pseudo else None,
+            num_pseudo=max(self.num_pseudo, 1),
+            others=others,
+            standardize=self.standardize,
+        )
         gt = t.gt.to(device)
-        out = head(t.query.to(device), t.supports.to(device), t.pseudo.to(device) if t.pseudo is not None else None, gt, t.distractors.to(device))
+        out = head(
+            t.query.to(device),
+            t.supports.to(device),
+            t.pseudo.to(device) if t.pseudo is not None else None,
+            gt,
+            t.distractors.to(device),
+        )
         return head.loss(out, gt)
 
     def fixed_episodes(self, split: str, benchmark: str | None = None) -> list[cm.CommonEpisode]:
@@ -189,8 +243,14 @@ class CommonTask:
         return self.episodes(split).fixed(count, self.cfg.class_split_seed)
 
     @torch.inference_mode()
-    def score_split(self, head: torch.nn.Module, split: str, device: torch.device, advance: Callable[[], None] | None = None,
-                    benchmark: str | None = None) -> Scored:
+    def score_split(
+        self,
+        head: torch.nn.Module,
+        split: str,
+        device: torch.device,
+        advance: Callable[[], None] | None = None,
+        benchmark: str | None = None,
+    ) -> Scored:
         head.eval()
         eps = self.fixed_episodes(split, benchmark)
         windows = [self.frames_to_steps(w) for w in self.cfg.windows]
@@ -199,17 +259,28 @@ class CommonTask:
         actionness: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for ep in eps:
             t = cm.episode_tensors(self.bank, ep, head.num_snippets, standardize=self.standardize)
-            segs, scores = head.detect(t.query.to(device), t.supports.to(device), windows=windows, overlap=self.cfg.window_overlap)
+            segs, scores = head.detect(
+                t.query.to(device), t.supports.to(device), windows=windows, overlap=self.cfg.window_overlap
+            )
             spans = self.bank.step_spans(ep.video)
-            actionness[ep.key] = (spans[t.offset:t.offset + len(t.query)].mean(1), head.step_actionness(t.query.to(device)).float().cpu().numpy())
+            actionness[ep.key] = (
+                spans[t.offset : t.offset + len(t.query)].mean(1),
+                head.step_actionness(t.query.to(device)).float().cpu().numpy(),
+            )
             secs = to_seconds(np.asarray(segs, dtype=np.float64).reshape(-1, 2) + t.offset, spans)
             preds[ep.key] = [(float(s), float(e), float(p), cm.COMMON) for (s, e), p in zip(secs, scores, strict=True)]
             gt[ep.key] = [(s, e, cm.COMMON) for s, e in ep.gt]
             if advance is not None:
                 advance()
         leaks = [ep.key for ep in eps if ep.leak]
-        return Scored(preds, gt, {}, {ep.key: ep.window for ep in eps}, len(eps),
-                      {"episodes": [ep.to_json() for ep in eps], "leak": leaks, "actionness": actionness})
+        return Scored(
+            preds,
+            gt,
+            {},
+            {ep.key: ep.window for ep in eps},
+            len(eps),
+            {"episodes": [ep.to_json() for ep in eps], "leak": leaks, "actionness": actionness},
+        )
 
     def size(self, split: str, benchmark: str | None = None) -> int:
         if benchmark is not None:
@@ -237,12 +308,16 @@ def check_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore]) -
     have = with_features(stores)
     labels = sorted({s.label for r in manifest if r.video_id in have for s in r.segments})
     if not labels:
-        raise FsvInputError(f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments")
+        raise FsvInputError(
+            f"{manifest.path or manifest.dataset} has no annotated videos with features; common localization needs segments"
+        )
     if cfg.class_split == "seeded":
         cm.class_split(labels, cfg.class_split_seed)
 
 
-def make_task(cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None = None) -> WtalTask | CommonTask:
+def make_task(
+    cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None = None
+) -> WtalTask | CommonTask:
     if cfg.task == "wtal":
         return WtalTask(cfg, manifest, stores, cache)
     if cfg.task == "common":

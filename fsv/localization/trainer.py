@@ -39,7 +39,9 @@ def config_for(head: str, dataset: str, overrides: dict[str, Any] | None = None)
 def score(scored: Scored, task: str, dataset: str) -> dict[str, Any]:
     """The protocol's mAP table of ``scored`` (THUMOS14's ambiguous segments excluded)."""
     protocol = protocol_for(task, dataset)
-    result = detection_map(scored.ground_truth, scored.predictions, np.asarray(protocol.tious), ambiguous=scored.ambiguous or None)
+    result = detection_map(
+        scored.ground_truth, scored.predictions, np.asarray(protocol.tious), ambiguous=scored.ambiguous or None
+    )
     table = summarize({t: result["map"][k] for t, k in zip(protocol.tious, result["map"], strict=True)}, protocol)
     return {**table, "select": table["averages"][protocol.select]}
 
@@ -63,7 +65,9 @@ class LocalizationObjective:
         return score(self.task.score_split(head, "val", device), self.cfg.task, self.dataset)["select"]
 
 
-def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None) -> TrainResult:
+def train_localization(
+    cfg: LocConfig, source: DataSource, run: Path, *, device: str = "auto", stop_after: int | None = None
+) -> TrainResult:
     """Train (or resume) a localization head into ``run``; ``stop_after`` ends this call early."""
     from fsv.pipeline.extract import resolve_device
 
@@ -78,10 +82,20 @@ def train_localization(cfg: LocConfig, source: DataSource, run: Path, *, device:
     torch.manual_seed(cfg.seed)
     head = task.build_head().to(dev)
     objective = LocalizationObjective(task, cfg, manifest.dataset)
-    return fit(objective, head, cfg, Schedule(cfg.train_steps, 1, cfg.val_every, cfg.checkpoint_every), run, dev, stop_after=stop_after)
+    return fit(
+        objective,
+        head,
+        cfg,
+        Schedule(cfg.train_steps, 1, cfg.val_every, cfg.checkpoint_every),
+        run,
+        dev,
+        stop_after=stop_after,
+    )
 
 
-def _load_best(run: Path, cfg: LocConfig, source: DataSource, dev: torch.device) -> tuple[WtalTask | CommonTask, torch.nn.Module, str]:
+def _load_best(
+    run: Path, cfg: LocConfig, source: DataSource, dev: torch.device
+) -> tuple[WtalTask | CommonTask, torch.nn.Module, str]:
     manifest, stores = source.open()
     task = make_task(cfg, manifest, stores, run / "cache")
     head = task.build_head().to(dev)
@@ -92,13 +106,17 @@ def _load_best(run: Path, cfg: LocConfig, source: DataSource, dev: torch.device)
     return task, head, manifest.dataset
 
 
-def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> tuple[Scored, LocConfig, str]:
+def predict_run(
+    run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto"
+) -> tuple[Scored, LocConfig, str]:
     """Detections of the run's best model on ``split`` (or an imported benchmark's episodes)."""
     from fsv.pipeline.extract import resolve_device
 
     cfg, source = load_run(run)
     if not isinstance(cfg, LocConfig):
-        raise FsvInputError(f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, protomatch, vqknet)")
+        raise FsvInputError(
+            f"{run} is a recognition run; fsv predict writes detections of localization runs (cdcca, protomatch, vqknet)"
+        )
     if cfg.task != "common":
         from fsv.evaluation import no_benchmark
 
@@ -108,7 +126,11 @@ def predict_run(run: Path, *, split: str = "test", benchmark: str | None = None,
     kwargs = {"benchmark": benchmark} if benchmark is not None else {}
     total = task.size(split, **kwargs) if isinstance(task, CommonTask) else task.size(split)
     with make_progress() as bar:
-        job = bar.add_task(f"predict {cfg.head} {benchmark or split}", total=total, unit="episodes" if cfg.task == "common" else "videos")
+        job = bar.add_task(
+            f"predict {cfg.head} {benchmark or split}",
+            total=total,
+            unit="episodes" if cfg.task == "common" else "videos",
+        )
         scored = task.score_split(head, split, dev, lambda: bar.advance(job), **kwargs)
     return scored, cfg, dataset
 
@@ -119,18 +141,31 @@ def results_json(scored: Scored, cfg: LocConfig) -> dict[str, Any]:
     detections across tIoU thresholds and reorders tied scores)."""
     return {
         "version": "fsv",
-        "results": {v: [{"segment": [float(s), float(e)], "score": float(p), "label": lab} for s, e, p, lab in dets] for v, dets in scored.predictions.items()},
+        "results": {
+            v: [{"segment": [float(s), float(e)], "score": float(p), "label": lab} for s, e, p, lab in dets]
+            for v, dets in scored.predictions.items()
+        },
         "external_data": {"used": True, "details": f"fsv {cfg.head} on cached features"},
     }
 
 
 def ground_truth_json(scored: Scored) -> dict[str, Any]:
     """The scored items' ground truth in ActivityNet format (episode keys for common localization)."""
-    return {"database": {v: {"subset": "test", "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs],
-                             **({"ambiguous": scored.ambiguous[v].tolist()} if v in scored.ambiguous else {})} for v, segs in scored.ground_truth.items()}}
+    return {
+        "database": {
+            v: {
+                "subset": "test",
+                "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs],
+                **({"ambiguous": scored.ambiguous[v].tolist()} if v in scored.ambiguous else {}),
+            }
+            for v, segs in scored.ground_truth.items()
+        }
+    }
 
 
-def write_predictions(run: Path, out_file: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> str:
+def write_predictions(
+    run: Path, out_file: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto"
+) -> str:
     """``fsv predict``: the run's detections on ``split`` written to ``out_file`` (ActivityNet
     results JSON, atomically); common-localization runs key them by episode and also write the
     episodes' ground truth beside them (``OUT.gt.json``), so any ActivityNet-style tool scores the
@@ -152,7 +187,9 @@ def _write_json(path: Path, obj: object) -> None:
     tmp.replace(path)
 
 
-def evaluate_localization(run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto") -> dict[str, Any]:
+def evaluate_localization(
+    run: Path, *, split: str = "test", benchmark: str | None = None, device: str = "auto"
+) -> dict[str, Any]:
     """The mAP table of a localization run on ``split`` as one JSON-ready dict."""
     scored, cfg, dataset = predict_run(run, split=split, benchmark=benchmark, device=device)
     return evaluation_of(scored, cfg, dataset, benchmark or split)
@@ -169,8 +206,11 @@ def evaluation_of(scored: Scored, cfg: LocConfig, dataset: str, split: str) -> d
         out.update({"shots": cfg.shot, "mode": cfg.mode, "episodes": scored.items})
         leak = set(scored.extra.get("leak", []))
         if leak:
-            clean = Scored({k: v for k, v in scored.predictions.items() if k not in leak}, {k: v for k, v in scored.ground_truth.items() if k not in leak},
-                           items=scored.items - len(leak))
+            clean = Scored(
+                {k: v for k, v in scored.predictions.items() if k not in leak},
+                {k: v for k, v in scored.ground_truth.items() if k not in leak},
+                items=scored.items - len(leak),
+            )
             without = score(clean, cfg.task, dataset)
             without.pop("select")
             out["without_query_supports"] = {**without, "episodes": clean.items}

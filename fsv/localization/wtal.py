@@ -84,14 +84,27 @@ class WtalBatches:
         """Features ``[B, num_segments, D]`` float32 and labels ``[B, C]`` of batch ``i``."""
         rows = self.rows(i)
         rng = np.random.default_rng([self.seed, i, 1])
-        x = np.stack([self.bank.data[self.bank.offsets[r] + perturb_indices(int(self.bank.lengths[r]), self.num_segments, rng)] for r in rows])
+        x = np.stack(
+            [
+                self.bank.data[
+                    self.bank.offsets[r] + perturb_indices(int(self.bank.lengths[r]), self.num_segments, rng)
+                ]
+                for r in rows
+            ]
+        )
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(self.labels[rows])
 
 
 @torch.inference_mode()
-def predict_videos(head: torch.nn.Module, localize: Callable[..., list[tuple[int, int, float, int]]], bank: VideoBank, classes: Sequence[str],
-                   device: torch.device, advance: Callable[[], None] | None = None,
-                   curves: dict[str, np.ndarray] | None = None) -> dict[str, list[Detection]]:
+def predict_videos(
+    head: torch.nn.Module,
+    localize: Callable[..., list[tuple[int, int, float, int]]],
+    bank: VideoBank,
+    classes: Sequence[str],
+    device: torch.device,
+    advance: Callable[[], None] | None = None,
+    curves: dict[str, np.ndarray] | None = None,
+) -> dict[str, list[Detection]]:
     """Detections of every video of ``bank`` (all its steps, one video at a time):
     video -> ``[(start_s, end_s, score, label)]``. With ``curves``, each video's foreground
     attention ``s`` ``[T]`` (the actionness the proposals are cut from) is stored in it too."""
@@ -106,7 +119,9 @@ def predict_videos(head: torch.nn.Module, localize: Callable[..., list[tuple[int
         dets = localize(head, result)
         starts = to_seconds(np.array([d[0] for d in dets], dtype=np.float64), spans)
         ends = to_seconds(np.array([d[1] for d in dets], dtype=np.float64), spans)
-        out[r.video_id] = [(float(s), float(e), float(d[2]), classes[d[3]]) for s, e, d in zip(starts, ends, dets, strict=True)]
+        out[r.video_id] = [
+            (float(s), float(e), float(d[2]), classes[d[3]]) for s, e, d in zip(starts, ends, dets, strict=True)
+        ]
         if advance is not None:
             advance()
     return out

@@ -77,10 +77,19 @@ def plan_shards(costs: np.ndarray, n: int, by: str = "cost") -> list[list[int]]:
     return [sorted(s) for s in shards]
 
 
-def shard_records(records: list[VideoRecord], shard: tuple[int, int], *, by: str = "cost", fixed_per_video: bool = False, root: Path | None = None) -> list[VideoRecord]:
+def shard_records(
+    records: list[VideoRecord],
+    shard: tuple[int, int],
+    *,
+    by: str = "cost",
+    fixed_per_video: bool = False,
+    root: Path | None = None,
+) -> list[VideoRecord]:
     """The records of shard ``i`` of ``n`` (``shard = (i, n)``)."""
     i, n = shard
-    costs = record_costs(records, fixed_per_video=fixed_per_video, root=root) if by == "cost" else np.zeros(len(records))
+    costs = (
+        record_costs(records, fixed_per_video=fixed_per_video, root=root) if by == "cost" else np.zeros(len(records))
+    )
     return [records[k] for k in plan_shards(costs, n, by)[i]]
 
 

@@ -50,10 +50,19 @@ def run_job(job: ExtractJob) -> ExtractSummary:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = load_manifest(job.manifest, job.root)
-    return extract(manifest, job.root, job.store, job.recipe, job.options, videos=list(job.videos) if job.videos is not None else None)
+    return extract(
+        manifest,
+        job.root,
+        job.store,
+        job.recipe,
+        job.options,
+        videos=list(job.videos) if job.videos is not None else None,
+    )
 
 
-def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: ClusterOptions = ClusterOptions(), *, wait: bool = True) -> ExtractSummary | list[str]:
+def submit_extract(
+    job: ExtractJob, shards: int, executor: str, cluster: ClusterOptions = ClusterOptions(), *, wait: bool = True
+) -> ExtractSummary | list[str]:
     """Run ``shards`` shards of ``job`` on ``executor``: their merged summary, with the wall time
     of the whole submission (or, with ``wait=False`` on SLURM, the job ids). Raises
     :class:`FsvJobError` naming the shards that failed and why (the others' videos are committed;
@@ -71,7 +80,11 @@ def submit_extract(job: ExtractJob, shards: int, executor: str, cluster: Cluster
     store = FeatureStore.create(job.store, job.recipe.spec(), manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     store.require_manifest(manifest, allow_change=job.options.allow_manifest_change)  # before anything is submitted
     records = list(manifest.records)
-    costs = record_costs(records, fixed_per_video=job.recipe.sampling["kind"] == "tsn", root=job.root) if job.options.shard_by == "cost" else np.zeros(len(records))
+    costs = (
+        record_costs(records, fixed_per_video=job.recipe.sampling["kind"] == "tsn", root=job.root)
+        if job.options.shard_by == "cost"
+        else np.zeros(len(records))
+    )
     plan = plan_shards(costs, shards, job.options.shard_by)
     parts = [job.shard(i, shards, [records[k].video_id for k in ks]) for i, ks in enumerate(plan)]
     results = submitter.run(run_job, parts, wait=wait)

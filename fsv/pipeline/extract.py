@@ -96,7 +96,13 @@ def job_records(manifest: Manifest, recipe: ExtractRecipe, options: RunOptions, 
     """The manifest's records of ``options.shard`` (all of them when None)."""
     if options.shard is None:
         return list(manifest.records)
-    return shard_records(list(manifest.records), options.shard, by=options.shard_by, fixed_per_video=recipe.sampling["kind"] == "tsn", root=root)
+    return shard_records(
+        list(manifest.records),
+        options.shard,
+        by=options.shard_by,
+        fixed_per_video=recipe.sampling["kind"] == "tsn",
+        root=root,
+    )
 
 
 def default_batch_size(recipe: ExtractRecipe, device: torch.device) -> int:
@@ -123,13 +129,24 @@ def damaged_videos(store: FeatureStore, manifest: Manifest) -> set[str]:
     ids = {r.video_id for r in manifest.records}
     outside = sorted(report.damaged - ids)
     if outside:
-        log.warning("%d damaged video(s) are not in manifest %s and stay damaged, e.g. %s", len(outside), manifest.path, ", ".join(outside[:3]))
+        log.warning(
+            "%d damaged video(s) are not in manifest %s and stay damaged, e.g. %s",
+            len(outside),
+            manifest.path,
+            ", ".join(outside[:3]),
+        )
     log.info("store %s: %d damaged video(s) to extract again", store.path, len(report.damaged & ids))
     return report.damaged & ids
 
 
-def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRecipe, options: RunOptions = RunOptions(),
-            videos: list[str] | None = None) -> ExtractSummary:
+def extract(
+    manifest: Manifest,
+    root: Path,
+    store_path: Path,
+    recipe: ExtractRecipe,
+    options: RunOptions = RunOptions(),
+    videos: list[str] | None = None,
+) -> ExtractSummary:
     """Extract the (shard of the) manifest's videos, files under ``root``, into ``store_path``;
     ``videos`` names the shard's videos when a submitter planned the shards once for all."""
     require_unique_ids(manifest)
@@ -149,16 +166,27 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
         torch.set_num_threads(options.threads)
     models = {s: StreamModel(recipe, s, device, channels_last=options.channels_last) for s in recipe.streams}
     batcher = Batcher(models, options.batch_size or default_batch_size(recipe, device))
-    source = VideoSource([VideoJob(r.video_id, root / r.path) for r in todo], recipe, decoder=options.decoder, window_frames=options.window_frames,
-                         flow_device=str(device))
+    source = VideoSource(
+        [VideoJob(r.video_id, root / r.path) for r in todo],
+        recipe,
+        decoder=options.decoder,
+        window_frames=options.window_frames,
+        flow_device=str(device),
+    )
     workers = min(options.workers, len(todo))
     # decoding workers are spawned, not forked, on CUDA and whenever they compute flow: a fork of a
     # process whose OpenCV or OpenMP thread pools already ran (an earlier flow computation in the
     # caller) deadlocks the child at its first cv2 / torch thread call
     spawn = device.type == "cuda" or "flow" in recipe.streams
     loader = (
-        DataLoader(source, batch_size=None, num_workers=workers, prefetch_factor=options.prefetch, worker_init_fn=worker_init,
-                   multiprocessing_context="spawn" if spawn else None)
+        DataLoader(
+            source,
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=options.prefetch,
+            worker_init_fn=worker_init,
+            multiprocessing_context="spawn" if spawn else None,
+        )
         if workers > 0
         else source
     )
@@ -167,9 +195,18 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
     parts: dict[str, list[dict[str, np.ndarray]]] = {}
     attempts: dict[str, int] = {}
     t0 = time.perf_counter()
-    with make_progress(disable=None if options.progress is None else not options.progress) as progress, store.writer(shard=shard, manifest_sha256=manifest.sha256, commit_interval_s=options.commit_interval_s,
-                                                                                                                           manifest_changed_from=changed_from) as writer:
-        videos = progress.add_task(f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos")
+    with (
+        make_progress(disable=None if options.progress is None else not options.progress) as progress,
+        store.writer(
+            shard=shard,
+            manifest_sha256=manifest.sha256,
+            commit_interval_s=options.commit_interval_s,
+            manifest_changed_from=changed_from,
+        ) as writer,
+    ):
+        videos = progress.add_task(
+            f"extract {spec.name}" + (f" [{shard}]" if shard else ""), total=len(todo), unit="videos"
+        )
         frames = progress.add_task("  decoded frames", total=None, unit="frames")
 
         def finish(results: list[tuple[Chunk, dict[str, np.ndarray]]]) -> None:
@@ -185,8 +222,18 @@ def extract(manifest: Manifest, root: Path, store_path: Path, recipe: ExtractRec
                     if recipe.sampling["kind"] == "tsn":
                         meta["frame_indices"] = plan.frames.tolist()
                     try:
-                        writer.write(chunk.video_id, data, spans=plan.spans, fps=info["fps"], num_frames=info["num_frames"], duration=info["duration"], meta=meta)
-                    except FsvInputError as e:  # e.g. features beyond the spec's dtype: this video fails, the run goes on
+                        writer.write(
+                            chunk.video_id,
+                            data,
+                            spans=plan.spans,
+                            fps=info["fps"],
+                            num_frames=info["num_frames"],
+                            duration=info["duration"],
+                            meta=meta,
+                        )
+                    except (
+                        FsvInputError
+                    ) as e:  # e.g. features beyond the spec's dtype: this video fails, the run goes on
                         writer.fail(chunk.video_id, str(e), path=paths[chunk.video_id])
                         summary.failed[chunk.video_id] = str(e)
                         log.warning("%s", e)

@@ -81,7 +81,9 @@ def extract_job(r: ExtractRequest) -> "ExtractJob":
     if r.dataset is not None:
         root = root or locate(r.dataset).root
         if root is None:
-            raise FsvInputError(f"no data root for {r.dataset}: run `fsv datasets set {r.dataset} --root DIR` or pass --root")
+            raise FsvInputError(
+                f"no data root for {r.dataset}: run `fsv datasets set {r.dataset} --root DIR` or pass --root"
+            )
         source = r.dataset
     elif r.manifest is not None and root is not None and r.store is not None:
         source = str(r.manifest)
@@ -98,20 +100,42 @@ def extract_job(r: ExtractRequest) -> "ExtractJob":
         refs[s] = resolve_weights(network, given, option="--weights" if s == "rgb" else "--flow-weights")
     if r.sampling not in (None, *SAMPLING_KINDS):
         raise FsvInputError(f"--sampling must be {', '.join(SAMPLING_KINDS)}, got {r.sampling!r}")
-    sampling = {"kind": "frames" if r.sampling == "frames" else None, "num_segments": r.segments, "mode": r.tsn_mode,
-                "fps": r.fps, "snippet": r.snippet, "stride": r.stride}
+    sampling = {
+        "kind": "frames" if r.sampling == "frames" else None,
+        "num_segments": r.segments,
+        "mode": r.tsn_mode,
+        "fps": r.fps,
+        "snippet": r.snippet,
+        "stride": r.stride,
+    }
     recipe = make_recipe(
-        r.backbone, streams=streams, weights=refs, sampling={k: v for k, v in sampling.items() if v is not None} or None,
-        ten_crop=r.ten_crop, flow={"method": r.flow, "quantize": r.flow_quantize}, layer=r.layer, precision=r.precision,
-        recipe=r.recipe, grid=r.grid,
+        r.backbone,
+        streams=streams,
+        weights=refs,
+        sampling={k: v for k, v in sampling.items() if v is not None} or None,
+        ten_crop=r.ten_crop,
+        flow={"method": r.flow, "quantize": r.flow_quantize},
+        layer=r.layer,
+        precision=r.precision,
+        recipe=r.recipe,
+        grid=r.grid,
     )
     store = r.store
     if store is None:
         spec = recipe.spec()
         store = locate(r.dataset).store_path(spec.name, spec.key)
     options = RunOptions(
-        device=r.device, workers=r.workers, batch_size=r.batch_size, window_frames=r.window, decoder=r.decoder,
-        retry_failed=r.retry_failed, threads=r.threads, shard=parse_shard(r.shard) if r.shard else None, shard_by=r.shard_by,
-        commit_interval_s=r.commit_every, allow_manifest_change=r.allow_manifest_change, redo_corrupt=r.redo_corrupt,
+        device=r.device,
+        workers=r.workers,
+        batch_size=r.batch_size,
+        window_frames=r.window,
+        decoder=r.decoder,
+        retry_failed=r.retry_failed,
+        threads=r.threads,
+        shard=parse_shard(r.shard) if r.shard else None,
+        shard_by=r.shard_by,
+        commit_interval_s=r.commit_every,
+        allow_manifest_change=r.allow_manifest_change,
+        redo_corrupt=r.redo_corrupt,
     )
     return ExtractJob(source, Path(root), Path(store), recipe, options)

@@ -101,7 +101,7 @@ def _opencv_flow(frames: np.ndarray, method: str, workers: int) -> np.ndarray:
     if workers <= 1:
         return _opencv_chunk(gray, method, single_thread=False)
     bounds = np.linspace(0, n_pairs, workers + 1).round().astype(int)
-    chunks = [gray[a:b + 1] for a, b in itertools.pairwise(bounds)]
+    chunks = [gray[a : b + 1] for a, b in itertools.pairwise(bounds)]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         parts = list(pool.map(_opencv_chunk, chunks, [method] * workers, [True] * workers))
@@ -143,7 +143,9 @@ def _find_raft_weights(weights: str | Path | None) -> Path:
             if (d / name).is_file():
                 return d / name
     looked = ", ".join(str(d) for d in cache_dirs())
-    raise FsvInputError(f"no RAFT weights found (looked in {looked} for {', '.join(RAFT_FILES)}); fsv never downloads them")
+    raise FsvInputError(
+        f"no RAFT weights found (looked in {looked} for {', '.join(RAFT_FILES)}); fsv never downloads them"
+    )
 
 
 def _raft_flow(frames: np.ndarray, weights: str | Path | None, device: str | None) -> np.ndarray:
@@ -151,7 +153,9 @@ def _raft_flow(frames: np.ndarray, weights: str | Path | None, device: str | Non
     try:
         from torchvision.models.optical_flow import raft_large
     except ImportError as e:
-        raise FsvInputError("RAFT needs torchvision: pip install fsv[torchvision] (a torchvision matching your torch), or use --flow tvl1/dis") from e
+        raise FsvInputError(
+            "RAFT needs torchvision: pip install fsv[torchvision] (a torchvision matching your torch), or use --flow tvl1/dis"
+        ) from e
     import torch
     import torch.nn.functional as F
 
@@ -169,7 +173,7 @@ def _raft_flow(frames: np.ndarray, weights: str | Path | None, device: str | Non
     with torch.inference_mode():
         for a in range(0, len(frames) - 1, RAFT_BATCH):
             b = min(a + RAFT_BATCH, len(frames) - 1)
-            pair = x[a:b + 1].to(dev).float().div_(127.5).sub_(1.0)
+            pair = x[a : b + 1].to(dev).float().div_(127.5).sub_(1.0)
             pair = F.pad(pair, pad, mode="replicate")
             flow = model(pair[:-1], pair[1:])[-1]
             out[a:b] = flow[:, :, :h, :w].cpu().numpy()

@@ -44,7 +44,9 @@ class StreamModel:
             kwargs["grid"] = True
         model: nn.Module = create_backbone(recipe.network(stream), recipe.weights[stream], **kwargs)
         self.is3d = recipe.unit_frames > 1
-        self.memory_format = (torch.channels_last_3d if self.is3d else torch.channels_last) if channels_last else torch.contiguous_format
+        self.memory_format = (
+            (torch.channels_last_3d if self.is3d else torch.channels_last) if channels_last else torch.contiguous_format
+        )
         self.model = model.to(device=device, memory_format=self.memory_format).eval()
         pre = recipe.preprocess
         self.crop, self.crop_mode = int(pre["crop"]), str(pre.get("crop_mode", "center"))
@@ -52,13 +54,17 @@ class StreamModel:
         self._mean = self._std = None
         if stream == "rgb" and "mean" in pre:
             self._mean = torch.tensor(pre["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1, 1)
-            self._std = torch.tensor(pre.get("std", [1.0, 1.0, 1.0]), dtype=torch.float32, device=device).view(1, -1, 1, 1, 1)
+            self._std = torch.tensor(pre.get("std", [1.0, 1.0, 1.0]), dtype=torch.float32, device=device).view(
+                1, -1, 1, 1, 1
+            )
 
     def views_of(self, x: np.ndarray) -> torch.Tensor:
         """Chunk input -> crop views ``(V, F, C, crop, crop)`` on the device (uint8 for RGB)."""
         t = torch.from_numpy(x).to(self.device)
         t = t.permute(0, 3, 1, 2) if self.stream == "rgb" else t
-        return crop_views(t, self.crop, self.crop_mode, flow=self.stream == "flow", geometry=self.recipe.preprocess.get("geometry"))
+        return crop_views(
+            t, self.crop, self.crop_mode, flow=self.stream == "flow", geometry=self.recipe.preprocess.get("geometry")
+        )
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Units ``(B, L, C, s, s)`` -> model input: ``(B, C, L, s, s)`` for 3-D models (L frames),
@@ -89,14 +95,18 @@ class StreamModel:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.model(x)
-        return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else {self.recipe.card.field: out.float()}
+        return (
+            {k: v.float() for k, v in out.items()} if isinstance(out, dict) else {self.recipe.card.field: out.float()}
+        )
 
 
 @dataclass
 class _Pending:
     chunk: Chunk
     views: dict[str, torch.Tensor]
-    outputs: dict[str, list[dict[str, torch.Tensor]]] = field(default_factory=dict)  # stream -> per unit, field -> features
+    outputs: dict[str, list[dict[str, torch.Tensor]]] = field(
+        default_factory=dict
+    )  # stream -> per unit, field -> features
     todo: int = 0
 
 
@@ -137,8 +147,8 @@ class Batcher:
             q = self.queue[stream]
             unit = model.recipe.unit_frames
             while len(q) >= self.batch_size or (final and q):
-                part, q = q[:self.batch_size], q[self.batch_size:]
-                x = torch.stack([p.views[stream][v, o:o + unit] for p, v, o in part])
+                part, q = q[: self.batch_size], q[self.batch_size :]
+                x = torch.stack([p.views[stream][v, o : o + unit] for p, v, o in part])
                 if len(part) < self.batch_size:
                     x = torch.cat([x, x.new_zeros((self.batch_size - len(part), *x.shape[1:]))])
                 y = {name: v.cpu() for name, v in model.run(model.normalise(x)).items()}
@@ -152,8 +162,15 @@ class Batcher:
             n = len(p.chunk.offsets)
             names = p.outputs[next(iter(self.models))][0].keys()
             feats = {
-                name: torch.cat([torch.stack([u[name] for u in p.outputs[s]]).view(m.views, n, *p.outputs[s][0][name].shape).mean(0)
-                                 for s, m in self.models.items()], dim=1).numpy()
+                name: torch.cat(
+                    [
+                        torch.stack([u[name] for u in p.outputs[s]])
+                        .view(m.views, n, *p.outputs[s][0][name].shape)
+                        .mean(0)
+                        for s, m in self.models.items()
+                    ],
+                    dim=1,
+                ).numpy()
                 for name in names
             }
             results.append((p.chunk, feats))

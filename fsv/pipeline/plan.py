@@ -68,15 +68,27 @@ class ExtractRecipe:
             samp = "frames"
         method = (self.flow or {}).get("method", DEFAULT_FLOW["method"])
         default_recipe = next(iter(self.card.recipes), None)
-        name = "-".join([self.backbone, "+".join(self.streams), samp] + ([self.layer] if self.layer else [])
-                        + ([self.recipe] if self.recipe and self.recipe != default_recipe else []) + (["grid"] if self.grid else [])
-                        + ([method] if method != DEFAULT_FLOW["method"] else []) + ([self.precision] if self.precision != "fp32" else []))
+        name = "-".join(
+            [self.backbone, "+".join(self.streams), samp]
+            + ([self.layer] if self.layer else [])
+            + ([self.recipe] if self.recipe and self.recipe != default_recipe else [])
+            + (["grid"] if self.grid else [])
+            + ([method] if method != DEFAULT_FLOW["method"] else [])
+            + ([self.precision] if self.precision != "fp32" else [])
+        )
         extra = dict(self.extra)
         if self.precision != "fp32":  # reduced-precision features differ from fp32 ones (fp32 keys stay as they were)
             extra["precision"] = self.precision
         return self.card.feature_spec(
-            name=name, streams=self.streams, weights=weights if len(weights) > 1 else next(iter(weights.values())),
-            sampling=s, preprocess=self.preprocess, flow=self.flow, layer=self.layer, extra=extra, grid=self.grid,
+            name=name,
+            streams=self.streams,
+            weights=weights if len(weights) > 1 else next(iter(weights.values())),
+            sampling=s,
+            preprocess=self.preprocess,
+            flow=self.flow,
+            layer=self.layer,
+            extra=extra,
+            grid=self.grid,
         )
 
 
@@ -102,9 +114,13 @@ def make_recipe(
     d = backbone_card(backbone, weights.get("rgb"))
     bad = [s for s in streams if s not in d.networks]
     if not streams or bad or len(set(streams)) != len(streams):
-        raise FsvInputError(f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.networks)}")
+        raise FsvInputError(
+            f"--streams {','.join(streams)} is not valid for {backbone}; it has {', '.join(d.networks)}"
+        )
     if grid and d.grid is None:
-        raise FsvInputError(f"--grid: {backbone} has no patch-token grid; the transformer backbones ({', '.join(n for n, c in BACKBONES.items() if c.grid)}) do")
+        raise FsvInputError(
+            f"--grid: {backbone} has no patch-token grid; the transformer backbones ({', '.join(n for n, c in BACKBONES.items() if c.grid)}) do"
+        )
     samp, pre = d.recipe_choices(recipe)
     if sampling:
         if sampling.get("kind", samp["kind"]) != samp["kind"]:
@@ -138,7 +154,19 @@ def make_recipe(
         flow_cfg = {**DEFAULT_FLOW, **(flow or {})}
         if flow_cfg["method"] not in FLOW_METHODS:
             raise FsvInputError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow_cfg['method']!r}")
-    return ExtractRecipe(backbone, tuple(streams), dict(weights), samp, pre, flow_cfg, layer, precision, dict(d.spec_extra), grid=grid, recipe=recipe)
+    return ExtractRecipe(
+        backbone,
+        tuple(streams),
+        dict(weights),
+        samp,
+        pre,
+        flow_cfg,
+        layer,
+        precision,
+        dict(d.spec_extra),
+        grid=grid,
+        recipe=recipe,
+    )
 
 
 @dataclass(frozen=True)
@@ -155,7 +183,14 @@ class VideoPlan:
     duration: float
 
 
-def plan_video(recipe: ExtractRecipe, timestamps: np.ndarray, fps: float, *, window_frames: int = 256, rng: np.random.Generator | None = None) -> VideoPlan:
+def plan_video(
+    recipe: ExtractRecipe,
+    timestamps: np.ndarray,
+    fps: float,
+    *,
+    window_frames: int = 256,
+    rng: np.random.Generator | None = None,
+) -> VideoPlan:
     """Sampling of one video from its real frame ``timestamps`` (seconds, ``(num_frames,)``).
 
     Raises :class:`FsvInputError` when the video is too short for one feature step.
@@ -166,12 +201,18 @@ def plan_video(recipe: ExtractRecipe, timestamps: np.ndarray, fps: float, *, win
     s = recipe.sampling
     if s["kind"] == "snippets":
         native = s["fps"] == "native"
-        frames = np.arange(n_src, dtype=np.int64) if native else resample_indices(timestamps, float(s["fps"]), duration, count=s.get("count", "floor"))
+        frames = (
+            np.arange(n_src, dtype=np.int64)
+            if native
+            else resample_indices(timestamps, float(s["fps"]), duration, count=s.get("count", "floor"))
+        )
         snippet, stride = int(s["snippet"]), int(s["stride"])
         starts = snippet_starts(len(frames), snippet, stride)
         if not len(starts):
             rate = "native" if native else f"{float(s['fps']):g}"
-            raise FsvInputError(f"too short: {duration:.2f} s gives {len(frames)} frames at {rate} fps, fewer than one {snippet}-frame snippet")
+            raise FsvInputError(
+                f"too short: {duration:.2f} s gives {len(frames)} frames at {rate} fps, fewer than one {snippet}-frame snippet"
+            )
         if native:  # a snippet spans its frames' presentation times
             ends = np.append(timestamps[1:], duration)
             spans = np.minimum(np.stack([timestamps[starts], ends[starts + snippet - 1]], axis=1), duration)

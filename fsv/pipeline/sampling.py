@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def tsn_indices(num_frames: int, num_segments: int = 8, *, mode: str = "center", rng: np.random.Generator | None = None) -> np.ndarray:
+def tsn_indices(
+    num_frames: int, num_segments: int = 8, *, mode: str = "center", rng: np.random.Generator | None = None
+) -> np.ndarray:
     """TSN sampling: one frame per equal segment, ``(num_segments,)`` int64 frame indices.
 
     ``center`` takes each segment's middle frame (test time); ``random`` a uniformly random frame of
@@ -24,7 +26,9 @@ def tsn_indices(num_frames: int, num_segments: int = 8, *, mode: str = "center",
     return np.clip(idx.astype(np.int64), 0, num_frames - 1)
 
 
-def resample_indices(timestamps: np.ndarray, fps: float, duration: float | None = None, *, count: str = "floor") -> np.ndarray:
+def resample_indices(
+    timestamps: np.ndarray, fps: float, duration: float | None = None, *, count: str = "floor"
+) -> np.ndarray:
     """Frames shown at ``0, 1/fps, 2/fps, ...`` of a video whose frames start at ``timestamps``
     (seconds, ``(num_frames,)``): for each target time the last frame presented at or before it.
 

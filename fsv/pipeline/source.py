@@ -96,8 +96,16 @@ class VideoSource(IterableDataset):
     """Chunks of ``jobs`` (split across DataLoader workers round-robin) for ``recipe``; flow that runs
     in torch (``tvl1-torch``, RAFT) runs on ``flow_device`` (None: CUDA when available)."""
 
-    def __init__(self, jobs: list[VideoJob], recipe: ExtractRecipe, *, decoder: str = "auto", window_frames: int = 256, seed: int = 0,
-                 flow_device: str | None = None) -> None:
+    def __init__(
+        self,
+        jobs: list[VideoJob],
+        recipe: ExtractRecipe,
+        *,
+        decoder: str = "auto",
+        window_frames: int = 256,
+        seed: int = 0,
+        flow_device: str | None = None,
+    ) -> None:
         super().__init__()
         self.jobs = jobs
         self.recipe = recipe
@@ -108,7 +116,7 @@ class VideoSource(IterableDataset):
 
     def __iter__(self) -> Iterator[Chunk | Failure]:
         info = get_worker_info()
-        mine = self.jobs if info is None else self.jobs[info.id::info.num_workers]
+        mine = self.jobs if info is None else self.jobs[info.id :: info.num_workers]
         for job in mine:
             yield from self.video_chunks(job)
 
@@ -156,12 +164,22 @@ class VideoSource(IterableDataset):
                 from fsv.pipeline.flow import compute_flow
 
                 flow = cfg.flow or {}
-                inputs["flow"] = compute_flow(resized, flow.get("method", "tvl1"), clip=float(flow.get("clip", 20.0)), quantize=bool(flow.get("quantize", False)),
-                                              device=self.flow_device).astype(np.float16)
+                inputs["flow"] = compute_flow(
+                    resized,
+                    flow.get("method", "tvl1"),
+                    clip=float(flow.get("clip", 20.0)),
+                    quantize=bool(flow.get("quantize", False)),
+                    device=self.flow_device,
+                ).astype(np.float16)
             last = w == len(plan.windows) - 1
             chunk = Chunk(job.video_id, attempt, w, last, inputs, plan.starts[a:b] - lo, len(idx))
             if last:
                 chunk.plan = plan
-                chunk.info = {"fps": reader.fps, "num_frames": reader.num_frames, "duration": plan.duration, "backend": reader.backend,
-                              "rotation": reader.rotation}
+                chunk.info = {
+                    "fps": reader.fps,
+                    "num_frames": reader.num_frames,
+                    "duration": plan.duration,
+                    "backend": reader.backend,
+                    "rotation": reader.rotation,
+                }
             yield chunk

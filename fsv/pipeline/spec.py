@@ -71,7 +71,9 @@ class FeatureSpec:
         if not self.fields:
             raise FsvInputError(f"feature spec {self.name!r} declares no fields")
         if self.sampling.get("kind") not in ("tsn", "snippets", "frames"):
-            raise FsvInputError(f"feature spec {self.name!r}: sampling kind must be tsn, snippets or frames, got {self.sampling}")
+            raise FsvInputError(
+                f"feature spec {self.name!r}: sampling kind must be tsn, snippets or frames, got {self.sampling}"
+            )
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -79,7 +81,9 @@ class FeatureSpec:
         weights of an extracted spec, else the ``extra["layout"]`` of a published one
         (``"rgb (1024) then flow (1024)"``); empty when the spec names none."""
         named = tuple(k for k in self.weights if k in ("rgb", "flow"))
-        layout = tuple(part.split(" (")[0].strip() for part in str(self.extra.get("layout", "")).split(" then ") if part.strip())
+        layout = tuple(
+            part.split(" (")[0].strip() for part in str(self.extra.get("layout", "")).split(" then ") if part.strip()
+        )
         return named or (layout if len(layout) > 1 else ())
 
     def to_dict(self, *, with_name: bool = True) -> dict[str, Any]:
@@ -126,18 +130,25 @@ class FeatureSpec:
                 backbone=str(d["backbone"]),
                 weights=dict(d["weights"]),
                 sampling=dict(d["sampling"]),
-                fields={k: FieldSpec(tuple(int(x) for x in v["shape"]), str(v.get("dtype", "float16"))) for k, v in d["fields"].items()},
+                fields={
+                    k: FieldSpec(tuple(int(x) for x in v["shape"]), str(v.get("dtype", "float16")))
+                    for k, v in d["fields"].items()
+                },
                 preprocess=dict(d.get("preprocess") or {}),
                 flow=dict(d["flow"]) if d.get("flow") else None,
                 extra=dict(d.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise FsvInputError(f"malformed feature spec ({type(e).__name__}: {e}); needs backbone, weights, sampling, fields") from e
+            raise FsvInputError(
+                f"malformed feature spec ({type(e).__name__}: {e}); needs backbone, weights, sampling, fields"
+            ) from e
 
     def describe_difference(self, other: "FeatureSpec") -> str:
         """Which top-level entries differ, for error messages."""
         a, b = self.to_dict(with_name=False), other.to_dict(with_name=False)
-        diffs = [f"{k}: {json.dumps(a[k], sort_keys=True)} != {json.dumps(b[k], sort_keys=True)}" for k in a if a[k] != b[k]]
+        diffs = [
+            f"{k}: {json.dumps(a[k], sort_keys=True)} != {json.dumps(b[k], sort_keys=True)}" for k in a if a[k] != b[k]
+        ]
         return "; ".join(diffs) or "identical"
 
 

@@ -19,7 +19,7 @@ def resize_short_center_crop(frames: np.ndarray, short: int, crop: int) -> torch
     size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
-    return x[:, :, top:top + crop, left:left + crop].clamp_(0.0, 1.0)
+    return x[:, :, top : top + crop, left : left + crop].clamp_(0.0, 1.0)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -59,12 +59,15 @@ RESIZE_BYTES = 64 * 2**20
 def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndarray:
     step = max(1, RESIZE_BYTES // max(1, frames[0].nbytes * 4)) if len(frames) else 1
     if len(frames) > step:
-        return np.concatenate([_resize_frames(frames[i:i + step], preprocess) for i in range(0, len(frames), step)])
+        return np.concatenate([_resize_frames(frames[i : i + step], preprocess) for i in range(0, len(frames), step)])
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     if "resize" in preprocess:
         size = (int(preprocess["resize"][0]), int(preprocess["resize"][1]))
-    elif preprocess.get("geometry") in ("torchvision", "transformers"):  # Resize(int), shortest_edge: the long side truncated
+    elif preprocess.get("geometry") in (
+        "torchvision",
+        "transformers",
+    ):  # Resize(int), shortest_edge: the long side truncated
         short = int(preprocess["resize_short"])
         size = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
     else:
@@ -73,9 +76,15 @@ def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndar
         size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
     antialias = bool(preprocess.get("antialias", True))
     mode = str(preprocess.get("interpolation", "bilinear"))
-    if preprocess.get("resampler") == "pil":  # as PIL resamples: the horizontal pass, rounded to uint8, then the vertical
+    if (
+        preprocess.get("resampler") == "pil"
+    ):  # as PIL resamples: the horizontal pass, rounded to uint8, then the vertical
         if size[1] != w:
-            x = F.interpolate(x, size=(h, size[1]), mode=mode, align_corners=False, antialias=True).round_().clamp_(0, 255)
+            x = (
+                F.interpolate(x, size=(h, size[1]), mode=mode, align_corners=False, antialias=True)
+                .round_()
+                .clamp_(0, 255)
+            )
         if size[0] != h:
             x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
     elif size != (h, w):
@@ -83,7 +92,9 @@ def _resize_frames(frames: np.ndarray, preprocess: Mapping[str, Any]) -> np.ndar
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def crop_views(x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool = False, geometry: str | None = None) -> torch.Tensor:
+def crop_views(
+    x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool = False, geometry: str | None = None
+) -> torch.Tensor:
     """Crops of ``x`` ``(F, C, H, W)`` -> ``(V, F, C, crop, crop)``: ``center`` (V = 1) or ``ten``
     (V = 10: centre and four corners, then the same horizontally flipped). For optical flow
     (``flow=True``, channel 0 = horizontal motion) a flip also negates the horizontal component.
@@ -97,11 +108,11 @@ def crop_views(x: torch.Tensor, crop: int, mode: str = "center", *, flow: bool =
     else:
         top, left = (h - crop) // 2, (w - crop) // 2
     if mode == "center":
-        return x[None, :, :, top:top + crop, left:left + crop]
+        return x[None, :, :, top : top + crop, left : left + crop]
     if mode != "ten":
         raise ValueError(f"crop mode must be center or ten, got {mode!r}")
     corners = [(top, left), (0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)]
-    views = [x[:, :, t:t + crop, l_:l_ + crop] for t, l_ in corners]
+    views = [x[:, :, t : t + crop, l_ : l_ + crop] for t, l_ in corners]
     flipped = []
     for v in views:
         f = v.flip(-1)

@@ -61,7 +61,9 @@ class TVL1Params:
     median: int = 5
 
 
-def _linear_taps(n_out: int, n_in: int, scale: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_taps(
+    n_out: int, n_in: int, scale: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices ``(lo, hi)`` and weight of ``hi`` for each of ``n_out`` outputs (OpenCV INTER_LINEAR)."""
     pos = ((torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * scale - 0.5).to(torch.float32)
     lo = torch.floor(pos)
@@ -121,7 +123,9 @@ def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) 
             valid = y_in & (xx >= 0) & (xx < W)
             idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).reshape(B, 1, H * W).expand(B, C, H * W)
             taps = flat.gather(2, idx).reshape(B, C, H, W)
-            weight = torch.where(valid, wy[..., j] * wx[..., i], torch.zeros((), dtype=images.dtype, device=images.device))
+            weight = torch.where(
+                valid, wy[..., j] * wx[..., i], torch.zeros((), dtype=images.dtype, device=images.device)
+            )
             out = out + taps * weight[:, None]
     return out
 
@@ -132,7 +136,7 @@ def median_filter(x: torch.Tensor, k: int) -> torch.Tensor:
     shape = x.shape
     H, W = shape[-2:]
     padded = F.pad(x.reshape(-1, 1, H, W), (r, r, r, r), mode="replicate")[:, 0]
-    window = torch.stack([padded[:, i:i + H, j:j + W] for i in range(k) for j in range(k)], 1)
+    window = torch.stack([padded[:, i : i + H, j : j + W] for i in range(k) for j in range(k)], 1)
     return window.median(dim=1).values.reshape(shape)
 
 
@@ -183,7 +187,9 @@ def _f32(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32))
 
 
-def _primal_dual(u: torch.Tensor, p: torch.Tensor, i1w: torch.Tensor, i1w_grad: torch.Tensor, i0: torch.Tensor, params: TVL1Params) -> None:
+def _primal_dual(
+    u: torch.Tensor, p: torch.Tensor, i1w: torch.Tensor, i1w_grad: torch.Tensor, i0: torch.Tensor, params: TVL1Params
+) -> None:
     """One warp's primal-dual steps, updating ``u`` ``(B, 2, H, W)`` and ``p`` ``(B, 2, 2, H, W)`` in place.
 
     ``i1w`` ``(B, H, W)`` is I1 warped by ``u`` and ``i1w_grad`` ``(B, 2, H, W)`` its warped
@@ -244,7 +250,9 @@ def tvl1_flow(grey: torch.Tensor, params: TVL1Params = TVL1Params(), *, batch: i
     grey = grey.to(torch.float32)
     n = len(grey) - 1
     step = batch if batch > 0 else n
-    return torch.cat([_pairs(grey[a:min(a + step, n)], grey[a + 1:min(a + step, n) + 1], params) for a in range(0, n, step)])
+    return torch.cat(
+        [_pairs(grey[a : min(a + step, n)], grey[a + 1 : min(a + step, n) + 1], params) for a in range(0, n, step)]
+    )
 
 
 def _pairs(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params) -> torch.Tensor:

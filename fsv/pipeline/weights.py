@@ -60,7 +60,9 @@ def sha256_path(path: Path) -> str:
     if not path.is_dir():
         return sha256_file(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors", ".bin", ".pth", ".pt"))):
+    for f in sorted(
+        p for p in path.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors", ".bin", ".pth", ".pt"))
+    ):
         h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
@@ -98,7 +100,9 @@ def find_weights(
     if allow_random_fallback:
         return WeightsRef("random", None, None, seed=0)
     looked = ", ".join(str(d) for d in cache_dirs())
-    raise FsvInputError(f"no {network} weights found (looked in {looked} for {', '.join(known_files)}); pass {option} PATH, or {option} random")
+    raise FsvInputError(
+        f"no {network} weights found (looked in {looked} for {', '.join(known_files)}); pass {option} PATH, or {option} random"
+    )
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -109,7 +113,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals([argparse.Namespace]):  # TSP and many training scripts save their args
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad or unsafe files
-        raise FsvInputError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        raise FsvInputError(
+            f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
     for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -119,8 +125,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 
 

@@ -48,7 +48,7 @@ def training_curves(columns: dict[str, np.ndarray], x: str) -> bytes:
         if name.startswith("lr") and np.all(y[keep] > 0):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     return _png(fig)
@@ -73,7 +73,9 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str]) -> bytes:
     return _png(fig)
 
 
-def class_bars(values: dict[str, float], title: str, xlabel: str, reference: float | None = None, reference_label: str = "") -> bytes:
+def class_bars(
+    values: dict[str, float], title: str, xlabel: str, reference: float | None = None, reference_label: str = ""
+) -> bytes:
     """Horizontal bars, one per class in the given order, with an optional reference line (chance)."""
     plt = _pyplot()
     names = list(values)
@@ -93,23 +95,41 @@ def class_bars(values: dict[str, float], title: str, xlabel: str, reference: flo
     return _png(fig)
 
 
-def detection_timeline(title: str, window: tuple[float, float], truth: Sequence[tuple[float, float, str]],
-                       detections: Sequence[tuple[float, float, float, str]], curve: tuple[np.ndarray, np.ndarray] | None, curve_label: str) -> bytes:
+def detection_timeline(
+    title: str,
+    window: tuple[float, float],
+    truth: Sequence[tuple[float, float, str]],
+    detections: Sequence[tuple[float, float, float, str]],
+    curve: tuple[np.ndarray, np.ndarray] | None,
+    curve_label: str,
+) -> bytes:
     """Ground truth (top row) against the top detections (one row each, shaded by score), and the
     head's per-step curve (``(centres_s [T], values [T])``) under them, on one time axis."""
     plt = _pyplot()
     rows = 2 if curve is not None else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 1.6 + 0.22 * (len(detections) + 1) + (1.6 if curve is not None else 0)), sharex=True,
-                             squeeze=False, gridspec_kw={"height_ratios": [max(1.0, 0.25 * (len(detections) + 1)), 1.0][:rows]})
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(10, 1.6 + 0.22 * (len(detections) + 1) + (1.6 if curve is not None else 0)),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [max(1.0, 0.25 * (len(detections) + 1)), 1.0][:rows]},
+    )
     ax = axes[0, 0]
     for s, e, label in truth:
         ax.add_patch(plt.Rectangle((s, 0.1), e - s, 0.8, color="#55A868"))
         ax.text(e, 0.5, f" {label}", va="center", fontsize=7)
     for k, (s, e, score, label) in enumerate(detections, start=1):
-        ax.add_patch(plt.Rectangle((s, k + 0.1), e - s, 0.8, color="#4C72B0", alpha=0.35 + 0.65 * float(np.clip(score, 0, 1))))
+        ax.add_patch(
+            plt.Rectangle((s, k + 0.1), e - s, 0.8, color="#4C72B0", alpha=0.35 + 0.65 * float(np.clip(score, 0, 1)))
+        )
         ax.text(e, k + 0.5, f" {label} {score:.2f}", va="center", fontsize=7)
     ax.set_ylim(len(detections) + 1, 0)
-    ax.set_yticks([0.5, *[k + 0.5 for k in range(1, len(detections) + 1)]], ["ground truth", *[f"#{k}" for k in range(1, len(detections) + 1)]], fontsize=7)
+    ax.set_yticks(
+        [0.5, *[k + 0.5 for k in range(1, len(detections) + 1)]],
+        ["ground truth", *[f"#{k}" for k in range(1, len(detections) + 1)]],
+        fontsize=7,
+    )
     ax.set_xlim(*window)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

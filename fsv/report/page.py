@@ -96,16 +96,20 @@ class Page:
     def figure(self, png: bytes, caption: str, *, name: str) -> None:
         """A PNG embedded as a data URI, with its caption."""
         uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        self.parts.append(f'<figure data-figure="{html.escape(name)}"><img alt="{html.escape(caption)}" src="{uri}">'
-                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.parts.append(
+            f'<figure data-figure="{html.escape(name)}"><img alt="{html.escape(caption)}" src="{uri}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
 
     def render(self) -> str:
         payload = json.dumps(_finite(self.data), default=str, allow_nan=False).replace("<", "\\u003c")
-        return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
-                f"<style>{STYLE}</style></head>\n<body data-fsv-report=\"{html.escape(self.kind)}\">"
-                f"<h1>{html.escape(self.title)}</h1><p class=\"sub\">{html.escape(self.subtitle)}</p>\n"
-                + "\n".join(self.parts)
-                + f'\n<script type="application/json" id="fsv-data">{payload}</script>\n</body></html>\n')
+        return (
+            f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
+            f'<style>{STYLE}</style></head>\n<body data-fsv-report="{html.escape(self.kind)}">'
+            f'<h1>{html.escape(self.title)}</h1><p class="sub">{html.escape(self.subtitle)}</p>\n'
+            + "\n".join(self.parts)
+            + f'\n<script type="application/json" id="fsv-data">{payload}</script>\n</body></html>\n'
+        )
 
     def write(self, path: Path) -> Path:
         """Written to a temporary name and renamed, so a failed report leaves no half page."""

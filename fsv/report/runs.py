@@ -53,10 +53,16 @@ def _curves(page: Page, run: Path, title: str = "Training") -> None:
     page.section(title, "training")
     metrics = read_metrics(run)
     if metrics is None:
-        page.text("No metrics.csv: the run has not reached its first validation, or its head has nothing to train (ProtoNet without a projection).")
+        page.text(
+            "No metrics.csv: the run has not reached its first validation, or its head has nothing to train (ProtoNet without a projection)."
+        )
         return
     x, columns = metrics
-    page.figure(figures.training_curves(columns, x), f"metrics.csv of {run.name}: each column against {x}", name="training-curves")
+    page.figure(
+        figures.training_curves(columns, x),
+        f"metrics.csv of {run.name}: each column against {x}",
+        name="training-curves",
+    )
 
 
 def _provenance(page: Page, run: Path) -> dict[str, Any]:
@@ -71,20 +77,53 @@ def _provenance(page: Page, run: Path) -> dict[str, Any]:
     preset, resolved = run_config(cfg.head, manifest.dataset, [])
     ran, base = asdict(cfg), asdict(preset)
     overrides = [(k, base.get(k), v) for k, v in ran.items() if k != "head_args" and base.get(k) != v]
-    overrides += [(f"head_args.{k}", base["head_args"].get(k), v) for k, v in ran["head_args"].items() if base["head_args"].get(k) != v]
+    overrides += [
+        (f"head_args.{k}", base["head_args"].get(k), v)
+        for k, v in ran["head_args"].items()
+        if base["head_args"].get(k) != v
+    ]
     page.section("Provenance", "provenance")
-    page.table(["", ""], [
-        ["head", cfg.head], ["dataset", manifest.dataset], ["preset", f"{cfg.head} paper preset" + (f" + {resolved.dataset_preset} preset" if resolved.dataset_preset else "")],
-        ["manifest", f"{source.manifest} (sha256 {manifest.sha256[:16]}, {len(manifest)} videos)"], ["report by", f"fsv {__version__}"],
-    ], name="provenance")
-    page.table(["setting", "preset", "this run"], [[k, str(b), str(v)] for k, b, v in overrides] or [["(none)", "", ""]], name="overrides")
+    page.table(
+        ["", ""],
+        [
+            ["head", cfg.head],
+            ["dataset", manifest.dataset],
+            [
+                "preset",
+                f"{cfg.head} paper preset"
+                + (f" + {resolved.dataset_preset} preset" if resolved.dataset_preset else ""),
+            ],
+            ["manifest", f"{source.manifest} (sha256 {manifest.sha256[:16]}, {len(manifest)} videos)"],
+            ["report by", f"fsv {__version__}"],
+        ],
+        name="provenance",
+    )
+    page.table(
+        ["setting", "preset", "this run"],
+        [[k, str(b), str(v)] for k, b, v in overrides] or [["(none)", "", ""]],
+        name="overrides",
+    )
     stores = []
     for path in source.stores:
         info = FeatureStore.open(path).info()
-        stores.append({"path": str(path), **{k: info.get(k) for k in ("spec_name", "spec_key", "fsv_version", "videos", "manifest_sha256")}})
-    page.table(["store", "spec", "key", "videos", "written by"], [[s["path"], s["spec_name"], s["spec_key"], str(s["videos"]), f"fsv {s['fsv_version']}"] for s in stores],
-               name="stores")
-    return {"config": ran, "overrides": {k: v for k, _, v in overrides}, "stores": stores, "manifest_sha256": manifest.sha256, "data": record["data"]}
+        stores.append(
+            {
+                "path": str(path),
+                **{k: info.get(k) for k in ("spec_name", "spec_key", "fsv_version", "videos", "manifest_sha256")},
+            }
+        )
+    page.table(
+        ["store", "spec", "key", "videos", "written by"],
+        [[s["path"], s["spec_name"], s["spec_key"], str(s["videos"]), f"fsv {s['fsv_version']}"] for s in stores],
+        name="stores",
+    )
+    return {
+        "config": ran,
+        "overrides": {k: v for k, _, v in overrides},
+        "stores": stores,
+        "manifest_sha256": manifest.sha256,
+        "data": record["data"],
+    }
 
 
 # ------------------------------------------------------------------------------------ recognition
@@ -95,11 +134,19 @@ def _recognition(page: Page, run: Path, *, episodes: int | None, device: str, vi
     evaluation = result.to_dict()
     chance = 1.0 / result.way
     page.section("Evaluation", "evaluation")
-    page.table(["", "accuracy (%)", "± 95% CI", "episodes"], [
-        [f"{result.head}, {result.way}-way {result.shot}-shot, {result.split}", num(result.accuracy, "accuracy"), num(result.ci95, "ci95"),
-         Cell(str(result.episodes), "episodes", result.episodes)],
-        ["random guess (1 / way)", num(chance, "chance"), Cell("–"), Cell("")],
-    ], name="evaluation")
+    page.table(
+        ["", "accuracy (%)", "± 95% CI", "episodes"],
+        [
+            [
+                f"{result.head}, {result.way}-way {result.shot}-shot, {result.split}",
+                num(result.accuracy, "accuracy"),
+                num(result.ci95, "ci95"),
+                Cell(str(result.episodes), "episodes", result.episodes),
+            ],
+            ["random guess (1 / way)", num(chance, "chance"), Cell("–"), Cell("")],
+        ],
+        name="evaluation",
+    )
     classes = sorted(set(outcomes.true))
     index = {c: k for k, c in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -107,12 +154,28 @@ def _recognition(page: Page, run: Path, *, episodes: int | None, device: str, vi
         matrix[index[t], index[p]] += 1
     per_class = {c: float(matrix[k, k] / max(matrix[k].sum(), 1)) for c, k in index.items()}
     page.section("Per class", "classes")
-    page.figure(figures.class_bars(per_class, f"query accuracy per class over {result.episodes} test episodes", "accuracy",
-                                   reference=chance, reference_label="chance"), "Per-class query accuracy (dashed: chance)", name="per-class")
-    page.figure(figures.confusion_matrix(matrix, classes), "Confusion matrix over the fixed test episodes (row-normalised; a class is only "
-                "confused with the classes it met in an episode)", name="confusion")
-    page.table(["class", "queries", "accuracy (%)"], [[c, Cell(str(int(matrix[k].sum()))), num(per_class[c], f"class:{c}")] for c, k in index.items()],
-               name="per-class")
+    page.figure(
+        figures.class_bars(
+            per_class,
+            f"query accuracy per class over {result.episodes} test episodes",
+            "accuracy",
+            reference=chance,
+            reference_label="chance",
+        ),
+        "Per-class query accuracy (dashed: chance)",
+        name="per-class",
+    )
+    page.figure(
+        figures.confusion_matrix(matrix, classes),
+        "Confusion matrix over the fixed test episodes (row-normalised; a class is only "
+        "confused with the classes it met in an episode)",
+        name="confusion",
+    )
+    page.table(
+        ["class", "queries", "accuracy (%)"],
+        [[c, Cell(str(int(matrix[k].sum()))), num(per_class[c], f"class:{c}")] for c, k in index.items()],
+        name="per-class",
+    )
     return {"evaluation": evaluation, "per_class": per_class, "classes": classes, "confusion": matrix.tolist()}
 
 
@@ -127,12 +190,24 @@ def _localization(page: Page, run: Path, *, episodes: int | None, device: str, v
     chance = evaluation["random_proposals"]
     page.section("Evaluation", "evaluation")
     keys = list(evaluation["map"])
-    page.table(["", *[f"mAP@{k}" for k in keys], "average", *evaluation["averages"]], [
-        [f"{cfg.head} on {dataset} {evaluation['split']}", *[num(evaluation["map"][k], f"map:{k}") for k in keys], num(evaluation["average_map"], "average_map"),
-         *[num(v, f"averages:{k}") for k, v in evaluation["averages"].items()]],
-        ["random proposals", *[num(chance["map"][k], f"random:map:{k}") for k in keys], num(chance["average_map"], "random:average_map"),
-         *[num(v, f"random:averages:{k}") for k, v in chance["averages"].items()]],
-    ], name="evaluation")
+    page.table(
+        ["", *[f"mAP@{k}" for k in keys], "average", *evaluation["averages"]],
+        [
+            [
+                f"{cfg.head} on {dataset} {evaluation['split']}",
+                *[num(evaluation["map"][k], f"map:{k}") for k in keys],
+                num(evaluation["average_map"], "average_map"),
+                *[num(v, f"averages:{k}") for k, v in evaluation["averages"].items()],
+            ],
+            [
+                "random proposals",
+                *[num(chance["map"][k], f"random:map:{k}") for k in keys],
+                num(chance["average_map"], "random:average_map"),
+                *[num(v, f"random:averages:{k}") for k, v in chance["averages"].items()],
+            ],
+        ],
+        name="evaluation",
+    )
     protocol = protocol_for(cfg.task, dataset)
     truth, found, note = scored.ground_truth, scored.predictions, ""
     classes = {ep["key"]: ep["label"] for ep in scored.extra.get("episodes", [])}
@@ -144,9 +219,14 @@ def _localization(page: Page, run: Path, *, episodes: int | None, device: str, v
     mean_ap = {label: float(np.mean(aps)) for label, aps in per_class.items()}
     page.section("Per class", "classes")
     over = f"at tIoU {keys[0]}" if len(keys) == 1 else f"mean over tIoU {keys[0]}-{keys[-1]}"
-    page.figure(figures.class_bars(mean_ap, f"AP per class, {over}", "AP"), f"Per-class AP ({over}{note})", name="per-class")
-    page.table(["class", *[f"AP@{k}" for k in keys]], [[c, *[num(a, f"ap:{c}:{k}") for a, k in zip(aps, keys, strict=True)]] for c, aps in per_class.items()],
-               name="per-class")
+    page.figure(
+        figures.class_bars(mean_ap, f"AP per class, {over}", "AP"), f"Per-class AP ({over}{note})", name="per-class"
+    )
+    page.table(
+        ["class", *[f"AP@{k}" for k in keys]],
+        [[c, *[num(a, f"ap:{c}:{k}") for a, k in zip(aps, keys, strict=True)]] for c, aps in per_class.items()],
+        name="per-class",
+    )
     shown = sorted(scored.ground_truth, key=lambda v: (-len(scored.ground_truth[v]), v))[:videos]
     actionness = scored.extra.get("actionness", {})
     page.section("Detections", "detections")
@@ -157,15 +237,27 @@ def _localization(page: Page, run: Path, *, episodes: int | None, device: str, v
         window = scored.windows.get(v) or (min(s for s, _, _ in truth), max(e for _, e, _ in truth))
         curve = actionness.get(v)
         drawn[v] = len(dets)
-        page.figure(figures.detection_timeline(v, window, truth, dets, curve, "actionness"),
-                    f"{v}: ground truth (green) against the top {len(dets)} detections" + (" and the head's actionness under them" if curve is not None else ""),
-                    name=f"timeline:{v}")
-    return {"evaluation": evaluation, "per_class_ap": per_class, "videos": shown, "detections_shown": drawn,
-            "actionness_shown": bool(shown) and all(v in actionness for v in shown)}
+        page.figure(
+            figures.detection_timeline(v, window, truth, dets, curve, "actionness"),
+            f"{v}: ground truth (green) against the top {len(dets)} detections"
+            + (" and the head's actionness under them" if curve is not None else ""),
+            name=f"timeline:{v}",
+        )
+    return {
+        "evaluation": evaluation,
+        "per_class_ap": per_class,
+        "videos": shown,
+        "detections_shown": drawn,
+        "actionness_shown": bool(shown) and all(v in actionness for v in shown),
+    }
 
 
 #: the sections of a run, by its head card's task
-TASK_SECTIONS: dict[str, Callable[..., dict[str, Any]]] = {"recognition": _recognition, "wtal": _localization, "common": _localization}
+TASK_SECTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "recognition": _recognition,
+    "wtal": _localization,
+    "common": _localization,
+}
 
 
 def run_page(run: Path, *, episodes: int | None = None, device: str = "auto", videos: int = 4) -> Page:
@@ -186,11 +278,18 @@ def sweep_page(folder: Path, seeds: list[Path], *, episodes: int | None = None, 
     from fsv.evaluation import evaluate_folder
 
     result = evaluate_folder(folder, episodes=episodes, device=device)
-    page = Page(f"fsv report: {folder.name}", f"seed sweep of {result['head']}: {len(seeds)} seeds in {folder}", kind="sweep")
+    page = Page(
+        f"fsv report: {folder.name}", f"seed sweep of {result['head']}: {len(seeds)} seeds in {folder}", kind="sweep"
+    )
     page.section("Evaluation", "evaluation")
     metric, spread = ("accuracy", "accuracy (%)") if "accuracy" in result else ("average_map", "average mAP (%)")
     rows = [[seed.name, num(r[metric], f"{seed.name}:{metric}")] for seed, r in zip(seeds, result["runs"], strict=True)]
-    rows.append([f"mean ± std over {len(seeds)} seeds", Cell(f"{100 * result[metric]:.2f} ± {100 * result['std']:.2f}", metric, float(result[metric]))])
+    rows.append(
+        [
+            f"mean ± std over {len(seeds)} seeds",
+            Cell(f"{100 * result[metric]:.2f} ± {100 * result['std']:.2f}", metric, float(result[metric])),
+        ]
+    )
     page.table(["run", spread], rows, name="evaluation")
     for seed in seeds:
         _curves(page, seed, title=f"Training: {seed.name}")
@@ -206,5 +305,9 @@ def report(folder: Path, out: Path, *, episodes: int | None = None, device: str 
     if not folder.is_dir():
         raise FsvInputError(f"{folder}: no such run folder")
     seeds = seed_runs(folder)
-    page = sweep_page(folder, seeds, episodes=episodes, device=device) if seeds else run_page(folder, episodes=episodes, device=device, videos=videos)
+    page = (
+        sweep_page(folder, seeds, episodes=episodes, device=device)
+        if seeds
+        else run_page(folder, episodes=episodes, device=device, videos=videos)
+    )
     return page.write(out)

@@ -59,7 +59,9 @@ def _plain_dtype(dtype: np.dtype) -> None:
     description: a dtype state may set its flags, and an object dtype whose flags say "no
     objects" would make the array's raw bytes pointers. Only plain (unstructured) dtypes are admitted."""
     if dtype.names is not None or dtype.subdtype is not None or dtype.kind == "V":
-        raise pickle.UnpicklingError(f"refusing dtype {dtype}: only plain numeric, string and object dtypes are allowed")
+        raise pickle.UnpicklingError(
+            f"refusing dtype {dtype}: only plain numeric, string and object dtypes are allowed"
+        )
     reference = np.dtype(dtype.str)
     if (dtype.flags, dtype.itemsize, dtype.hasobject) != (reference.flags, reference.itemsize, reference.hasobject):
         raise pickle.UnpicklingError(f"refusing dtype {dtype.str} whose pickled state changes its flags or size")
@@ -93,7 +95,18 @@ class NumpyOnlyUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
 
-FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError, LookupError, MemoryError)
+FAILURES = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    OSError,
+    LookupError,
+    MemoryError,
+)
 
 
 def read_numpy_pickle(path: str | Path, *, hint: str = "") -> object:
@@ -104,7 +117,9 @@ def read_numpy_pickle(path: str | Path, *, hint: str = "") -> object:
         with open(path, "rb") as f:
             return NumpyOnlyUnpickler(f).load()
     except FAILURES as e:
-        raise FsvInputError(f"{path}: not a loadable numpy pickle ({type(e).__name__}: {e}){'; ' + hint if hint else ''}") from e
+        raise FsvInputError(
+            f"{path}: not a loadable numpy pickle ({type(e).__name__}: {e}){'; ' + hint if hint else ''}"
+        ) from e
 
 
 def load_npy(path: str | Path) -> np.ndarray:
@@ -117,15 +132,20 @@ def load_npy(path: str | Path) -> np.ndarray:
             version = np.lib.format.read_magic(f)
             if version not in ((1, 0), (2, 0), (3, 0)):
                 raise ValueError(f".npy format version {version[0]}.{version[1]} is not one NumPy writes")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
             if not dtype.hasobject:
                 f.seek(0)
                 return np.load(f, allow_pickle=False)
             array = NumpyOnlyUnpickler(f).load()
     except FAILURES as e:
-        raise FsvInputError(f"{path}: not a readable .npy of arrays ({type(e).__name__}: {e}); nothing in it was run") from e
+        raise FsvInputError(
+            f"{path}: not a readable .npy of arrays ({type(e).__name__}: {e}); nothing in it was run"
+        ) from e
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
-        raise FsvInputError(f"{path}: its pickle holds {type(array).__name__}, not the {shape} array its header declares")
+        raise FsvInputError(
+            f"{path}: its pickle holds {type(array).__name__}, not the {shape} array its header declares"
+        )
     return array
-

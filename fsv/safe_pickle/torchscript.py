@@ -49,9 +49,18 @@ class StorageType:
 
 STORAGE_DTYPES = {
     f"{name}Storage": dtype
-    for name, dtype in [("Float", torch.float32), ("Half", torch.float16), ("BFloat16", torch.bfloat16), ("Double", torch.float64),
-                        ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16), ("Char", torch.int8), ("Byte", torch.uint8),
-                        ("Bool", torch.bool)]
+    for name, dtype in [
+        ("Float", torch.float32),
+        ("Half", torch.float16),
+        ("BFloat16", torch.bfloat16),
+        ("Double", torch.float64),
+        ("Long", torch.int64),
+        ("Int", torch.int32),
+        ("Short", torch.int16),
+        ("Char", torch.int8),
+        ("Byte", torch.uint8),
+        ("Bool", torch.bool),
+    ]
 }
 
 
@@ -60,7 +69,10 @@ def _plain_list(values: Any, *_: Any) -> list:
     return list(values) if isinstance(values, (list, tuple)) else values
 
 
-JIT_HELPERS = {name: _plain_list for name in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag")}
+JIT_HELPERS = {
+    name: _plain_list
+    for name in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag")
+}
 
 
 class TorchScriptTensors(pickle.Unpickler):
@@ -93,11 +105,17 @@ class TorchScriptTensors(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
-            self.storages[key] = torch.frombuffer(bytearray(raw), dtype=storage_type.dtype) if raw else torch.empty(0, dtype=storage_type.dtype)
+            self.storages[key] = (
+                torch.frombuffer(bytearray(raw), dtype=storage_type.dtype)
+                if raw
+                else torch.empty(0, dtype=storage_type.dtype)
+            )
         return self.storages[key]
 
     @staticmethod
-    def rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_: Any) -> torch.Tensor:
+    def rebuild_tensor(
+        storage: torch.Tensor, offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_: Any
+    ) -> torch.Tensor:
         """A copy of the view ``size`` / ``stride`` at ``offset`` of a storage, which must lie inside it."""
         if not isinstance(storage, torch.Tensor) or len(size) != len(stride):
             raise pickle.UnpicklingError("malformed tensor")
@@ -141,5 +159,7 @@ def read_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
             out: dict[str, torch.Tensor] = {}
             _flatten(root, "", out, set())
     except (*FAILURES, RuntimeError, RecursionError, zipfile.BadZipFile) as e:
-        raise FsvInputError(f"{path}: not a readable TorchScript archive ({type(e).__name__}: {e}); nothing in it was run") from e
+        raise FsvInputError(
+            f"{path}: not a readable TorchScript archive ({type(e).__name__}: {e}); nothing in it was run"
+        ) from e
     return out

@@ -48,7 +48,14 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR
-from fsv.pipeline.backbones.hf import FAMILIES, HFImageModel, build_model, folder_shapes, load_folder, processor_preprocess
+from fsv.pipeline.backbones.hf import (
+    FAMILIES,
+    HFImageModel,
+    build_model,
+    folder_shapes,
+    load_folder,
+    processor_preprocess,
+)
 from fsv.pipeline.backbones.i3d import InceptionI3d, jax_weights_path, load_i3d_state_dict
 from fsv.pipeline.backbones.r2plus1d import KINETICS_MEAN, KINETICS_STD, R2Plus1D34, read_tsp
 from fsv.pipeline.backbones.resnet50 import IMAGENET_MEAN, IMAGENET_STD, ResNet50
@@ -75,12 +82,31 @@ class Network:
 
 
 NETWORKS: dict[str, Network] = {
-    "resnet50": Network(ResNet50, load_state_dict, ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50-19c8e357.pth", "resnet50.pth")),
-    "i3d": Network(lambda **kw: InceptionI3d(in_channels=3, **kw), load_i3d_state_dict, ("rgb_imagenet.pt", "i3d_rgb_imagenet.pt", "i3d-kinetics-400.ckpt"), jax_weights_path),
-    "i3d-flow": Network(lambda **kw: InceptionI3d(in_channels=2, **kw), load_i3d_state_dict, ("flow_imagenet.pt", "i3d_flow_imagenet.pt")),
+    "resnet50": Network(
+        ResNet50,
+        load_state_dict,
+        ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50-19c8e357.pth", "resnet50.pth"),
+    ),
+    "i3d": Network(
+        lambda **kw: InceptionI3d(in_channels=3, **kw),
+        load_i3d_state_dict,
+        ("rgb_imagenet.pt", "i3d_rgb_imagenet.pt", "i3d-kinetics-400.ckpt"),
+        jax_weights_path,
+    ),
+    "i3d-flow": Network(
+        lambda **kw: InceptionI3d(in_channels=2, **kw),
+        load_i3d_state_dict,
+        ("flow_imagenet.pt", "i3d_flow_imagenet.pt"),
+    ),
     "c3d": Network(C3D, load_state_dict, ("c3d.pickle", "c3d_sports1m.pickle", "c3d.pth")),
-    "tsp-r2plus1d-34": Network(R2Plus1D34, read_tsp, ("r2plus1d_34-tsp_on_activitynet-max_gvf-backbone_lr_0.0001-fc_lr_0.002-epoch_5-0d2cf854.pth",
-                                                       "r2plus1d_34-tsp_on_thumos14-max_gvf-backbone_lr_0.0001-fc_lr_0.004-epoch_4-e6a30b2f.pth")),
+    "tsp-r2plus1d-34": Network(
+        R2Plus1D34,
+        read_tsp,
+        (
+            "r2plus1d_34-tsp_on_activitynet-max_gvf-backbone_lr_0.0001-fc_lr_0.002-epoch_5-0d2cf854.pth",
+            "r2plus1d_34-tsp_on_thumos14-max_gvf-backbone_lr_0.0001-fc_lr_0.004-epoch_4-e6a30b2f.pth",
+        ),
+    ),
 }
 
 # the vision transformers' architectures (:mod:`fsv.pipeline.backbones.vit`), by card name
@@ -89,11 +115,19 @@ VIT_CONFIGS: dict[str, ViTConfig] = {
     "clip-vit-b16": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, proj=512),
     "clip-vit-l14": ViTConfig(width=1024, depth=24, heads=16, mlp=4096, patch=14, proj=768),
     # VideoMAE V2's vit_giant_patch14_224: mlp_ratio 48/11 -> int(1408 * 48 / 11) = 6144
-    "videomaev2-g": ViTConfig(width=1408, depth=40, heads=16, mlp=6144, patch=14, frames=16, tubelet=2, family="videomae"),
-    "videomaev2-b": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, frames=16, tubelet=2, family="videomae"),
-    "videomaev2-s": ViTConfig(width=384, depth=12, heads=6, mlp=1536, patch=16, frames=16, tubelet=2, family="videomae"),
+    "videomaev2-g": ViTConfig(
+        width=1408, depth=40, heads=16, mlp=6144, patch=14, frames=16, tubelet=2, family="videomae"
+    ),
+    "videomaev2-b": ViTConfig(
+        width=768, depth=12, heads=12, mlp=3072, patch=16, frames=16, tubelet=2, family="videomae"
+    ),
+    "videomaev2-s": ViTConfig(
+        width=384, depth=12, heads=6, mlp=1536, patch=16, frames=16, tubelet=2, family="videomae"
+    ),
     "videomae-b": ViTConfig(width=768, depth=12, heads=12, mlp=3072, patch=16, frames=16, tubelet=2, family="videomae"),
-    "videomae-l": ViTConfig(width=1024, depth=24, heads=16, mlp=4096, patch=16, frames=16, tubelet=2, family="videomae"),
+    "videomae-l": ViTConfig(
+        width=1024, depth=24, heads=16, mlp=4096, patch=16, frames=16, tubelet=2, family="videomae"
+    ),
 }
 VIT_FILES: dict[str, tuple[str, ...]] = {
     "clip-vit-b32": ("ViT-B-32.pt",),
@@ -102,8 +136,14 @@ VIT_FILES: dict[str, tuple[str, ...]] = {
     "videomaev2-g": ("vit_g_hybrid_pt_1200e_k710_ft.pth",),
     "videomaev2-b": ("vit_b_k710_dl_from_giant.pth",),
     "videomaev2-s": ("vit_s_k710_dl_from_giant.pth",),
-    "videomae-b": ("vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-860a3cd3.pth", "videomae_vit_b_k400_ft.pth"),
-    "videomae-l": ("vit-large-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-229dbb03.pth", "videomae_vit_l_k400_ft.pth"),
+    "videomae-b": (
+        "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-860a3cd3.pth",
+        "videomae_vit_b_k400_ft.pth",
+    ),
+    "videomae-l": (
+        "vit-large-p16_videomae-k400-pre_16x4x1_kinetics-400_20221013-229dbb03.pth",
+        "videomae_vit_l_k400_ft.pth",
+    ),
 }
 
 
@@ -158,7 +198,9 @@ class BackboneCard:
     published: Published
     grid: tuple[int, ...] | None = None
     recipes: dict[str, Recipe] = field(default_factory=dict)
-    spec_extra: dict[str, Any] = field(default_factory=dict)  # recorded in every extracted spec (hf: the folder's architecture)
+    spec_extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # recorded in every extracted spec (hf: the folder's architecture)
 
     @property
     def default_layer(self) -> str:
@@ -172,7 +214,11 @@ class BackboneCard:
             known = ", ".join(self.recipes) or "none"
             raise FsvInputError(f"{self.name} has no recipe {name!r}; its recipes: {known}")
         r = self.recipes[name]
-        sampling = dict(r.sampling) if r.sampling.get("kind", self.sampling["kind"]) != self.sampling["kind"] else {**self.sampling, **r.sampling}
+        sampling = (
+            dict(r.sampling)
+            if r.sampling.get("kind", self.sampling["kind"]) != self.sampling["kind"]
+            else {**self.sampling, **r.sampling}
+        )
         return sampling, dict(r.preprocess or self.preprocess)
 
     def field_shape(self, streams: tuple[str, ...], layer: str | None) -> tuple[int, ...]:
@@ -180,9 +226,19 @@ class BackboneCard:
         shape = self.layers[layer or self.default_layer]
         return (shape[0] * len(streams), *shape[1:])
 
-    def feature_spec(self, *, name: str, streams: tuple[str, ...], weights: dict[str, Any], sampling: dict[str, Any],
-                     preprocess: dict[str, Any], flow: dict[str, Any] | None, layer: str | None, extra: dict[str, Any],
-                     grid: bool = False) -> FeatureSpec:
+    def feature_spec(
+        self,
+        *,
+        name: str,
+        streams: tuple[str, ...],
+        weights: dict[str, Any],
+        sampling: dict[str, Any],
+        preprocess: dict[str, Any],
+        flow: dict[str, Any] | None,
+        layer: str | None,
+        extra: dict[str, Any],
+        grid: bool = False,
+    ) -> FeatureSpec:
         """The spec of features this backbone computes with these choices (``layer`` None for the
         single-layer backbones; the stream layout goes into ``extra`` when there are several;
         ``grid`` adds the patch-token grid field)."""
@@ -190,16 +246,23 @@ class BackboneCard:
         fields = {self.field: FieldSpec(self.field_shape(streams, layer), self.dtype)}
         if grid:
             if self.grid is None:
-                raise FsvInputError(f"{self.name} has no patch-token grid to store (--grid is for the transformer backbones)")
+                raise FsvInputError(
+                    f"{self.name} has no patch-token grid to store (--grid is for the transformer backbones)"
+                )
             fields["grid"] = FieldSpec(self.grid, self.dtype)
         if len(streams) > 1:
             extra["layout"] = " then ".join(f"{st} ({self.layers[layer or self.default_layer][0]})" for st in streams)
         if layer:
             extra["layer"] = layer
         return FeatureSpec(
-            name=name, backbone=self.name, weights=weights, sampling=dict(sampling),
+            name=name,
+            backbone=self.name,
+            weights=weights,
+            sampling=dict(sampling),
             fields=fields,
-            preprocess=dict(preprocess), flow=dict(flow) if "flow" in streams and flow else None, extra=extra,
+            preprocess=dict(preprocess),
+            flow=dict(flow) if "flow" in streams and flow else None,
+            extra=extra,
         )
 
     def published_spec(self, recipe: str | None = None) -> FeatureSpec:
@@ -208,9 +271,14 @@ class BackboneCard:
         p = self.published
         sampling, preprocess = self.recipe_choices(recipe)
         return self.feature_spec(
-            name=self.recipes[recipe].preset if recipe else p.preset, streams=p.streams, weights={"name": p.weights, "sha256": None},
-            sampling=sampling, preprocess=preprocess, flow=DEFAULT_FLOW if "flow" in p.streams else None,
-            layer=self.default_layer if len(self.layers) > 1 else None, extra=p.extra,
+            name=self.recipes[recipe].preset if recipe else p.preset,
+            streams=p.streams,
+            weights={"name": p.weights, "sha256": None},
+            sampling=sampling,
+            preprocess=preprocess,
+            flow=DEFAULT_FLOW if "flow" in p.streams else None,
+            layer=self.default_layer if len(self.layers) > 1 else None,
+            extra=p.extra,
         )
 
 
@@ -223,7 +291,13 @@ BACKBONES: dict[str, BackboneCard] = {
         networks={"rgb": "resnet50"},
         sampling={"kind": "tsn", "num_segments": 8, "mode": "center"},
         sampling_kinds=("tsn", "frames"),
-        preprocess={"resize_short": 256, "crop": 224, "crop_mode": "center", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        preprocess={
+            "resize_short": 256,
+            "crop": 224,
+            "crop_mode": "center",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
         field="grid",
         dtype="float16",
         layers={"layer4": (2048, 7, 7)},
@@ -238,15 +312,26 @@ BACKBONES: dict[str, BackboneCard] = {
         field="features",
         dtype="float32",
         layers={"mixed_5c": (1024,)},
-        published=Published("i3d-kinetics400-rgbflow-25fps", "i3d-kinetics400-rgb+flow (published features)", ("rgb", "flow"),
-                            {"pooling": "Mixed_5c average-pooled"}),
+        published=Published(
+            "i3d-kinetics400-rgbflow-25fps",
+            "i3d-kinetics400-rgb+flow (published features)",
+            ("rgb", "flow"),
+            {"pooling": "Mixed_5c average-pooled"},
+        ),
     ),
     "c3d": BackboneCard(
         name="c3d",
         networks={"rgb": "c3d"},
         sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
         sampling_kinds=("snippets",),
-        preprocess={"resize": [128, 171], "crop": 112, "crop_mode": "center", "antialias": False, "channels": "bgr", "mean": list(SPORTS1M_MEAN_BGR)},
+        preprocess={
+            "resize": [128, 171],
+            "crop": 112,
+            "crop_mode": "center",
+            "antialias": False,
+            "channels": "bgr",
+            "mean": list(SPORTS1M_MEAN_BGR),
+        },
         field="features",
         dtype="float16",
         layers={"fc6": (4096,), "fc7": (4096,), "pool5": (8192,)},
@@ -260,11 +345,25 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # OpenAI's `_transform`: torchvision Resize(224, BICUBIC) on a PIL image (long side truncated),
 # CenterCrop(224) (offsets rounded half to even), then the CLIP mean / std
-CLIP_OPENAI_PREPROCESS: dict[str, Any] = {"resize_short": 224, "crop": 224, "crop_mode": "center", "interpolation": "bicubic", "resampler": "pil",
-                                          "geometry": "torchvision", "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
+CLIP_OPENAI_PREPROCESS: dict[str, Any] = {
+    "resize_short": 224,
+    "crop": 224,
+    "crop_mode": "center",
+    "interpolation": "bicubic",
+    "resampler": "pil",
+    "geometry": "torchvision",
+    "mean": list(CLIP_MEAN),
+    "std": list(CLIP_STD),
+}
 # CLIP-FSAR (Wang et al. 2023): square bilinear resize to 256 x 256 (no antialiasing), centre 224 crop
-CLIP_FSAR_PREPROCESS: dict[str, Any] = {"resize": [256, 256], "antialias": False, "crop": 224, "crop_mode": "center", "mean": list(CLIP_MEAN),
-                                        "std": list(CLIP_STD)}
+CLIP_FSAR_PREPROCESS: dict[str, Any] = {
+    "resize": [256, 256],
+    "antialias": False,
+    "crop": 224,
+    "crop_mode": "center",
+    "mean": list(CLIP_MEAN),
+    "std": list(CLIP_STD),
+}
 
 
 def _clip_card(name: str, files: str) -> BackboneCard:
@@ -279,26 +378,48 @@ def _clip_card(name: str, files: str) -> BackboneCard:
         field="features",
         dtype="float16",
         layers={"embedding": (cfg.out_dim,)},
-        published=Published(f"{name}-openai-tsn8", f"openai-clip-{tag} ({files})", extra={"output": "projected image embedding"}),
+        published=Published(
+            f"{name}-openai-tsn8", f"openai-clip-{tag} ({files})", extra={"output": "projected image embedding"}
+        ),
         grid=(cfg.width, *cfg.grid_shape),
         recipes={
-            "openai": Recipe(f"{name}-openai-tsn8", "OpenAI CLIP's preprocessing, TSN 8 segments (few-shot recognition)"),
-            "clip-fsar": Recipe(f"{name}-clipfsar-tsn8", "CLIP-FSAR (Wang et al., IJCV 2023): square 256 bilinear resize, centre 224 crop",
-                                preprocess=CLIP_FSAR_PREPROCESS),
-            "video-features": Recipe(f"{name}-openai-frames", "v-iashin/video_features' CLIP: every frame, OpenAI's preprocessing",
-                                     sampling={"kind": "frames"}),
+            "openai": Recipe(
+                f"{name}-openai-tsn8", "OpenAI CLIP's preprocessing, TSN 8 segments (few-shot recognition)"
+            ),
+            "clip-fsar": Recipe(
+                f"{name}-clipfsar-tsn8",
+                "CLIP-FSAR (Wang et al., IJCV 2023): square 256 bilinear resize, centre 224 crop",
+                preprocess=CLIP_FSAR_PREPROCESS,
+            ),
+            "video-features": Recipe(
+                f"{name}-openai-frames",
+                "v-iashin/video_features' CLIP: every frame, OpenAI's preprocessing",
+                sampling={"kind": "frames"},
+            ),
         },
     )
 
 
 # VideoMAE V2's extract_tad_feature.py: native frames scaled to [0, 1], squashed to 224 x 224 by
 # F.interpolate (bilinear, align_corners=False, no antialiasing), no mean / std
-VIDEOMAEV2_TAD_PREPROCESS: dict[str, Any] = {"resize": [224, 224], "antialias": False, "crop": 224, "crop_mode": "center", "range": [0, 1]}
+VIDEOMAEV2_TAD_PREPROCESS: dict[str, Any] = {
+    "resize": [224, 224],
+    "antialias": False,
+    "crop": 224,
+    "crop_mode": "center",
+    "range": [0, 1],
+}
 # OpenTAD's VideoMAE test pipeline (mmaction2): Resize(scale=(-1, 224)) by mmcv.imresize, i.e.
 # cv2.resize INTER_LINEAR (no antialiasing), short side 224; CenterCrop(224) (offsets floored);
 # mean (123.675, 116.28, 103.53) / std (58.395, 57.12, 57.375) on 0..255, ImageNet's x 255
-VIDEOMAE_OPENTAD_PREPROCESS: dict[str, Any] = {"resize_short": 224, "antialias": False, "crop": 224, "crop_mode": "center", "mean": list(IMAGENET_MEAN),
-                                               "std": list(IMAGENET_STD)}
+VIDEOMAE_OPENTAD_PREPROCESS: dict[str, Any] = {
+    "resize_short": 224,
+    "antialias": False,
+    "crop": 224,
+    "crop_mode": "center",
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+}
 
 
 def _videomae_card(name: str, files: str, preprocess: dict[str, Any], recipes: dict[str, Recipe]) -> BackboneCard:
@@ -319,32 +440,60 @@ def _videomae_card(name: str, files: str, preprocess: dict[str, Any], recipes: d
     )
 
 
-BACKBONES.update({
-    "clip-vit-b32": _clip_card("clip-vit-b32", "ViT-B-32.pt"),
-    "clip-vit-b16": _clip_card("clip-vit-b16", "ViT-B-16.pt"),
-    "clip-vit-l14": _clip_card("clip-vit-l14", "ViT-L-14.pt"),
-    **{
-        name: _videomae_card(name, VIT_FILES[name][0], VIDEOMAEV2_TAD_PREPROCESS, {
-            "thumos14": Recipe(f"{name}-tad-16x4", "VideoMAE V2 extract_tad_feature.py, THUMOS14 (th14_mae_g_16_4): 16-frame windows every 4 native frames"),
-            "fineaction": Recipe(f"{name}-tad-16x16", "VideoMAE V2 extract_tad_feature.py, FineAction: 16-frame windows every 16 native frames",
-                                 sampling={"stride": 16}),
-        })
-        for name in ("videomaev2-g", "videomaev2-b", "videomaev2-s")
-    },
-    **{
-        name: _videomae_card(name, VIT_FILES[name][0], VIDEOMAE_OPENTAD_PREPROCESS, {
-            "opentad": Recipe(f"{name}-opentad-16x4", "OpenTAD's THUMOS14 VideoMAE features: 16-frame clips every 4 native frames; "
-                              "preprocessing of OpenTAD's VideoMAE test pipeline (its extraction script is not published)"),
-        })
-        for name in ("videomae-b", "videomae-l")
-    },
-})
+BACKBONES.update(
+    {
+        "clip-vit-b32": _clip_card("clip-vit-b32", "ViT-B-32.pt"),
+        "clip-vit-b16": _clip_card("clip-vit-b16", "ViT-B-16.pt"),
+        "clip-vit-l14": _clip_card("clip-vit-l14", "ViT-L-14.pt"),
+        **{
+            name: _videomae_card(
+                name,
+                VIT_FILES[name][0],
+                VIDEOMAEV2_TAD_PREPROCESS,
+                {
+                    "thumos14": Recipe(
+                        f"{name}-tad-16x4",
+                        "VideoMAE V2 extract_tad_feature.py, THUMOS14 (th14_mae_g_16_4): 16-frame windows every 4 native frames",
+                    ),
+                    "fineaction": Recipe(
+                        f"{name}-tad-16x16",
+                        "VideoMAE V2 extract_tad_feature.py, FineAction: 16-frame windows every 16 native frames",
+                        sampling={"stride": 16},
+                    ),
+                },
+            )
+            for name in ("videomaev2-g", "videomaev2-b", "videomaev2-s")
+        },
+        **{
+            name: _videomae_card(
+                name,
+                VIT_FILES[name][0],
+                VIDEOMAE_OPENTAD_PREPROCESS,
+                {
+                    "opentad": Recipe(
+                        f"{name}-opentad-16x4",
+                        "OpenTAD's THUMOS14 VideoMAE features: 16-frame clips every 4 native frames; "
+                        "preprocessing of OpenTAD's VideoMAE test pipeline (its extraction script is not published)",
+                    ),
+                },
+            )
+            for name in ("videomae-b", "videomae-l")
+        },
+    }
+)
 
 
 # TSP's extract_features.py: frames in [0, 1] resized to 128 x 171 (F.interpolate, bilinear, no
 # antialiasing), Kinetics mean / std, centre crop 112 (offsets rounded: 8 and 30)
-TSP_PREPROCESS: dict[str, Any] = {"resize": [128, 171], "antialias": False, "crop": 112, "crop_mode": "center", "geometry": "torchvision",
-                                  "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)}
+TSP_PREPROCESS: dict[str, Any] = {
+    "resize": [128, 171],
+    "antialias": False,
+    "crop": 112,
+    "crop_mode": "center",
+    "geometry": "torchvision",
+    "mean": list(KINETICS_MEAN),
+    "std": list(KINETICS_STD),
+}
 
 BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
     name="tsp-r2plus1d-34",
@@ -356,11 +505,21 @@ BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
     field="features",
     dtype="float32",
     layers={"pool": (512,)},
-    published=Published("tsp-r2plus1d-34-activitynet-15fps-16x16", "r2plus1d_34-tsp_on_activitynet", extra={"output": "global average pool"}),
+    published=Published(
+        "tsp-r2plus1d-34-activitynet-15fps-16x16",
+        "r2plus1d_34-tsp_on_activitynet",
+        extra={"output": "global average pool"},
+    ),
     recipes={
-        "activitynet": Recipe("tsp-r2plus1d-34-activitynet-15fps-16x16", "TSP extract_features.py, ActivityNet: 15 fps, 16-frame clips every 16 frames"),
-        "thumos14": Recipe("tsp-r2plus1d-34-thumos14-15fps-16x1", "TSP extract_features.py with STRIDE=1 (dense clips), as for THUMOS14",
-                           sampling={"stride": 1}),
+        "activitynet": Recipe(
+            "tsp-r2plus1d-34-activitynet-15fps-16x16",
+            "TSP extract_features.py, ActivityNet: 15 fps, 16-frame clips every 16 frames",
+        ),
+        "thumos14": Recipe(
+            "tsp-r2plus1d-34-thumos14-15fps-16x1",
+            "TSP extract_features.py with STRIDE=1 (dense clips), as for THUMOS14",
+            sampling={"stride": 1},
+        ),
     },
 )
 
@@ -370,14 +529,52 @@ BACKBONES["tsp-r2plus1d-34"] = BackboneCard(
 # 256, bicubic, centre crop 224, ImageNet mean / std; google/siglip-base-patch16-224's: 224 x 224
 # bicubic, mean / std 0.5), as transformers' PIL processors compute it
 HF_CARDS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
-    "dinov2-b14": ({"model_type": "dinov2", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4, "patch_size": 14,
-                    "image_size": 518, "layer_norm_eps": 1e-6, "layerscale_value": 1.0},
-                   {"resize_short": 256, "interpolation": "bicubic", "resampler": "pil", "geometry": "transformers", "crop": 224, "crop_mode": "center",
-                    "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}, "dinov2-base"),
-    "siglip-b16": ({"model_type": "siglip_vision_model", "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                    "num_attention_heads": 12, "patch_size": 16, "image_size": 224},
-                   {"resize": [224, 224], "interpolation": "bicubic", "resampler": "pil", "geometry": "transformers", "crop": 224, "crop_mode": "center",
-                    "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}, "siglip-base-patch16-224"),
+    "dinov2-b14": (
+        {
+            "model_type": "dinov2",
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "mlp_ratio": 4,
+            "patch_size": 14,
+            "image_size": 518,
+            "layer_norm_eps": 1e-6,
+            "layerscale_value": 1.0,
+        },
+        {
+            "resize_short": 256,
+            "interpolation": "bicubic",
+            "resampler": "pil",
+            "geometry": "transformers",
+            "crop": 224,
+            "crop_mode": "center",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+        "dinov2-base",
+    ),
+    "siglip-b16": (
+        {
+            "model_type": "siglip_vision_model",
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "patch_size": 16,
+            "image_size": 224,
+        },
+        {
+            "resize": [224, 224],
+            "interpolation": "bicubic",
+            "resampler": "pil",
+            "geometry": "transformers",
+            "crop": 224,
+            "crop_mode": "center",
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+        },
+        "siglip-base-patch16-224",
+    ),
 }
 
 
@@ -385,31 +582,66 @@ def _hf_network(name: str) -> Network:
     config, _, folder = HF_CARDS[name]
     family = FAMILIES[config["model_type"]]
     types = tuple(t for t, f in FAMILIES.items() if f.model_class == family.model_class)
-    return Network(lambda **kw: HFImageModel(build_model(config, family), family, **kw), None, (folder,),
-                   load=lambda path, **kw: load_folder(path, model_types=types, expect=config, **kw))
+    return Network(
+        lambda **kw: HFImageModel(build_model(config, family), family, **kw),
+        None,
+        (folder,),
+        load=lambda path, **kw: load_folder(path, model_types=types, expect=config, **kw),
+    )
 
 
 def _hf_any(**_: Any) -> nn.Module:
-    raise FsvInputError("the hf backbone takes its architecture from a model folder: pass --weights FOLDER (random weights need a named card)")
+    raise FsvInputError(
+        "the hf backbone takes its architecture from a model folder: pass --weights FOLDER (random weights need a named card)"
+    )
 
 
 NETWORKS.update({name: _hf_network(name) for name in HF_CARDS})
 NETWORKS["hf"] = Network(_hf_any, None, (), load=load_folder)
 
 
-def _frame_card(name: str, network: str, preprocess: dict[str, Any], pooled: int, grid: tuple[int, ...], weights: str, extra: dict[str, Any]) -> BackboneCard:
+def _frame_card(
+    name: str,
+    network: str,
+    preprocess: dict[str, Any],
+    pooled: int,
+    grid: tuple[int, ...],
+    weights: str,
+    extra: dict[str, Any],
+) -> BackboneCard:
     """A per-frame transformers card: TSN 8 segments by default, or every frame."""
     return BackboneCard(
-        name=name, networks={"rgb": network}, sampling={"kind": "tsn", "num_segments": 8, "mode": "center"}, sampling_kinds=("tsn", "frames"),
-        preprocess=dict(preprocess), field="features", dtype="float32", layers={"pooled": (pooled,)},
-        published=Published(f"{name}-tsn8", weights, extra=extra), grid=grid,
+        name=name,
+        networks={"rgb": network},
+        sampling={"kind": "tsn", "num_segments": 8, "mode": "center"},
+        sampling_kinds=("tsn", "frames"),
+        preprocess=dict(preprocess),
+        field="features",
+        dtype="float32",
+        layers={"pooled": (pooled,)},
+        published=Published(f"{name}-tsn8", weights, extra=extra),
+        grid=grid,
     )
 
 
-BACKBONES["dinov2-b14"] = _frame_card("dinov2-b14", "dinov2-b14", HF_CARDS["dinov2-b14"][1], 768, (768, 16, 16), "facebook/dinov2-base",
-                                      {"output": "pooler_output (layer-normed CLS)"})
-BACKBONES["siglip-b16"] = _frame_card("siglip-b16", "siglip-b16", HF_CARDS["siglip-b16"][1], 768, (768, 14, 14), "google/siglip-base-patch16-224",
-                                      {"output": "pooler_output (attention-pooling head)"})
+BACKBONES["dinov2-b14"] = _frame_card(
+    "dinov2-b14",
+    "dinov2-b14",
+    HF_CARDS["dinov2-b14"][1],
+    768,
+    (768, 16, 16),
+    "facebook/dinov2-base",
+    {"output": "pooler_output (layer-normed CLS)"},
+)
+BACKBONES["siglip-b16"] = _frame_card(
+    "siglip-b16",
+    "siglip-b16",
+    HF_CARDS["siglip-b16"][1],
+    768,
+    (768, 14, 14),
+    "google/siglip-base-patch16-224",
+    {"output": "pooler_output (attention-pooling head)"},
+)
 
 
 def hf_card(folder: Path) -> BackboneCard:
@@ -450,13 +682,21 @@ def _network(name: str) -> Network:
     return _lookup(NETWORKS, name, "network")
 
 
-def resolve_weights(network: str, weights: str | None, *, allow_random_fallback: bool = False, option: str = "--weights") -> WeightsRef:
+def resolve_weights(
+    network: str, weights: str | None, *, allow_random_fallback: bool = False, option: str = "--weights"
+) -> WeightsRef:
     """Weights for network ``network`` (a :data:`NETWORKS` key): a path, ``random``, or None to
     search the cache for the card's known file names, then its packaged weights (see
     :func:`fsv.pipeline.weights.find_weights`)."""
     net = _network(network)
-    return find_weights(network, weights, known_files=net.known_files, packaged=net.packaged,
-                        allow_random_fallback=allow_random_fallback, option=option)
+    return find_weights(
+        network,
+        weights,
+        known_files=net.known_files,
+        packaged=net.packaged,
+        allow_random_fallback=allow_random_fallback,
+        option=option,
+    )
 
 
 def create_backbone(name: str, weights: WeightsRef, **kwargs: Any) -> nn.Module:
@@ -471,7 +711,9 @@ def create_backbone(name: str, weights: WeightsRef, **kwargs: Any) -> nn.Module:
         return net.build(**kwargs).eval()
     if net.load is not None:
         if not weights.path.is_dir():
-            raise FsvInputError(f"{weights.path}: {name} reads a transformers model folder (config.json and model.safetensors), not a file")
+            raise FsvInputError(
+                f"{weights.path}: {name} reads a transformers model folder (config.json and model.safetensors), not a file"
+            )
         return net.load(weights.path, **kwargs).eval()
     model = net.build(**kwargs)
     state = net.read(weights.path)

@@ -106,6 +106,6 @@ def c3d_preprocess(frames: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=RESIZE_HW, mode="bilinear", align_corners=False).round_().clamp_(0.0, 255.0)
     top, left = (RESIZE_HW[0] - CROP) // 2, (RESIZE_HW[1] - CROP) // 2
-    x = x[:, [2, 1, 0], top:top + CROP, left:left + CROP]
+    x = x[:, [2, 1, 0], top : top + CROP, left : left + CROP]
     x -= torch.tensor(SPORTS1M_MEAN_BGR).view(1, 3, 1, 1)
     return x.permute(1, 0, 2, 3).contiguous()

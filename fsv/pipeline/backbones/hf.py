@@ -67,7 +67,9 @@ def _transformers() -> Any:
 def family_of(config: dict[str, Any], where: Path) -> Family:
     kind = str(config.get("model_type"))
     if kind not in FAMILIES:
-        raise FsvInputError(f"{where / 'config.json'}: model_type {kind!r} is not an image model fsv reads; it reads {', '.join(FAMILIES)}")
+        raise FsvInputError(
+            f"{where / 'config.json'}: model_type {kind!r} is not an image model fsv reads; it reads {', '.join(FAMILIES)}"
+        )
     return FAMILIES[kind]
 
 
@@ -90,7 +92,11 @@ def folder_shapes(config: dict[str, Any], preprocess: dict[str, Any], folder: Pa
     vc = vision_config(config, family)
     width = int(vc.get("hidden_size", 768))
     patch = int(vc.get("patch_size", 16))
-    pooled = int(config.get("projection_dim") or vc.get("projection_dim") or width) if family.pooled == "image_embeds" else width
+    pooled = (
+        int(config.get("projection_dim") or vc.get("projection_dim") or width)
+        if family.pooled == "image_embeds"
+        else width
+    )
     side = int(preprocess["crop"])
     return HFShapes(pooled, (width, side // patch, side // patch))
 
@@ -114,8 +120,15 @@ def processor_preprocess(folder: Path) -> dict[str, Any]:
         raise FsvInputError(f"{path}: size {size} bounds the longest edge, which fsv does not reproduce")
     resample = int(p.get("resample", 3))
     if resample not in PIL_RESAMPLE:
-        raise FsvInputError(f"{path}: resample {resample} (PIL's code) is not one fsv reproduces; it does 2 (bilinear) and 3 (bicubic)")
-    out: dict[str, Any] = {"interpolation": PIL_RESAMPLE[resample], "resampler": "pil", "geometry": "transformers", "crop_mode": "center"}
+        raise FsvInputError(
+            f"{path}: resample {resample} (PIL's code) is not one fsv reproduces; it does 2 (bilinear) and 3 (bicubic)"
+        )
+    out: dict[str, Any] = {
+        "interpolation": PIL_RESAMPLE[resample],
+        "resampler": "pil",
+        "geometry": "transformers",
+        "crop_mode": "center",
+    }
     if "shortest_edge" in size:
         out["resize_short"] = int(size["shortest_edge"])
     elif {"height", "width"} <= set(size):
@@ -131,7 +144,9 @@ def processor_preprocess(folder: Path) -> dict[str, Any]:
     elif "resize" in out and out["resize"][0] == out["resize"][1]:
         out["crop"] = out["resize"][0]
     else:
-        raise FsvInputError(f"{path}: without a centre crop the frames keep their aspect; fsv needs square model inputs")
+        raise FsvInputError(
+            f"{path}: without a centre crop the frames keep their aspect; fsv needs square model inputs"
+        )
     if abs(float(p.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12 or not p.get("do_rescale", True):
         raise FsvInputError(f"{path}: rescale_factor {p.get('rescale_factor')} is not 1/255")
     if p.get("do_normalize", True):
@@ -158,7 +173,7 @@ class HFImageModel(nn.Module):
         if self.grid:  # the patch tokens come last (after CLS and DINOv2's registers)
             patch = int(self.model.config.patch_size)
             h, w = x.shape[-2] // patch, x.shape[-1] // patch
-            tokens = out.last_hidden_state[:, -h * w:]
+            tokens = out.last_hidden_state[:, -h * w :]
             fields["grid"] = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
         return fields
 
@@ -167,7 +182,11 @@ def model_config(config: dict[str, Any], family: Family) -> Any:
     """The family's transformers config object for a ``config.json`` dict (a two-tower folder's
     vision settings; CLIP's projection width is the top level's)."""
     tf = _transformers()
-    kwargs = {k: v for k, v in vision_config(config, family).items() if k not in ("architectures", "model_type", "transformers_version")}
+    kwargs = {
+        k: v
+        for k, v in vision_config(config, family).items()
+        if k not in ("architectures", "model_type", "transformers_version")
+    }
     if family.pooled == "image_embeds" and family.vision_key and config.get("projection_dim"):
         kwargs["projection_dim"] = config["projection_dim"]
     return getattr(tf, family.model_class).config_class(**kwargs)
@@ -178,7 +197,13 @@ def build_model(config: dict[str, Any], family: Family) -> nn.Module:
     return getattr(_transformers(), family.model_class)(model_config(config, family)).eval()
 
 
-def load_folder(folder: Path, *, grid: bool = False, model_types: tuple[str, ...] | None = None, expect: dict[str, Any] | None = None) -> HFImageModel:
+def load_folder(
+    folder: Path,
+    *,
+    grid: bool = False,
+    model_types: tuple[str, ...] | None = None,
+    expect: dict[str, Any] | None = None,
+) -> HFImageModel:
     """The folder's model with every one of its weights from the folder (the other tower's left
     out), read by transformers' ``from_pretrained`` of the family's own class, offline, with the
     config fsv checked (no custom code: :func:`fsv.pipeline.hf_folder.read_config`); a weight the
@@ -187,18 +212,31 @@ def load_folder(folder: Path, *, grid: bool = False, model_types: tuple[str, ...
     config = read_config(folder)
     family = family_of(config, folder)
     if model_types and config.get("model_type") not in model_types:
-        raise FsvInputError(f"{folder}: model_type {config.get('model_type')!r} is not this backbone's ({', '.join(model_types)})")
+        raise FsvInputError(
+            f"{folder}: model_type {config.get('model_type')!r} is not this backbone's ({', '.join(model_types)})"
+        )
     vc = vision_config(config, family)
     for key, value in (expect or {}).items():
         if key != "model_type" and key in vc and vc[key] != value:
-            raise FsvInputError(f"{folder / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; read it with --backbone hf")
+            raise FsvInputError(
+                f"{folder / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; read it with --backbone hf"
+            )
     cls = getattr(_transformers(), family.model_class)
     try:
-        model, info = cls.from_pretrained(folder, config=model_config(config, family), local_files_only=True, trust_remote_code=False,
-                                          output_loading_info=True)
+        model, info = cls.from_pretrained(
+            folder,
+            config=model_config(config, family),
+            local_files_only=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+        )
     except (OSError, ValueError, RuntimeError) as e:
-        raise FsvInputError(f"{folder}: transformers could not read it as {family.model_class} ({str(e).splitlines()[0][:200]})") from e
+        raise FsvInputError(
+            f"{folder}: transformers could not read it as {family.model_class} ({str(e).splitlines()[0][:200]})"
+        ) from e
     bad = list(info.get("missing_keys") or []) + [str(m) for m in info.get("mismatched_keys") or []]
     if bad:
-        raise FsvInputError(f"{folder}: does not fit {family.model_class} ({len(bad)} weights missing or of another shape, e.g. {sorted(bad)[:3]})")
+        raise FsvInputError(
+            f"{folder}: does not fit {family.model_class} ({len(bad)} weights missing or of another shape, e.g. {sorted(bad)[:3]})"
+        )
     return HFImageModel(model.float().eval(), family, grid=grid).eval()

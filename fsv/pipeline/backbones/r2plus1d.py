@@ -51,12 +51,17 @@ class Conv2Plus1D(nn.Sequential):
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(Conv2Plus1D(in_planes, planes, stride), nn.BatchNorm3d(planes, eps=BN_EPS), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            Conv2Plus1D(in_planes, planes, stride), nn.BatchNorm3d(planes, eps=BN_EPS), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(Conv2Plus1D(planes, planes), nn.BatchNorm3d(planes, eps=BN_EPS))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
-            nn.Sequential(nn.Conv3d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm3d(planes, eps=BN_EPS))
-            if stride != 1 or in_planes != planes else None
+            nn.Sequential(
+                nn.Conv3d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm3d(planes, eps=BN_EPS)
+            )
+            if stride != 1 or in_planes != planes
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
-            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)) if stride != 1 or in_ch != out_ch else None
+            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+            if stride != 1 or in_ch != out_ch
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

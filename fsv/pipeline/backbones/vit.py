@@ -151,7 +151,9 @@ class VisionTransformer(nn.Module):
         self.cfg = cfg
         self.grid = grid
         if cfg.tubelet:
-            self.patch_embed: nn.Module = nn.Conv3d(3, cfg.width, (cfg.tubelet, cfg.patch, cfg.patch), stride=(cfg.tubelet, cfg.patch, cfg.patch))
+            self.patch_embed: nn.Module = nn.Conv3d(
+                3, cfg.width, (cfg.tubelet, cfg.patch, cfg.patch), stride=(cfg.tubelet, cfg.patch, cfg.patch)
+            )
         else:
             self.patch_embed = nn.Conv2d(3, cfg.width, cfg.patch, stride=cfg.patch, bias=not cfg.clip)
         if cfg.clip:

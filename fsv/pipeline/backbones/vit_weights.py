@@ -105,20 +105,28 @@ def _fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Separate ``attn.{q,k,v}`` (or ``query/key/value``) weights and biases become one
     ``attn.qkv``; a missing bias is zero (VideoMAE has no key bias: it would not change attention)."""
     out = dict(state)
-    prefixes = {m.group(1) for k in state if (m := re.match(r"^(blocks\.\d+\.attn\.)(?:q|k|v|query|key|value)\.weight$", k))}
+    prefixes = {
+        m.group(1) for k in state if (m := re.match(r"^(blocks\.\d+\.attn\.)(?:q|k|v|query|key|value)\.weight$", k))
+    }
     for p in sorted(prefixes):
         names = ("q", "k", "v") if f"{p}q.weight" in state else ("query", "key", "value")
         weights = [out.pop(f"{p}{n}.weight") for n in names]
         biases = [out.pop(f"{p}{n}.bias", None) for n in names]
         out[f"{p}qkv.weight"] = torch.cat(weights)
         if any(b is not None for b in biases):
-            out[f"{p}qkv.bias"] = torch.cat([b if b is not None else torch.zeros(w.shape[0]) for b, w in zip(biases, weights)])
+            out[f"{p}qkv.bias"] = torch.cat(
+                [b if b is not None else torch.zeros(w.shape[0]) for b, w in zip(biases, weights)]
+            )
     return out
 
 
 def openai_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenAI / open_clip keys (full model or visual tower alone) -> fsv's."""
-    visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")} if any(k.startswith("visual.") for k in state) else state
+    visual = (
+        {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+        if any(k.startswith("visual.") for k in state)
+        else state
+    )
     out = _rename(visual, OPENAI_CLIP_RULES)
     if "proj" in out:
         out["proj.weight"] = out.pop("proj").t().contiguous()  # x @ proj == Linear with weight proj.T
@@ -127,7 +135,11 @@ def openai_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 def hf_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers ``CLIPModel`` / ``CLIPVisionModelWithProjection`` keys -> fsv's (text tower dropped)."""
-    vision = {k: v for k, v in state.items() if k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")}
+    vision = {
+        k: v
+        for k, v in state.items()
+        if k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")
+    }
     return _fuse_qkv(_rename(vision, HF_CLIP_RULES))
 
 
@@ -139,8 +151,10 @@ def videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if table is not None:
         fixed = sinusoid_table(table.shape[-2], table.shape[-1])
         if table.reshape(fixed.shape).float().sub(fixed).abs().max() > 1e-4:
-            raise FsvInputError("the checkpoint's pos_embed is not VideoMAE's fixed sinusoid table (a learned position embedding): "
-                                "not the architecture of the videomae cards")
+            raise FsvInputError(
+                "the checkpoint's pos_embed is not VideoMAE's fixed sinusoid table (a learned position embedding): "
+                "not the architecture of the videomae cards"
+            )
     out = _rename(kept, VIDEOMAE_RULES)
     for i in sorted({int(m.group(1)) for k in out if (m := re.match(r"^blocks\.(\d+)\.attn\.q\.bias$", k))}):
         p = f"blocks.{i}.attn."
@@ -151,7 +165,11 @@ def videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_videomae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers ``VideoMAEForVideoClassification`` / ``VideoMAEModel`` keys -> fsv's."""
-    kept = {k.removeprefix("videomae."): v for k, v in state.items() if not k.startswith("classifier.") and not k.endswith("position_ids")}
+    kept = {
+        k.removeprefix("videomae."): v
+        for k, v in state.items()
+        if not k.startswith("classifier.") and not k.endswith("position_ids")
+    }
     return _fuse_qkv(_rename(kept, HF_VIDEOMAE_RULES))
 
 
@@ -161,14 +179,23 @@ def check_folder(path: Path, cfg: ViTConfig) -> None:
     not OpenAI's quick GELU: its weights would give wrong features without any other error)."""
     config = read_config(path)
     vc = dict(config.get("vision_config") or config)
-    want = {"hidden_size": cfg.width, "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.heads, "intermediate_size": cfg.mlp,
-            "patch_size": cfg.patch, "image_size": cfg.image, "hidden_act": "quick_gelu" if cfg.clip else "gelu"}
+    want = {
+        "hidden_size": cfg.width,
+        "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.heads,
+        "intermediate_size": cfg.mlp,
+        "patch_size": cfg.patch,
+        "image_size": cfg.image,
+        "hidden_act": "quick_gelu" if cfg.clip else "gelu",
+    }
     if cfg.tubelet:
         want |= {"tubelet_size": cfg.tubelet, "num_frames": cfg.frames, "use_mean_pooling": True}
     for key, value in want.items():
         if key in vc and vc[key] != value:
-            raise FsvInputError(f"{path / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; "
-                                "read a folder of another architecture with --backbone hf")
+            raise FsvInputError(
+                f"{path / 'config.json'}: {key} is {vc[key]!r}, this backbone's is {value!r}; "
+                "read a folder of another architecture with --backbone hf"
+            )
 
 
 def read_clip(path: Path, cfg: ViTConfig) -> dict[str, torch.Tensor]:
@@ -196,6 +223,8 @@ def read_videomae(path: Path, cfg: ViTConfig) -> dict[str, torch.Tensor]:
     if any(k.startswith(("videomae.", "embeddings.patch_embeddings")) for k in state):
         return hf_videomae_state(state)
     if any(k.startswith("encoder.") for k in state) and not any(k.startswith("blocks.") for k in state):
-        raise FsvInputError(f"{path}: a VideoMAE pre-training checkpoint (encoder + decoder); the features come from the fine-tuned "
-                            "or distilled encoder (e.g. vit_g_hybrid_pt_1200e_k710_ft.pth, vit_b_k710_dl_from_giant.pth)")
+        raise FsvInputError(
+            f"{path}: a VideoMAE pre-training checkpoint (encoder + decoder); the features come from the fine-tuned "
+            "or distilled encoder (e.g. vit_g_hybrid_pt_1200e_k710_ft.pth, vit_b_k710_dl_from_giant.pth)"
+        )
     return videomae_state(state)

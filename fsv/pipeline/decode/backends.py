@@ -58,7 +58,7 @@ def _batches(idx: np.ndarray, most: int, decode: "Callable[[list[int]], np.ndarr
     frame, tells the frame size)."""
     lo, step = 0, 1
     while lo < len(idx):
-        frames = decode(idx[lo:lo + step].tolist())
+        frames = decode(idx[lo : lo + step].tolist())
         yield frames
         lo += step
         step = frames_per_batch(frames[0].nbytes, most)
@@ -85,7 +85,12 @@ class VideoReader(Protocol):
 def timestamps_usable(ts: np.ndarray) -> bool:
     """Whether ``ts`` are real timestamps: finite, no negative sentinels, strictly increasing."""
     ts = np.asarray(ts, dtype=np.float64)
-    return bool(len(ts)) and bool(np.isfinite(ts).all()) and ts.min() > -1e6 and (len(ts) < 2 or bool((np.diff(ts) > 0).all()))
+    return (
+        bool(len(ts))
+        and bool(np.isfinite(ts).all())
+        and ts.min() > -1e6
+        and (len(ts) < 2 or bool((np.diff(ts) > 0).all()))
+    )
 
 
 def clean_timestamps(ts: np.ndarray, fps: float) -> np.ndarray:
@@ -139,7 +144,9 @@ class DecordReader:
         self.reliable = timestamps_usable(raw)
         self.timestamps = clean_timestamps(raw, self.fps)
         self.rotation, self.frame_bytes = _refuse_rotated(path, "decord")
-        packet_timestamps(path)  # the truncation check every backend makes: decord may return made-up frames past a file's end
+        packet_timestamps(
+            path
+        )  # the truncation check every backend makes: decord may return made-up frames past a file's end
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
         import decord
@@ -150,7 +157,9 @@ class DecordReader:
             try:
                 return self._vr.get_batch(frames).asnumpy()
             except (decord.DECORDError, RuntimeError) as e:
-                raise FsvInputError(f"{self.path}: decord failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})") from e
+                raise FsvInputError(
+                    f"{self.path}: decord failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})"
+                ) from e
 
         yield from _batches(idx, batch, decode)
 
@@ -186,8 +195,10 @@ def _refuse_rotated(path: Path, backend: str) -> tuple[int, int]:
     backend that does not rotate as players do."""
     rotation, nbytes = first_frame(path)
     if rotation:
-        raise FsvInputError(f"{path}: has a {rotation}° display rotation, which {backend} does not apply as players do; "
-                            "decode it with --decoder pyav (auto does)")
+        raise FsvInputError(
+            f"{path}: has a {rotation}° display rotation, which {backend} does not apply as players do; "
+            "decode it with --decoder pyav (auto does)"
+        )
     return 0, nbytes
 
 
@@ -263,7 +274,9 @@ class PyAVReader:
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise FsvInputError(f"{self.path}: cannot be decoded at frame {pos} ({type(e).__name__}: {e})") from e
         if k < len(idx):
-            raise FsvInputError(f"{self.path}: decoded {pos + 1} frames, needed frame {last}; the video is truncated or shorter than its header says")
+            raise FsvInputError(
+                f"{self.path}: decoded {pos + 1} frames, needed frame {last}; the video is truncated or shorter than its header says"
+            )
         if out:
             yield np.stack(out)
 
@@ -289,7 +302,9 @@ class TorchCodecReader:
         self.num_frames = int(md.num_frames or 0)
         raw, fps = packet_timestamps(path)
         self.fps = float(md.average_fps or fps)
-        self.timestamps = clean_timestamps(raw[: self.num_frames] if len(raw) >= self.num_frames else np.full(self.num_frames, np.nan), self.fps)
+        self.timestamps = clean_timestamps(
+            raw[: self.num_frames] if len(raw) >= self.num_frames else np.full(self.num_frames, np.nan), self.fps
+        )
         self.rotation = _refuse_rotated(path, "torchcodec")[0]
 
     def iter_frames(self, indices: np.ndarray, batch: int = 32) -> Iterator[np.ndarray]:
@@ -299,7 +314,9 @@ class TorchCodecReader:
             try:
                 data = self._dec.get_frames_at(frames).data
             except (RuntimeError, IndexError) as e:
-                raise FsvInputError(f"{self.path}: torchcodec failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})") from e
+                raise FsvInputError(
+                    f"{self.path}: torchcodec failed at frame {frames[0]} ({str(e).splitlines()[0][:160]})"
+                ) from e
             return data.permute(0, 2, 3, 1).contiguous().numpy()
 
         yield from _batches(idx, batch, decode)
@@ -324,7 +341,9 @@ def candidates(backend: str) -> list[str]:
     if backend not in _CLASSES:
         raise FsvInputError(f"unknown decoding backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if backend not in available_backends():
-        hint = {"torchcodec": "pip install torchcodec==0.13.0 (CPU build; needs Debian's FFmpeg libraries)"}.get(backend, f"pip install {backend}")
+        hint = {"torchcodec": "pip install torchcodec==0.13.0 (CPU build; needs Debian's FFmpeg libraries)"}.get(
+            backend, f"pip install {backend}"
+        )
         raise FsvInputError(f"decoding backend {backend} is not installed ({hint}); or use --decoder auto")
     return [backend]
 
@@ -354,12 +373,29 @@ def open_video(path: str | Path, backend: str = "auto", *, skip: tuple[str, ...]
             continue
         long_video = name == "decord" and len(reader.timestamps) and reader.timestamps[-1] > LONG_VIDEO_S
         large_frames = name == "decord" and getattr(reader, "frame_bytes", 0) > DECORD_MAX_FRAME_BYTES
-        if backend == "auto" and name != names[-1] and (long_video or large_frames or is_variable_rate(reader.timestamps) or not getattr(reader, "reliable", True)):
-            log.info("%s: long, above 1080p, variable-rate or without timestamps for %s; trying %s", path, name, names[names.index(name) + 1])
+        if (
+            backend == "auto"
+            and name != names[-1]
+            and (
+                long_video
+                or large_frames
+                or is_variable_rate(reader.timestamps)
+                or not getattr(reader, "reliable", True)
+            )
+        ):
+            log.info(
+                "%s: long, above 1080p, variable-rate or without timestamps for %s; trying %s",
+                path,
+                name,
+                names[names.index(name) + 1],
+            )
             reader.close()
             continue
         if large_frames and backend == "decord":
-            log.warning("%s: frames above 1080p: decord's own buffers take about 3 GB at 4K; --decoder auto or pyav stays near 1.5 GB", path)
+            log.warning(
+                "%s: frames above 1080p: decord's own buffers take about 3 GB at 4K; --decoder auto or pyav stays near 1.5 GB",
+                path,
+            )
         return reader
     if not names:
         raise FsvInputError(f"{path}: no decoding backend left to try")

@@ -59,4 +59,10 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise FsvInputError(f"{path}: cannot be read as a video ({type(e).__name__}: {e})") from e
     if num_frames <= 0:
         raise FsvInputError(f"{path}: video stream holds no frames")
-    return VideoInfo(fps=float(Fraction(fps).limit_denominator(100000)), num_frames=num_frames, duration=duration, width=width, height=height)
+    return VideoInfo(
+        fps=float(Fraction(fps).limit_denominator(100000)),
+        num_frames=num_frames,
+        duration=duration,
+        width=width,
+        height=height,
+    )

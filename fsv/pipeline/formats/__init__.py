@@ -19,7 +19,9 @@ from fsv.errors import FsvInputError
 from fsv.pipeline.formats import actionformer, anet_c3d, tsp_h5, video_features, videomaev2_tad, wtalc
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo
 
-FORMATS: dict[str, FeatureFormat] = {m.FORMAT.name: m.FORMAT for m in (wtalc, actionformer, anet_c3d, video_features, videomaev2_tad, tsp_h5)}
+FORMATS: dict[str, FeatureFormat] = {
+    m.FORMAT.name: m.FORMAT for m in (wtalc, actionformer, anet_c3d, video_features, videomaev2_tad, tsp_h5)
+}
 
 
 def feature_format(name: str) -> FeatureFormat:

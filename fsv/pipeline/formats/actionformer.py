@@ -22,15 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps, stored_records
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    fresh_dir,
+    published_spec,
+    require_dir,
+    snippet_steps,
+    stored_records,
+)
 from fsv.pipeline.manifests.model import Manifest
 from fsv.pipeline.spec import FeatureSpec
 
 ANNOTATION_FILE = "thumos14.json"
 
 SPEC = published_spec(
-    "actionformer-i3d-rgbflow-stride4", backbone="i3d", weights="kinetics400 (ActionFormer release)",
-    sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4}, dim=2048, streams=("rgb", "flow"),
+    "actionformer-i3d-rgbflow-stride4",
+    backbone="i3d",
+    weights="kinetics400 (ActionFormer release)",
+    sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4},
+    dim=2048,
+    streams=("rgb", "flow"),
     flow={"method": "tvl1"},
     provenance="ActionFormer (Zhang et al., ECCV 2022) THUMOS14 I3D features, happyharrycn/actionformer_release; also read by TriDet",
 )
@@ -70,10 +83,18 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     for r in records:
         fps = r.fps or store.entry(r.video_id).fps
         database[r.video_id] = {
-            "subset": r.split.capitalize(), "duration": r.duration, "fps": fps,
-            "annotations": [{"label": s.label, "segment": [s.start, s.end],
-                             **({"segment(frames)": [s.start * fps, s.end * fps]} if fps else {}), "label_id": label_id[s.label]}
-                            for s in r.segments],
+            "subset": r.split.capitalize(),
+            "duration": r.duration,
+            "fps": fps,
+            "annotations": [
+                {
+                    "label": s.label,
+                    "segment": [s.start, s.end],
+                    **({"segment(frames)": [s.start * fps, s.end * fps]} if fps else {}),
+                    "label_id": label_id[s.label],
+                }
+                for s in r.segments
+            ],
         }
     written.append(ann / ANNOTATION_FILE)
     written[-1].write_text(json.dumps({"version": f"{manifest.dataset}-fsv", "database": database}), encoding="utf-8")
@@ -82,7 +103,10 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
 
 def config_notes(spec: FeatureSpec) -> list[str]:
     """The dataset-config lines of ActionFormer that read an export of a ``spec`` store."""
-    return ["set in the ActionFormer dataset config:", *(f"  {k}: {'null' if v is None else v}" for k, v in config_for(spec).items())]
+    return [
+        "set in the ActionFormer dataset config:",
+        *(f"  {k}: {'null' if v is None else v}" for k, v in config_for(spec).items()),
+    ]
 
 
 def config_for(spec: FeatureSpec) -> dict[str, object]:
@@ -90,10 +114,16 @@ def config_for(spec: FeatureSpec) -> dict[str, object]:
     ``num_frames``, ``default_fps``: None means each video's fps from the JSON, ``input_dim``)."""
     s = spec.sampling
     if s.get("kind") != "snippets":
-        raise FsvInputError(f"spec {spec.name!r} samples {s.get('kind')}, not snippets: ActionFormer reads snippet features only")
+        raise FsvInputError(
+            f"spec {spec.name!r} samples {s.get('kind')}, not snippets: ActionFormer reads snippet features only"
+        )
     fps = None if s.get("fps") == "native" else float(s["fps"])
-    return {"feat_stride": int(s["stride"]), "num_frames": int(s["snippet"]), "default_fps": fps,
-            "input_dim": int(np.prod(spec.fields[spec.view_field("pooled")].shape))}
+    return {
+        "feat_stride": int(s["stride"]),
+        "num_frames": int(s["snippet"]),
+        "default_fps": fps,
+        "input_dim": int(np.prod(spec.fields[spec.view_field("pooled")].shape)),
+    }
 
 
 FORMAT = FeatureFormat(

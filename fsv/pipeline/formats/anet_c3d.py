@@ -28,8 +28,11 @@ DATASET = "c3d_features"
 STRIDE, SNIPPET = 8, 16
 
 SPEC = published_spec(
-    "anet-c3d-sports1m-pca500", backbone="c3d", weights="sports1m (ActivityNet challenge release)",
-    sampling={"kind": "snippets", "fps": "native", "snippet": SNIPPET, "stride": STRIDE}, dim=500,
+    "anet-c3d-sports1m-pca500",
+    backbone="c3d",
+    weights="sports1m (ActivityNet challenge release)",
+    sampling={"kind": "snippets", "fps": "native", "snippet": SNIPPET, "stride": STRIDE},
+    dim=500,
     provenance="ActivityNet challenge 2016 C3D fc7 PCA-500 features (sub_activitynet_v1-3.c3d.hdf5, activity-net.org)",
 )
 
@@ -54,7 +57,9 @@ def read(source: Path, annotations: Path | None, spec: FeatureSpec) -> Iterator[
         for key in sorted(f):
             node = f[key]
             if not isinstance(node, h5py.Group) or DATASET not in node:
-                raise FsvInputError(f"{source}:/{key}: expected a group holding {DATASET!r} (the ActivityNet C3D layout)")
+                raise FsvInputError(
+                    f"{source}:/{key}: expected a group holding {DATASET!r} (the ActivityNet C3D layout)"
+                )
 
             def load(record: VideoRecord, node: h5py.Group = node) -> Features:
                 x = node[DATASET][()]
@@ -79,9 +84,15 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     """HDF5 file ``out`` with a ``v_<id>/c3d_features`` float32 dataset per video of the store
     (written to a temporary name and renamed, so a failed export leaves nothing)."""
     s = store.spec.sampling
-    if s.get("kind") != "snippets" or (int(s["snippet"]), int(s["stride"])) != (SNIPPET, STRIDE) or len(store.spec.fields) != 1:
-        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} samples {s}, not the ActivityNet C3D time base (16 frames every 8), "
-                            "which their readers assume; export it as actionformer or video-features instead")
+    if (
+        s.get("kind") != "snippets"
+        or (int(s["snippet"]), int(s["stride"])) != (SNIPPET, STRIDE)
+        or len(store.spec.fields) != 1
+    ):
+        raise FsvInputError(
+            f"{store.path}: spec {store.spec.name!r} samples {s}, not the ActivityNet C3D time base (16 frames every 8), "
+            "which their readers assume; export it as actionformer or video-features instead"
+        )
     if out.exists():
         raise FsvInputError(f"{out}: exists; export into a new file")
     if not out.parent.is_dir():
@@ -95,7 +106,9 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
         with h5py.File(tmp, "w") as f:
             for vid in ids:
                 key = vid if vid.startswith("v_") else f"v_{vid}"
-                f.create_group(key).create_dataset(DATASET, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32))
+                f.create_group(key).create_dataset(
+                    DATASET, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32)
+                )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

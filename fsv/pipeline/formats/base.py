@@ -80,16 +80,32 @@ class FeatureFormat:
         return self.specs[0]
 
 
-def published_spec(name: str, *, backbone: str, weights: str, sampling: dict, dim: int, provenance: str,
-                   streams: tuple[str, ...] = ("rgb",), flow: dict | None = None) -> FeatureSpec:
+def published_spec(
+    name: str,
+    *,
+    backbone: str,
+    weights: str,
+    sampling: dict,
+    dim: int,
+    provenance: str,
+    streams: tuple[str, ...] = ("rgb",),
+    flow: dict | None = None,
+) -> FeatureSpec:
     """The spec of a published feature set: float32 ``features`` of ``(dim,)`` per step (stored as
     published, so an export gives the same numbers back), with its provenance and, for two-stream
     features, their layout in ``extra`` (VQK-Net gives each stream its own branch)."""
     extra: dict = {"provenance": provenance}
     if len(streams) > 1:  # read back by FeatureSpec.streams
         extra["layout"] = " then ".join(f"{st} ({dim // len(streams)})" for st in streams)
-    return FeatureSpec(name=name, backbone=backbone, weights={"name": weights, "sha256": None}, sampling=sampling,
-                       fields={"features": FieldSpec((dim,), "float32")}, flow=flow, extra=extra)
+    return FeatureSpec(
+        name=name,
+        backbone=backbone,
+        weights={"name": weights, "sha256": None},
+        sampling=sampling,
+        fields={"features": FieldSpec((dim,), "float32")},
+        flow=flow,
+        extra=extra,
+    )
 
 
 def snippet_steps(record: VideoRecord, spec: FeatureSpec) -> float | None:
@@ -124,5 +140,7 @@ def stored_records(store: Any, manifest: Manifest) -> list[VideoRecord]:
     annotations writes); none is an input error: the manifest is not the store's."""
     records = [r for r in manifest if r.video_id in store.index]
     if not records:
-        raise FsvInputError(f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest")
+        raise FsvInputError(
+            f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest"
+        )
     return records

@@ -26,13 +26,23 @@ from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, publ
 from fsv.pipeline.manifests.model import Manifest
 
 SPECS = (
-    published_spec("tsp-r2plus1d-34-activitynet-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_activitynet (TSP release)",
-                   sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16}, dim=512,
-                   provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 ActivityNet features, HumamAlwassel/TSP; "
-                              "read by BMN, G-TAD and ActionFormer's ActivityNet runs"),
-    published_spec("tsp-r2plus1d-34-thumos14-h5", backbone="tsp-r2plus1d-34", weights="r2plus1d_34-tsp_on_thumos14 (TSP release)",
-                   sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1}, dim=512,
-                   provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 THUMOS14 features (dense clips, STRIDE=1), HumamAlwassel/TSP"),
+    published_spec(
+        "tsp-r2plus1d-34-activitynet-h5",
+        backbone="tsp-r2plus1d-34",
+        weights="r2plus1d_34-tsp_on_activitynet (TSP release)",
+        sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 16},
+        dim=512,
+        provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 ActivityNet features, HumamAlwassel/TSP; "
+        "read by BMN, G-TAD and ActionFormer's ActivityNet runs",
+    ),
+    published_spec(
+        "tsp-r2plus1d-34-thumos14-h5",
+        backbone="tsp-r2plus1d-34",
+        weights="r2plus1d_34-tsp_on_thumos14 (TSP release)",
+        sampling={"kind": "snippets", "fps": 15, "snippet": 16, "stride": 1},
+        dim=512,
+        provenance="TSP (Alwassel et al., ICCVW 2021) R(2+1)D-34 THUMOS14 features (dense clips, STRIDE=1), HumamAlwassel/TSP",
+    ),
 )
 
 
@@ -48,7 +58,9 @@ def read(source: Path, annotations: Path | None, spec) -> Iterator[SourceVideo]:
         for key in sorted(f):
             node = f[key]
             if not isinstance(node, h5py.Dataset):
-                raise FsvInputError(f"{source}:/{key}: expected a dataset of clip features (TSP's layout: one dataset per video)")
+                raise FsvInputError(
+                    f"{source}:/{key}: expected a dataset of clip features (TSP's layout: one dataset per video)"
+                )
             yield SourceVideo(key, f"{source}:/{key}", lambda record, node=node: Features({"": node[()]}))
     finally:
         f.close()
@@ -65,9 +77,16 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     from fsv.pipeline.store.transfer import require_h5_names
 
     s = store.spec.sampling
-    if s.get("kind") != "snippets" or s.get("fps") != 15 or int(s.get("snippet", 0)) != 16 or len(store.spec.fields[store.spec.view_field("pooled")].shape) != 1:
-        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} samples {s}, not TSP's time base (16-frame clips at 15 fps), which "
-                            "its readers assume; export it as actionformer or video-features instead")
+    if (
+        s.get("kind") != "snippets"
+        or s.get("fps") != 15
+        or int(s.get("snippet", 0)) != 16
+        or len(store.spec.fields[store.spec.view_field("pooled")].shape) != 1
+    ):
+        raise FsvInputError(
+            f"{store.path}: spec {store.spec.name!r} samples {s}, not TSP's time base (16-frame clips at 15 fps), which "
+            "its readers assume; export it as actionformer or video-features instead"
+        )
     if out.exists():
         raise FsvInputError(f"{out}: exists; export into a new file")
     if not out.parent.is_dir():
@@ -80,7 +99,9 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
         with h5py.File(tmp, "w") as f:
             for vid in ids:
                 key = f"v_{vid}" if activitynet and not vid.startswith("v_") else vid
-                f.create_dataset(key, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32))
+                f.create_dataset(
+                    key, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32)
+                )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

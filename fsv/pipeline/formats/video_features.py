@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem, fresh_dir, published_spec, require_dir, snippet_steps
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    VideoProblem,
+    fresh_dir,
+    published_spec,
+    require_dir,
+    snippet_steps,
+)
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
 
@@ -40,17 +49,42 @@ class Extractor:
     window: int | None
 
 
-def _spec(name: str, backbone: str, weights: str, dim: int, extractor: str, sampling: dict, streams: tuple[str, ...] = ("rgb",)) -> FeatureSpec:
-    return published_spec(name, backbone=backbone, weights=weights, sampling=sampling, dim=dim, streams=streams, provenance=PROVENANCE.format(extractor),
-                          flow={"method": "raft"} if "flow" in streams else None)
+def _spec(
+    name: str,
+    backbone: str,
+    weights: str,
+    dim: int,
+    extractor: str,
+    sampling: dict,
+    streams: tuple[str, ...] = ("rgb",),
+) -> FeatureSpec:
+    return published_spec(
+        name,
+        backbone=backbone,
+        weights=weights,
+        sampling=sampling,
+        dim=dim,
+        streams=streams,
+        provenance=PROVENANCE.format(extractor),
+        flow={"method": "raft"} if "flow" in streams else None,
+    )
 
 
 I3D_SAMPLING = {"kind": "snippets", "fps": "native", "snippet": 64, "stride": 64}
 SPECS = (
     _spec("video-features-i3d-rgbflow", "i3d", "kinetics400 (pytorch-i3d)", 2048, "i3d", I3D_SAMPLING, ("rgb", "flow")),
     _spec("video-features-i3d-rgb", "i3d", "kinetics400 (pytorch-i3d)", 1024, "i3d, streams rgb", I3D_SAMPLING),
-    _spec("video-features-resnet50", "resnet50", "imagenet (torchvision)", 2048, "resnet, model_name resnet50", {"kind": "frames"}),
-    _spec("video-features-clip-vit-b-32", "clip", "openai ViT-B/32", 512, "clip, model_name ViT-B/32", {"kind": "frames"}),
+    _spec(
+        "video-features-resnet50",
+        "resnet50",
+        "imagenet (torchvision)",
+        2048,
+        "resnet, model_name resnet50",
+        {"kind": "frames"},
+    ),
+    _spec(
+        "video-features-clip-vit-b-32", "clip", "openai ViT-B/32", 512, "clip, model_name ViT-B/32", {"kind": "frames"}
+    ),
 )
 EXTRACTORS = {
     "video-features-i3d-rgbflow": Extractor(("rgb", "flow"), 64),
@@ -65,7 +99,9 @@ def extractor_of(spec: FeatureSpec) -> Extractor:
     try:
         return EXTRACTORS[spec.name]
     except KeyError:
-        raise FsvInputError(f"the video-features format reads the specs {', '.join(EXTRACTORS)}, not {spec.name!r}") from None
+        raise FsvInputError(
+            f"the video-features format reads the specs {', '.join(EXTRACTORS)}, not {spec.name!r}"
+        ) from None
 
 
 def _load_video(folder: Path, stem: str, ex: Extractor) -> Features:
@@ -80,8 +116,10 @@ def _load_video(folder: Path, stem: str, ex: Extractor) -> Features:
     ts = np.load(folder / f"{stem}_{TIMESTAMPS}.npy", allow_pickle=False).astype(np.float64).ravel() / 1000.0
     lengths = {len(p) for p in parts} | {len(ts)}
     if len(lengths) != 1:
-        raise VideoProblem(f"{folder}: video {stem} has {[len(p) for p in parts]} feature steps ({', '.join(ex.keys)}) but {len(ts)} timestamps; "
-                            "re-extract it")
+        raise VideoProblem(
+            f"{folder}: video {stem} has {[len(p) for p in parts]} feature steps ({', '.join(ex.keys)}) but {len(ts)} timestamps; "
+            "re-extract it"
+        )
     x = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
     start, end = (ts - ex.window / fps, ts) if ex.window else (ts, ts + 1.0 / fps)
     return Features({"": x}, spans=np.stack([np.maximum(start, 0.0), end], axis=1))
@@ -94,10 +132,14 @@ def read(source: Path, annotations: Path | None, spec: FeatureSpec) -> Iterator[
     require_dir(source, "video_features outputs (<stem>_<key>.npy, <stem>_fps.npy, <stem>_timestamps_ms.npy)")
     stems = sorted(p.name[: -len(f"_{TIMESTAMPS}.npy")] for p in source.glob(f"*_{TIMESTAMPS}.npy"))
     if not stems:
-        raise FsvInputError(f"{source}: no <stem>_{TIMESTAMPS}.npy files: not a video_features output folder "
-                            "(r21d / s3d / vggish outputs carry no timestamps; import them as a plain folder)")
+        raise FsvInputError(
+            f"{source}: no <stem>_{TIMESTAMPS}.npy files: not a video_features output folder "
+            "(r21d / s3d / vggish outputs carry no timestamps; import them as a plain folder)"
+        )
     for stem in stems:
-        yield SourceVideo(stem, str(source / f"{stem}_{ex.keys[0]}.npy"), lambda record, stem=stem: _load_video(source, stem, ex))
+        yield SourceVideo(
+            stem, str(source / f"{stem}_{ex.keys[0]}.npy"), lambda record, stem=stem: _load_video(source, stem, ex)
+        )
 
 
 def export_extractor(spec: FeatureSpec) -> Extractor:
@@ -108,10 +150,14 @@ def export_extractor(spec: FeatureSpec) -> Extractor:
         return EXTRACTORS[spec.name]
     kind = spec.sampling.get("kind")
     if kind == "tsn":
-        raise FsvInputError(f"spec {spec.name!r} samples TSN segments, which video_features outputs cannot express (no per-step times)")
+        raise FsvInputError(
+            f"spec {spec.name!r} samples TSN segments, which video_features outputs cannot express (no per-step times)"
+        )
     # video_features names a frame-wise extractor's key by its family: "clip" for every CLIP model
     name = "clip" if spec.backbone.startswith("clip-") else spec.backbone
-    keys = spec.streams if len(spec.streams) > 1 else ((spec.streams or ("rgb",)) if spec.backbone == "i3d" else (name,))
+    keys = (
+        spec.streams if len(spec.streams) > 1 else ((spec.streams or ("rgb",)) if spec.backbone == "i3d" else (name,))
+    )
     return Extractor(tuple(keys), int(spec.sampling["snippet"]) if kind == "snippets" else None)
 
 
@@ -124,11 +170,17 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     stems = [Path(vid).name for vid in ids]
     if len(set(stems)) < len(stems):
         clash = next(s for s in stems if stems.count(s) > 1)
-        raise FsvInputError(f"{store.path}: several videos share the file stem {clash!r}; video_features names files by stem alone")
+        raise FsvInputError(
+            f"{store.path}: several videos share the file stem {clash!r}; video_features names files by stem alone"
+        )
     written = []
     for vid in ids:
         stem = Path(vid).name
-        x, spans, fps = store.get(vid, field=store.spec.view_field("pooled")).astype(np.float64), store.spans(vid), store.entry(vid).fps
+        x, spans, fps = (
+            store.get(vid, field=store.spec.view_field("pooled")).astype(np.float64),
+            store.spans(vid),
+            store.entry(vid).fps,
+        )
         if not fps:
             raise FsvInputError(f"{store.path}: video {vid} has no frame rate; video_features files need one")
         for key, part in zip(ex.keys, np.split(x, len(ex.keys), axis=-1), strict=True):

@@ -19,18 +19,36 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    fresh_dir,
+    published_spec,
+    require_dir,
+    snippet_steps,
+)
 from fsv.pipeline.manifests.model import Manifest
 from fsv.pipeline.spec import FeatureSpec
 
 PROVENANCE = "VideoMAE V2-g (Wang et al., CVPR 2023) TAD features, OpenGVLab/VideoMAEv2 extract_tad_feature.py"
 SPECS = (
-    published_spec("videomaev2-tad-th14-mae-g-16-4", backbone="videomaev2-g", weights="vit_g_hybrid_pt_1200e_k710_ft (OpenGVLab release)",
-                   sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4}, dim=1408,
-                   provenance=f"{PROVENANCE}: th14_mae_g_16_4 (THUMOS14); read by ActionFormer, TriDet, OpenTAD"),
-    published_spec("videomaev2-tad-fineaction-mae-g-16-16", backbone="videomaev2-g", weights="vit_g_hybrid_pt_1200e_k710_ft (OpenGVLab release)",
-                   sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 16}, dim=1408,
-                   provenance=f"{PROVENANCE}: fineaction_mae_g (FineAction)"),
+    published_spec(
+        "videomaev2-tad-th14-mae-g-16-4",
+        backbone="videomaev2-g",
+        weights="vit_g_hybrid_pt_1200e_k710_ft (OpenGVLab release)",
+        sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 4},
+        dim=1408,
+        provenance=f"{PROVENANCE}: th14_mae_g_16_4 (THUMOS14); read by ActionFormer, TriDet, OpenTAD",
+    ),
+    published_spec(
+        "videomaev2-tad-fineaction-mae-g-16-16",
+        backbone="videomaev2-g",
+        weights="vit_g_hybrid_pt_1200e_k710_ft (OpenGVLab release)",
+        sampling={"kind": "snippets", "fps": "native", "snippet": 16, "stride": 16},
+        dim=1408,
+        provenance=f"{PROVENANCE}: fineaction_mae_g (FineAction)",
+    ),
 )
 
 
@@ -46,13 +64,17 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     them (the video file's stem)."""
     s = store.spec.sampling
     if s.get("kind") != "snippets" or s.get("fps") != "native" or int(s.get("snippet", 0)) != 16:
-        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} samples {s}, not VideoMAE V2's time base (16 native frames per "
-                            "window), which the configs that read it assume; export it as actionformer or video-features instead")
+        raise FsvInputError(
+            f"{store.path}: spec {store.spec.name!r} samples {s}, not VideoMAE V2's time base (16 native frames per "
+            "window), which the configs that read it assume; export it as actionformer or video-features instead"
+        )
     ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
     stems = [Path(vid).name for vid in ids]
     if len(set(stems)) < len(stems):
         clash = next(s for s in stems if stems.count(s) > 1)
-        raise FsvInputError(f"{store.path}: several videos share the file stem {clash!r}; the release names files by stem alone")
+        raise FsvInputError(
+            f"{store.path}: several videos share the file stem {clash!r}; the release names files by stem alone"
+        )
     out = fresh_dir(out)
     written = []
     for vid in ids:

@@ -30,7 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, fresh_dir, published_spec, require_dir, snippet_steps, stored_records
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    fresh_dir,
+    published_spec,
+    require_dir,
+    snippet_steps,
+    stored_records,
+)
 from fsv.pipeline.manifests.model import LABEL_SEP, Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
 from fsv.safe_pickle.arrays import load_npy
@@ -41,8 +50,12 @@ PREFIXES = {"thumos14": "Thumos14reduced", "activitynet12": "ActivityNet1.2"}
 AMBIGUOUS_FILE = "Ambiguous_test.txt"
 
 SPEC = published_spec(
-    "wtalc-i3d-rgbflow-25fps", backbone="i3d", weights="kinetics400 (W-TALC release)",
-    sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16}, dim=2048, streams=("rgb", "flow"),
+    "wtalc-i3d-rgbflow-25fps",
+    backbone="i3d",
+    weights="kinetics400 (W-TALC release)",
+    sampling={"kind": "snippets", "fps": 25, "snippet": 16, "stride": 16},
+    dim=2048,
+    streams=("rgb", "flow"),
     flow={"method": "tvl1"},
     provenance="W-TALC (Paul et al., ECCV 2018) I3D features, sujoyp/wtalc-pytorch; read unchanged by 3C-Net, CO2-Net, HAM-Net and VQK-Net",
 )
@@ -52,7 +65,9 @@ def annotations_of(features: Path) -> Path:
     """The annotation folder beside a ``<prefix>-<kind>-JOINTFeatures.npy`` file: ``<prefix>-Annotations``."""
     m = FEATURES_NAME.match(features.name)
     if m is None:
-        raise FsvInputError(f"{features}: not a W-TALC feature file name (<prefix>-I3D-JOINTFeatures.npy); pass --annotations DIR")
+        raise FsvInputError(
+            f"{features}: not a W-TALC feature file name (<prefix>-I3D-JOINTFeatures.npy); pass --annotations DIR"
+        )
     return features.with_name(f"{m['prefix']}-Annotations")
 
 
@@ -65,14 +80,18 @@ def _read_arrays(folder: Path) -> dict[str, np.ndarray]:
     names = ("videoname", "subset", "classlist", "segments", "labels", "labels_all", "duration")
     missing = [n for n in names if not (folder / f"{n}.npy").is_file()]
     if missing:
-        raise FsvInputError(f"{folder}: missing {', '.join(f'{n}.npy' for n in missing)} (the W-TALC annotation layout)")
+        raise FsvInputError(
+            f"{folder}: missing {', '.join(f'{n}.npy' for n in missing)} (the W-TALC annotation layout)"
+        )
     arrays = {n: load_npy(folder / f"{n}.npy") for n in names}
     if (folder / "original_fps.npy").is_file():
         arrays["original_fps"] = load_npy(folder / "original_fps.npy")
     n = len(arrays["videoname"])
     for name, a in arrays.items():
         if name != "classlist" and len(a) != n:
-            raise FsvInputError(f"{folder / (name + '.npy')}: {len(a)} entries, videoname.npy has {n}; the arrays must be index-aligned")
+            raise FsvInputError(
+                f"{folder / (name + '.npy')}: {len(a)} entries, videoname.npy has {n}; the arrays must be index-aligned"
+            )
     return arrays
 
 
@@ -90,20 +109,34 @@ def build_manifest(folder: Path) -> Manifest:
             try:
                 ambiguous.setdefault(parts[0], []).append((float(parts[-2]), float(parts[-1])))
             except (IndexError, ValueError):
-                raise FsvInputError(f"{folder / AMBIGUOUS_FILE}:{k}: expected 'video start end', got {line.strip()!r}") from None
+                raise FsvInputError(
+                    f"{folder / AMBIGUOUS_FILE}:{k}: expected 'video start end', got {line.strip()!r}"
+                ) from None
     records = []
     for i, vid in enumerate(_strings(a["videoname"])):
         seg_list, lab_list = list(a["segments"][i]), _strings(np.asarray(list(a["labels"][i]), dtype=object))
         if len(seg_list) != len(lab_list):
             raise FsvInputError(f"{folder}: video {vid} has {len(seg_list)} segments but {len(lab_list)} labels")
-        segments = tuple(sorted((Segment(float(s), float(e), lab) for (s, e), lab in zip(seg_list, lab_list)), key=lambda s: (s.start, s.end)))
-        subset = _strings(a["subset"][i:i + 1])[0]
+        segments = tuple(
+            sorted(
+                (Segment(float(s), float(e), lab) for (s, e), lab in zip(seg_list, lab_list)),
+                key=lambda s: (s.start, s.end),
+            )
+        )
+        subset = _strings(a["subset"][i : i + 1])[0]
         fps = float(a["original_fps"][i]) if "original_fps" in a else None
-        records.append(VideoRecord(
-            video_id=vid, path=f"{subset}/{vid}.mp4", label=LABEL_SEP.join(_strings(np.asarray(list(a["labels_all"][i]), dtype=object))),
-            split=subset, fps=fps, duration=float(np.asarray(a["duration"][i]).ravel()[0]), segments=segments,
-            ambiguous=tuple(ambiguous.get(vid, ())),
-        ))
+        records.append(
+            VideoRecord(
+                video_id=vid,
+                path=f"{subset}/{vid}.mp4",
+                label=LABEL_SEP.join(_strings(np.asarray(list(a["labels_all"][i]), dtype=object))),
+                split=subset,
+                fps=fps,
+                duration=float(np.asarray(a["duration"][i]).ravel()[0]),
+                segments=segments,
+                ambiguous=tuple(ambiguous.get(vid, ())),
+            )
+        )
     prefix = folder.name.removesuffix("-Annotations")
     dataset = next((d for d, p in PREFIXES.items() if p == prefix), prefix.lower())
     return Manifest(dataset, records, classes, "localization")
@@ -118,10 +151,14 @@ def read(source: Path, annotations: Path | None, spec: FeatureSpec) -> Iterator[
     names = _strings(load_npy(require_dir(folder, "the W-TALC annotation arrays") / "videoname.npy"))
     features = load_npy(source)
     if features.ndim != 1 or len(features) != len(names):
-        raise FsvInputError(f"{source}: holds {features.shape} arrays but {folder / 'videoname.npy'} names {len(names)} videos; "
-                            "the feature file and the annotations must come from the same release")
+        raise FsvInputError(
+            f"{source}: holds {features.shape} arrays but {folder / 'videoname.npy'} names {len(names)} videos; "
+            "the feature file and the annotations must come from the same release"
+        )
     for i, vid in enumerate(names):
-        yield SourceVideo(vid, f"{source}[{i}] ({vid})", lambda record, x=features[i]: Features({"": np.asarray(x, dtype=np.float32)}))
+        yield SourceVideo(
+            vid, f"{source}[{i}] ({vid})", lambda record, x=features[i]: Features({"": np.asarray(x, dtype=np.float32)})
+        )
 
 
 def write(store, manifest: Manifest, out: Path) -> list[Path]:
@@ -129,9 +166,11 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     videos that the store holds, in manifest order (index-aligned, as the lineage reads them)."""
     field = store.spec.fields.get("features")
     if store.spec.sampling != SPEC.sampling or field is None or field.shape != (2048,):
-        raise FsvInputError(f"{store.path}: spec {store.spec.name!r} ({store.spec.sampling}, fields {dict(store.spec.fields)}) is not the W-TALC "
-                            f"time base {SPEC.sampling} with 2048-d RGB then flow rows, which their code assumes; export it as actionformer "
-                            "or video-features, whose readers take the time base from their config or timestamps")
+        raise FsvInputError(
+            f"{store.path}: spec {store.spec.name!r} ({store.spec.sampling}, fields {dict(store.spec.fields)}) is not the W-TALC "
+            f"time base {SPEC.sampling} with 2048-d RGB then flow rows, which their code assumes; export it as actionformer "
+            "or video-features, whose readers take the time base from their config or timestamps"
+        )
     out = fresh_dir(out)
     prefix = PREFIXES.get(manifest.dataset, manifest.dataset)
     records = stored_records(store, manifest)

@@ -50,7 +50,9 @@ def duplicate_ids(manifest: Manifest) -> ProblemList:
 def require_unique_ids(manifest: Manifest) -> None:
     """Raise :class:`FsvInputError` naming both lines of every id the manifest has twice: a store
     keyed by video id would keep one of them silently."""
-    duplicate_ids(manifest).raise_if_any(f"manifest {manifest.path or manifest.dataset} has duplicate video ids (features are keyed by id; fix the manifest)")
+    duplicate_ids(manifest).raise_if_any(
+        f"manifest {manifest.path or manifest.dataset} has duplicate video ids (features are keyed by id; fix the manifest)"
+    )
 
 
 def _check_record(r: VideoRecord, classes: set[str], source: str, problems: ProblemList) -> None:
@@ -91,7 +93,7 @@ def _check_disjoint_classes(manifest: Manifest, source: str, problems: ProblemLi
             first.setdefault((r.split, lab), r.line)
     splits = list(split_classes)
     for i, a in enumerate(splits):
-        for b in splits[i + 1:]:
+        for b in splits[i + 1 :]:
             for lab in sorted(split_classes[a] & split_classes[b]):
                 problems.add(
                     source,

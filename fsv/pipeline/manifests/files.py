@@ -6,7 +6,21 @@ import os
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif", ".3gp", ".ogv")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".webm",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".gif",
+    ".3gp",
+    ".ogv",
+)
 
 
 class FileIndex:

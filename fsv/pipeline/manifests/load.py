@@ -26,4 +26,6 @@ def load_manifest(spec: str, root: Path | None = None) -> Manifest:
             raise FsvInputError(f"dataset {name!r} has no manifest: run `fsv datasets set {name} --manifest FILE`")
         return build_manifest(name, root=root or loc.root)
     names = sorted(set(dataset_names()) | set(configured_names()))
-    raise FsvInputError(f"{spec}: neither a manifest file nor a dataset name ({', '.join(names)}); add your own with `fsv datasets set`")
+    raise FsvInputError(
+        f"{spec}: neither a manifest file nor a dataset name ({', '.join(names)}); add your own with `fsv datasets set`"
+    )

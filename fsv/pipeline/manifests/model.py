@@ -174,8 +174,15 @@ class Manifest:
                 "with_duration": sum(r.duration is not None for r in rows),
                 "with_fps": sum(r.fps is not None for r in rows),
             }
-        return {"dataset": self.dataset, "task": self.task, "path": str(self.path) if self.path else None, "videos": len(self),
-                "classes": len(self.classes), "sha256": self.sha256, "splits": splits}
+        return {
+            "dataset": self.dataset,
+            "task": self.task,
+            "path": str(self.path) if self.path else None,
+            "videos": len(self),
+            "classes": len(self.classes),
+            "sha256": self.sha256,
+            "splits": splits,
+        }
 
     def with_records(self, records: list[VideoRecord]) -> "Manifest":
         return Manifest(self.dataset, records, list(self.classes), self.task, self.path)
@@ -218,7 +225,7 @@ class Manifest:
         first = 0
         if lines and lines[0].startswith(HEADER_TAG):
             try:
-                header = json.loads(lines[0][len(HEADER_TAG):])
+                header = json.loads(lines[0][len(HEADER_TAG) :])
             except json.JSONDecodeError as e:
                 own.add(str(path), 1, f"unreadable manifest header ({e}); rebuild with `fsv manifest build`")
             first = 1
@@ -229,7 +236,9 @@ class Manifest:
         records = [r for r in (_parse_row(row, line, str(path), own) for line, row in rows) if r is not None]
         classes = header.get("classes")
         if classes is None:
-            classes = sorted({lab for r in records for lab in r.labels} | {s.label for r in records for s in r.segments})
+            classes = sorted(
+                {lab for r in records for lab in r.labels} | {s.label for r in records for s in r.segments}
+            )
         manifest = cls(
             dataset=header.get("dataset", path.stem),
             records=records,
@@ -250,7 +259,9 @@ def _decode(path: Path) -> str:
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError as e:
-            raise FsvInputError(f"manifest {path}: starts as UTF-16 but byte {e.start} is not UTF-16 ({e.reason}); save it as UTF-8") from None
+            raise FsvInputError(
+                f"manifest {path}: starts as UTF-16 but byte {e.start} is not UTF-16 ({e.reason}); save it as UTF-8"
+            ) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -372,7 +383,9 @@ def _parse_segments(text: str, line: int, source: str, vid: str, problems: Probl
     return segs
 
 
-def _parse_ambiguous(text: str, line: int, source: str, vid: str, problems: ProblemList) -> tuple[tuple[float, float], ...] | None:
+def _parse_ambiguous(
+    text: str, line: int, source: str, vid: str, problems: ProblemList
+) -> tuple[tuple[float, float], ...] | None:
     text = text.strip()
     if not text:
         return ()

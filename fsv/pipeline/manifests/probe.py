@@ -38,7 +38,9 @@ class _TaskProgress(Callback):
         self._progress.advance(self._task, self._sizes.get(key[0] if isinstance(key, tuple) else key, 0))
 
 
-def probe_manifest(manifest: Manifest, root: str | Path, *, workers: int | None = None, batch: int = 16) -> tuple[Manifest, ProblemList]:
+def probe_manifest(
+    manifest: Manifest, root: str | Path, *, workers: int | None = None, batch: int = 16
+) -> tuple[Manifest, ProblemList]:
     """A copy of ``manifest`` with fps/num_frames/duration filled from the files under ``root``.
 
     Probing runs as dask tasks of ``batch`` files on a thread pool (PyAV releases the GIL while it
@@ -49,7 +51,7 @@ def probe_manifest(manifest: Manifest, root: str | Path, *, workers: int | None 
     if not root.is_dir():
         raise FsvInputError(f"data root {root} is not a directory")
     records = manifest.records
-    chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
     tasks = [dask.delayed(_probe_batch, pure=False)([root / r.path for r in chunk]) for chunk in chunks]
     sizes = {t.key: len(c) for t, c in zip(tasks, chunks)}
     with make_progress() as progress:

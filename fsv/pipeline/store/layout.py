@@ -68,7 +68,13 @@ class StoreLayout:
         return rows * max(1, self.shard_bytes // (rows * max(row_bytes, 1)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chunk_bytes": self.chunk_bytes, "shard_bytes": self.shard_bytes, "codec": self.codec, "clevel": self.clevel, "shuffle": self.shuffle}
+        return {
+            "chunk_bytes": self.chunk_bytes,
+            "shard_bytes": self.shard_bytes,
+            "codec": self.codec,
+            "clevel": self.clevel,
+            "shuffle": self.shuffle,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StoreLayout":
@@ -120,8 +126,19 @@ class Entry:
         malformed one)."""
         crc = d.get("crc32")
         return cls(
-            d["id"], d["status"], part, int(d.get("offset", 0)), int(d.get("length", 0)), d.get("fps"), d.get("num_frames"), d.get("duration"),
-            {k: int(v) for k, v in crc.items()} if crc else {}, d.get("error"), float(d.get("t", 0.0)), d.get("meta") or {}, line,
+            d["id"],
+            d["status"],
+            part,
+            int(d.get("offset", 0)),
+            int(d.get("length", 0)),
+            d.get("fps"),
+            d.get("num_frames"),
+            d.get("duration"),
+            {k: int(v) for k, v in crc.items()} if crc else {},
+            d.get("error"),
+            float(d.get("t", 0.0)),
+            d.get("meta") or {},
+            line,
         )
 
 

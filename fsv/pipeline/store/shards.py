@@ -56,7 +56,7 @@ def run_sliced(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     if n <= 1:
         return [fn(x) for x in items]
     bounds = [len(items) * i // n for i in range(n + 1)]
-    slices = [items[bounds[i]:bounds[i + 1]] for i in range(n)]
+    slices = [items[bounds[i] : bounds[i + 1]] for i in range(n)]
     futures = [thread_pool().submit(lambda sl: [fn(x) for x in sl], sl) for sl in slices[1:]]
     out = [fn(x) for x in slices[0]]
     for f in futures:
@@ -108,7 +108,10 @@ def parse_meta(array_dir: Path) -> _Meta | None:
         if shard_shape[1:] != shape[1:] or chunk_shape[1:] != shape[1:] or cfg.get("index_location", "end") != "end":
             return None
         names = [c["name"] for c in cfg["codecs"]]
-        if names not in (["bytes"], ["bytes", "blosc"]) or cfg["codecs"][0].get("configuration", {}).get("endian", "little") != "little":
+        if (
+            names not in (["bytes"], ["bytes", "blosc"])
+            or cfg["codecs"][0].get("configuration", {}).get("endian", "little") != "little"
+        ):
             return None
         if [c["name"] for c in cfg["index_codecs"]] != ["bytes", "crc32c"]:
             return None
@@ -158,9 +161,13 @@ class ShardedRows:
             f.seek(st.st_size - size)
             raw = f.read(size)
         if len(raw) != size:
-            raise StoreCorruptError(f"{path}: truncated shard file (size {st.st_size}); the store is damaged: run `fsv store verify` on it")
+            raise StoreCorruptError(
+                f"{path}: truncated shard file (size {st.st_size}); the store is damaged: run `fsv store verify` on it"
+            )
         if google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-            raise StoreCorruptError(f"{path}: the shard index does not match its checksum; the store is damaged: run `fsv store verify` on it")
+            raise StoreCorruptError(
+                f"{path}: the shard index does not match its checksum; the store is damaged: run `fsv store verify` on it"
+            )
         index = np.frombuffer(raw[:-4], dtype="<u8").reshape(n, 2)
         self._index[shard] = (stamp, index)
         return index
@@ -216,12 +223,14 @@ class ShardedRows:
             data = blosc.decompress(task.raw) if self.meta.compressed else task.raw
             block = np.frombuffer(data, dtype=self.meta.dtype).reshape(-1, *self.row_shape)
         except (RuntimeError, ValueError) as e:  # blosc on a damaged chunk, or a chunk of the wrong size
-            raise StoreCorruptError(f"{task.path}: the chunk of rows from {task.chunk_row} cannot be decoded ({e}); the store is damaged: "
-                                    "run `fsv store verify` on it") from e
+            raise StoreCorruptError(
+                f"{task.path}: the chunk of rows from {task.chunk_row} cannot be decoded ({e}); the store is damaged: "
+                "run `fsv store verify` on it"
+            ) from e
         for a, b, lo, out in task.targets:
-            out[a - lo:b - lo] = block[a - task.chunk_row:b - task.chunk_row]
+            out[a - lo : b - lo] = block[a - task.chunk_row : b - task.chunk_row]
         r0 = task.chunk_row
-        return [c for c in task.checks if rows_crc32(block[c[0] - r0:c[1] - r0]) != c[2]]
+        return [c for c in task.checks if rows_crc32(block[c[0] - r0 : c[1] - r0]) != c[2]]
 
     def _fetch(
         self,
@@ -240,7 +249,7 @@ class ShardedRows:
             off, nbytes = (EMPTY, 0) if index is None else (index[chunk - base, 0], int(index[chunk - base, 1]))
             if off == EMPTY:
                 for a, b, lo, out in wanted[chunk]:
-                    out[a - lo:b - lo] = self.meta.fill_value
+                    out[a - lo : b - lo] = self.meta.fill_value
                 rest += checks.get(chunk, ())
             else:
                 present.append((chunk, int(off), nbytes))
@@ -260,10 +269,20 @@ class ShardedRows:
                 start, stop = group[0][1], max(off + n for _, off, n in group)
                 buf = os.pread(fd, stop - start, start)
                 if len(buf) != stop - start:
-                    raise StoreCorruptError(f"{path}: truncated shard file; the store is damaged: run `fsv store verify` on it")
+                    raise StoreCorruptError(
+                        f"{path}: truncated shard file; the store is damaged: run `fsv store verify` on it"
+                    )
                 view = memoryview(buf)
                 for chunk, off, nbytes in group:
-                    tasks.append(ChunkTask(view[off - start:off - start + nbytes], chunk * cr, tuple(wanted[chunk]), path, tuple(checks.get(chunk, ()))))
+                    tasks.append(
+                        ChunkTask(
+                            view[off - start : off - start + nbytes],
+                            chunk * cr,
+                            tuple(wanted[chunk]),
+                            path,
+                            tuple(checks.get(chunk, ())),
+                        )
+                    )
         finally:
             os.close(fd)
         return tasks

@@ -74,7 +74,7 @@ class PackedFeatures:
     def video(self, i: int) -> np.ndarray:
         """Features of the ``i``-th video, ``(T, *field shape)`` (a view)."""
         o = int(self.offsets[i])
-        return self.data[o:o + int(self.lengths[i])]
+        return self.data[o : o + int(self.lengths[i])]
 
 
 class FeatureStore:
@@ -148,7 +148,9 @@ class FeatureStore:
         path = Path(path)
         meta = path / "zarr.json"
         if not meta.is_file():
-            raise FsvInputError(f"{path} is not a feature store (no zarr.json); create it with `fsv extract` or `fsv store import`")
+            raise FsvInputError(
+                f"{path} is not a feature store (no zarr.json); create it with `fsv extract` or `fsv store import`"
+            )
         try:
             attrs = json.loads(meta.read_text())["attributes"][ATTRS_KEY]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -179,12 +181,19 @@ class FeatureStore:
         records the store's earlier manifest hashes when the user allowed another manifest."""
         from fsv.pipeline.store.writer import PartWriter
 
-        return PartWriter(self, shard=shard, manifest_sha256=manifest_sha256, commit_interval_s=commit_interval_s,
-                          manifest_changed_from=manifest_changed_from)
+        return PartWriter(
+            self,
+            shard=shard,
+            manifest_sha256=manifest_sha256,
+            commit_interval_s=commit_interval_s,
+            manifest_changed_from=manifest_changed_from,
+        )
 
     def manifest_hashes(self) -> list[str]:
         """SHA-256 of every manifest the store was created or extended under (creation first)."""
-        hashes = [self.attrs.get("manifest_sha256")] + [self.part_meta(p).get("manifest_sha256") for p in self.part_names()]
+        hashes = [self.attrs.get("manifest_sha256")] + [
+            self.part_meta(p).get("manifest_sha256") for p in self.part_names()
+        ]
         return [h for h in dict.fromkeys(hashes) if h]
 
     def require_manifest(self, manifest: "Manifest", *, allow_change: bool = False) -> list[str] | None:
@@ -199,18 +208,30 @@ class FeatureStore:
             return None
         by_id = manifest.by_id()
         committed = [e for e in self.index.values() if e.video_id in by_id]
-        moved = [f"{e.video_id} ({e.meta['path']} -> {by_id[e.video_id].path})" for e in committed
-                 if "path" in e.meta and e.meta["path"] != by_id[e.video_id].path]
+        moved = [
+            f"{e.video_id} ({e.meta['path']} -> {by_id[e.video_id].path})"
+            for e in committed
+            if "path" in e.meta and e.meta["path"] != by_id[e.video_id].path
+        ]
         unknown = sum("path" not in e.meta for e in committed)
         if not moved and not unknown:
             log.info("store %s: manifest %s adds or drops videos only; extending the store", self.path, manifest.path)
             return known
         if allow_change:
-            log.warning("store %s: extending it under manifest %s (sha256 %s...), not the one it was made under (%s...); "
-                        "committed videos are kept as they are", self.path, manifest.path, manifest.sha256[:12], ", ".join(h[:12] for h in known))
+            log.warning(
+                "store %s: extending it under manifest %s (sha256 %s...), not the one it was made under (%s...); "
+                "committed videos are kept as they are",
+                self.path,
+                manifest.path,
+                manifest.sha256[:12],
+                ", ".join(h[:12] for h in known),
+            )
             return known
-        what = (f"{len(moved)} committed video(s) now name another file, e.g. {', '.join(moved[:3])}" if moved
-                else f"{unknown} committed video(s) were written without their file recorded, so fsv cannot tell whether they changed")
+        what = (
+            f"{len(moved)} committed video(s) now name another file, e.g. {', '.join(moved[:3])}"
+            if moved
+            else f"{unknown} committed video(s) were written without their file recorded, so fsv cannot tell whether they changed"
+        )
         raise FsvInputError(
             f"store {self.path} was made under another manifest (sha256 {', '.join(h[:12] for h in known)}...) than {manifest.path} "
             f"(sha256 {manifest.sha256[:12]}...): {what}. Committed videos are skipped, not re-extracted. Use the store's manifest, "
@@ -221,7 +242,9 @@ class FeatureStore:
         """A part's attributes (shard, host, pid, started, manifest_sha256, fsv_version...)."""
         return json.loads((self.path / PARTS_DIR / part / "zarr.json").read_text()).get("attributes", {})
 
-    def new_part(self, shard: str | None, manifest_sha256: str | None, manifest_changed_from: list[str] | None = None) -> tuple[str, zarr.Group]:
+    def new_part(
+        self, shard: str | None, manifest_sha256: str | None, manifest_changed_from: list[str] | None = None
+    ) -> tuple[str, zarr.Group]:
         """Create an empty part group with a unique name; returns (name, group)."""
         now = time.time()  # microseconds in the stamp: a repair part sorts after the part it supersedes
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
@@ -247,7 +270,9 @@ class FeatureStore:
     def part_names(self) -> list[str]:
         """Parts in creation order (their names start with the shard label, then a UTC stamp)."""
         folder = self.path / PARTS_DIR
-        names = [p.name for p in folder.iterdir() if p.is_dir() and (p / "zarr.json").exists()] if folder.is_dir() else []
+        names = (
+            [p.name for p in folder.iterdir() if p.is_dir() and (p / "zarr.json").exists()] if folder.is_dir() else []
+        )
         return sorted(names, key=lambda n: (n.split("-")[-2], n))
 
     def refresh(self) -> None:
@@ -399,7 +424,9 @@ class FeatureStore:
             data.flush()
         return PackedFeatures(ids, offsets, lengths, data, spans)
 
-    def damaged_rows(self, entries: Sequence[Entry], offsets: Sequence[int], data: np.ndarray, name: str) -> list[Entry]:
+    def damaged_rows(
+        self, entries: Sequence[Entry], offsets: Sequence[int], data: np.ndarray, name: str
+    ) -> list[Entry]:
         """The entries whose rows of field ``name`` in ``data`` (``data[offsets[i] : offsets[i] +
         length]``) lack the CRC-32 committed in their journal; computed on the shard pool's
         threads (the CRC releases the GIL)."""
@@ -407,7 +434,7 @@ class FeatureStore:
         def damaged(i: int) -> bool:
             e, o = entries[i], int(offsets[i])
             want = e.crc32.get(name)
-            return want is not None and rows_crc32(data[o:o + e.length]) != want
+            return want is not None and rows_crc32(data[o : o + e.length]) != want
 
         return [entries[i] for i, hit in enumerate(run_sliced(damaged, range(len(entries)))) if hit]
 
@@ -415,12 +442,17 @@ class FeatureStore:
         e = damaged[0]
         files = self.row_files(e.part, name, e.offset, e.offset + e.length)
         missing = [f for f in files if not f.exists()]
-        what = (f"its file(s) {', '.join(str(f) for f in missing)} are missing" if missing
-                else f"its rows in {', '.join(str(f) for f in files)} do not match the committed checksum")
+        what = (
+            f"its file(s) {', '.join(str(f) for f in missing)} are missing"
+            if missing
+            else f"its rows in {', '.join(str(f) for f in files)} do not match the committed checksum"
+        )
         more = f" (and {len(damaged) - 1} more video(s))" if len(damaged) > 1 else ""
-        return (f"store {self.path}, part {e.part}, video {e.video_id!r}, field {name!r}: {what}{more}; the store is damaged. "
-                f"Run `fsv store verify {self.path}` for every damaged video, then repair them: the same `fsv extract` command "
-                "with --redo-corrupt (imported features: `fsv store import ... --overwrite`)")
+        return (
+            f"store {self.path}, part {e.part}, video {e.video_id!r}, field {name!r}: {what}{more}; the store is damaged. "
+            f"Run `fsv store verify {self.path}` for every damaged video, then repair them: the same `fsv extract` command "
+            "with --redo-corrupt (imported features: `fsv store import ... --overwrite`)"
+        )
 
     def row_files(self, part: str, name: str, lo: int, hi: int) -> list[Path]:
         """The shard files that hold rows ``[lo, hi)`` of a part's array ``name``."""
@@ -446,7 +478,12 @@ class FeatureStore:
         return np.asarray(self.array(part, name)[lo:hi])
 
     def _gather(
-        self, entries: list[Entry], offsets: np.ndarray, names: list[str], outputs: dict[str, np.ndarray], check: str | None = None
+        self,
+        entries: list[Entry],
+        offsets: np.ndarray,
+        names: list[str],
+        outputs: dict[str, np.ndarray],
+        check: str | None = None,
     ) -> list[Entry]:
         """Copy each entry's rows of arrays ``names`` to ``outputs[name][offsets[i]:...]``; with
         ``check``, return the entries whose rows of that field fail their committed CRC-32.
@@ -459,7 +496,12 @@ class FeatureStore:
         runs: list[tuple[str, int, int, int]] = []  # part, src lo, src hi, dst lo
         for e, dst in zip(entries, offsets):
             dst = int(dst)
-            if runs and runs[-1][0] == e.part and runs[-1][2] == e.offset and runs[-1][3] + runs[-1][2] - runs[-1][1] == dst:
+            if (
+                runs
+                and runs[-1][0] == e.part
+                and runs[-1][2] == e.offset
+                and runs[-1][3] + runs[-1][2] - runs[-1][1] == dst
+            ):
                 part, lo, _, d = runs[-1]
                 runs[-1] = (part, lo, e.offset + e.length, d)
             else:
@@ -480,14 +522,16 @@ class FeatureStore:
             out = outputs[name]
             own = name == check
 
-            def plan(part: str, name: str = name, out: np.ndarray = out, own: bool = own) -> tuple[list, list[tuple[int, int, int]]]:
+            def plan(
+                part: str, name: str = name, out: np.ndarray = out, own: bool = own
+            ) -> tuple[list, list[tuple[int, int, int]]]:
                 wanted = checks.get(part, []) if own else []
                 fast = self.rows_reader(part, name)
                 if fast is None:
                     for lo, hi, d in by_part[part]:
-                        out[d:d + hi - lo] = self.array(part, name)[lo:hi]
+                        out[d : d + hi - lo] = self.array(part, name)[lo:hi]
                     return [], [(part, *c) for c in wanted]
-                tasks, rest = fast.plan([(lo, hi, out[d:d + hi - lo]) for lo, hi, d in by_part[part]], wanted)
+                tasks, rest = fast.plan([(lo, hi, out[d : d + hi - lo]) for lo, hi, d in by_part[part]], wanted)
                 return [(fast, part, t) for t in tasks], [(part, *c) for c in rest]
 
             planned = run_sliced(plan, list(by_part))
@@ -533,14 +577,31 @@ class FeatureStore:
         dims = ("step", *[f"{name}_d{i}" for i in range(arr.ndim - 1)])
         return xr.Dataset(
             {name: (dims, arr)},
-            coords={"video_id": ("step", vid), "step_index": ("step", step), "t_start": ("step", spans[:, 0]), "t_end": ("step", spans[:, 1])},
+            coords={
+                "video_id": ("step", vid),
+                "step_index": ("step", step),
+                "t_start": ("step", spans[:, 0]),
+                "t_end": ("step", spans[:, 1]),
+            },
             attrs={"spec": self.spec.canonical_json(), "spec_key": self.spec.key, "store": str(self.path)},
         )
 
     # ------------------------------------------------------------------------------- info
     #: the entries of :meth:`info` that ``fsv store info`` and the store's report page show
-    SUMMARY_KEYS = ("dataset", "spec_name", "spec_key", "manifest_sha256", "fsv_version", "created", "videos", "failed", "steps", "parts", "files",
-                    "bytes_on_disk")
+    SUMMARY_KEYS = (
+        "dataset",
+        "spec_name",
+        "spec_key",
+        "manifest_sha256",
+        "fsv_version",
+        "created",
+        "videos",
+        "failed",
+        "steps",
+        "parts",
+        "files",
+        "bytes_on_disk",
+    )
 
     def info(self) -> dict[str, Any]:
         """A summary: spec, key, manifest hash, counts, parts, files and bytes on disk."""

@@ -73,12 +73,18 @@ def h5_videos(path: Path, field_names: set[str]) -> Iterator[SourceVideo]:
             groups.setdefault(name, {})[""] = name
     try:
         for vid, members in groups.items():
-            yield SourceVideo(vid, f"{path}:/{vid}", lambda record, members=members: Features({k: f[v][()] for k, v in members.items()}))
+            yield SourceVideo(
+                vid,
+                f"{path}:/{vid}",
+                lambda record, members=members: Features({k: f[v][()] for k, v in members.items()}),
+            )
     finally:
         f.close()
 
 
-def source_videos(source: str | Path, spec: FeatureSpec, fmt: FeatureFormat | None = None, annotations: Path | None = None) -> Iterator[SourceVideo]:
+def source_videos(
+    source: str | Path, spec: FeatureSpec, fmt: FeatureFormat | None = None, annotations: Path | None = None
+) -> Iterator[SourceVideo]:
     """The videos of ``source`` for a store of ``spec``: read by ``fmt`` when given, else a plain
     folder or HDF5 file. The source is opened and checked now (its first video found), so a source
     that cannot be read fails before any store or part is written."""
@@ -92,12 +98,16 @@ def source_videos(source: str | Path, spec: FeatureSpec, fmt: FeatureFormat | No
     elif source.suffix in (".h5", ".hdf5") and source.is_file():
         items = h5_videos(source, set(spec.fields))
     else:
-        raise FsvInputError(f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file (or name its layout with --format)")
+        raise FsvInputError(
+            f"{source}: expected a folder of .npy/.npz files or an .h5/.hdf5 file (or name its layout with --format)"
+        )
     first = next(items, None)
     return itertools.chain([first], items) if first is not None else iter(())
 
 
-def _to_fields(arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[str] | None, where: str) -> dict[str, np.ndarray]:
+def _to_fields(
+    arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[str] | None, where: str
+) -> dict[str, np.ndarray]:
     names = list(store.spec.fields)
     if concat:
         missing = [k for k in concat if k not in arrays]
@@ -110,7 +120,9 @@ def _to_fields(arrays: dict[str, np.ndarray], store: FeatureStore, concat: list[
         return arrays
     if len(arrays) == 1 and len(names) == 1:
         return {names[0]: next(iter(arrays.values()))}
-    raise FsvInputError(f"{where}: holds arrays {sorted(k or '<unnamed>' for k in arrays)}, spec {store.spec.name!r} needs fields {names} (or use --concat)")
+    raise FsvInputError(
+        f"{where}: holds arrays {sorted(k or '<unnamed>' for k in arrays)}, spec {store.spec.name!r} needs fields {names} (or use --concat)"
+    )
 
 
 def _check_shapes(fields: dict[str, np.ndarray], store: FeatureStore, where: str) -> int:
@@ -134,8 +146,10 @@ def _length_problem(n: int, record: VideoRecord, store: FeatureStore, fmt: Featu
     expected = fmt.expected_steps(record, store.spec) if fmt is not None else None
     if expected is None or abs(n - expected) <= max(LENGTH_SLACK_STEPS, LENGTH_SLACK_FRACTION * expected):
         return None
-    return (f"{n} steps, but {record.duration:g} s at the {fmt.name} time base ({fmt.time_base}) gives about {expected:.0f}; "
-            "the features and the annotations are of different videos or releases")
+    return (
+        f"{n} steps, but {record.duration:g} s at the {fmt.name} time base ({fmt.time_base}) gives about {expected:.0f}; "
+        "the features and the annotations are of different videos or releases"
+    )
 
 
 def _spans(features: Features, record: VideoRecord, store: FeatureStore, n: int, where: str) -> np.ndarray:
@@ -145,15 +159,24 @@ def _spans(features: Features, record: VideoRecord, store: FeatureStore, n: int,
         return np.asarray(features.spans, dtype=np.float64)
     sampling = dict(store.spec.sampling)
     if sampling.get("fps") == "native" and not record.fps:
-        raise VideoProblem(f"{where}: the manifest has no fps for {record.video_id}, and the spec {store.spec.name!r} counts steps at the "
-                           "video's own rate; build the manifest with --probe (or give fps in it)")
+        raise VideoProblem(
+            f"{where}: the manifest has no fps for {record.video_id}, and the spec {store.spec.name!r} counts steps at the "
+            "video's own rate; build the manifest with --probe (or give fps in it)"
+        )
     if sampling["kind"] == "frames" or sampling.get("fps") == "native":
         sampling["fps"] = record.fps
     return step_spans(sampling, n, record.duration)
 
 
-def import_features(items: Iterable[SourceVideo], store: FeatureStore, manifest: Manifest, *, fmt: FeatureFormat | None = None,
-                    concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
+def import_features(
+    items: Iterable[SourceVideo],
+    store: FeatureStore,
+    manifest: Manifest,
+    *,
+    fmt: FeatureFormat | None = None,
+    concat: list[str] | None = None,
+    overwrite: bool = False,
+) -> ImportReport:
     """Write the arrays of ``items`` (:func:`source_videos`; ``fmt`` the published layout they come
     from, if any) into ``store`` as one new part, keyed by the manifest's video ids. Shapes are checked against the spec (a wrong feature
     dimension stops with the file named); a video whose step count disagrees with the format's
@@ -212,12 +235,25 @@ def import_features(items: Iterable[SourceVideo], store: FeatureStore, manifest:
             report.imported += 1
     report.missing = [v for v in records if v not in seen and v not in store.index]
     if report.not_in_manifest:
-        log.warning("%d arrays match no video of the manifest (first: %s)", len(report.not_in_manifest), report.not_in_manifest[:3])
+        log.warning(
+            "%d arrays match no video of the manifest (first: %s)",
+            len(report.not_in_manifest),
+            report.not_in_manifest[:3],
+        )
     return report
 
 
-def import_into(source: str | Path, store: str | Path, manifest: Manifest, *, fmt: str | None = None, spec: str | None = None,
-                annotations: Path | None = None, concat: list[str] | None = None, overwrite: bool = False) -> ImportReport:
+def import_into(
+    source: str | Path,
+    store: str | Path,
+    manifest: Manifest,
+    *,
+    fmt: str | None = None,
+    spec: str | None = None,
+    annotations: Path | None = None,
+    concat: list[str] | None = None,
+    overwrite: bool = False,
+) -> ImportReport:
     """``fsv store import``: open (or create) ``store`` under ``spec`` (default: format ``fmt``'s
     preset) and :func:`import_features` ``source`` into it."""
     from fsv.pipeline.formats import feature_format
@@ -228,13 +264,22 @@ def import_into(source: str | Path, store: str | Path, manifest: Manifest, *, fm
         raise FsvInputError("--spec is needed without --format (the spec preset or .json file of these features)")
     feature_spec = get_spec(spec) if spec is not None else layout.spec
     if layout is not None and len(layout.specs) > 1 and feature_spec.name not in {s.name for s in layout.specs}:
-        raise FsvInputError(f"--format {layout.name} reads the specs {', '.join(s.name for s in layout.specs)}; got {feature_spec.name!r}")
+        raise FsvInputError(
+            f"--format {layout.name} reads the specs {', '.join(s.name for s in layout.specs)}; got {feature_spec.name!r}"
+        )
     items = source_videos(source, feature_spec, layout, annotations)
     s = FeatureStore.create(store, feature_spec, manifest_sha256=manifest.sha256, dataset=manifest.dataset)
     return import_features(items, s, manifest, fmt=layout, concat=concat, overwrite=overwrite)
 
 
-def export_store(path: str | Path, *, h5: Path | None = None, fmt: str | None = None, out: Path | None = None, manifest: Manifest | None = None) -> list[str]:
+def export_store(
+    path: str | Path,
+    *,
+    h5: Path | None = None,
+    fmt: str | None = None,
+    out: Path | None = None,
+    manifest: Manifest | None = None,
+) -> list[str]:
     """``fsv store export``: the store at ``path`` to HDF5 file ``h5`` (:func:`export_h5`), or in
     format ``fmt``'s layout under ``out`` (:func:`export_format`); returns the lines to print."""
     if (h5 is None) == (fmt is None) or (fmt is not None) != (out is not None):
@@ -246,7 +291,9 @@ def export_store(path: str | Path, *, h5: Path | None = None, fmt: str | None = 
     return [f"wrote {len(written)} files to {out}", *notes]
 
 
-def export_format(store: FeatureStore, fmt: str, out: str | Path, manifest: Manifest | None) -> tuple[list[Path], list[str]]:
+def export_format(
+    store: FeatureStore, fmt: str, out: str | Path, manifest: Manifest | None
+) -> tuple[list[Path], list[str]]:
     """Write ``store`` in format ``fmt``'s layout under ``out``; returns the files written and
     notes for the user (the settings their code needs)."""
     from fsv.pipeline.formats import feature_format
@@ -285,11 +332,15 @@ def require_h5_names(ids: list[str]) -> None:
     ``misc`` and ``misc/test`` would be the same node (and ``a//b`` or ``/a`` are not names)."""
     taken = set(ids)
     bad = [v for v in ids if not v or v.startswith("/") or "//" in v or v.endswith("/")]
-    clash = [(v, p) for v in ids for p in ("/".join(v.split("/")[:k]) for k in range(1, v.count("/") + 1)) if p in taken]
+    clash = [
+        (v, p) for v in ids for p in ("/".join(v.split("/")[:k]) for k in range(1, v.count("/") + 1)) if p in taken
+    ]
     if bad or clash:
         examples = [repr(v) for v in bad[:3]] + [f"{p!r} and {v!r}" for v, p in clash[:3]]
-        raise FsvInputError(f"{len(bad) + len(clash)} video id(s) cannot be HDF5 names (`/` separates groups), e.g. {', '.join(examples)}; "
-                            "export to a folder of .npy files instead, or rename the videos in the manifest")
+        raise FsvInputError(
+            f"{len(bad) + len(clash)} video id(s) cannot be HDF5 names (`/` separates groups), e.g. {', '.join(examples)}; "
+            "export to a folder of .npy files instead, or rename the videos in the manifest"
+        )
 
 
 def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str]) -> None:
@@ -299,7 +350,7 @@ def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str])
         f.attrs["fsv_spec_name"] = store.spec.name
         task = progress.add_task("export", total=len(ids), unit="videos")
         for start in range(0, len(ids), 256):
-            batch = ids[start:start + 256]
+            batch = ids[start : start + 256]
             packed = {name: store.load(batch, field=name, with_spans=(name == fields[0])) for name in fields}
             spans = packed[fields[0]].spans
             for i, vid in enumerate(batch):
@@ -311,7 +362,7 @@ def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str])
                     node = f.create_group(vid)
                     for name in fields:
                         node.create_dataset(name, data=packed[name].video(i))
-                node.attrs["span_s"] = spans[o:o + n]
+                node.attrs["span_s"] = spans[o : o + n]
                 for k in ("fps", "duration", "num_frames"):
                     if getattr(e, k) is not None:
                         node.attrs[k] = getattr(e, k)

@@ -44,7 +44,9 @@ def verify_store(store: FeatureStore) -> VerifyReport:
             for line, why in journal.bad_lines:
                 report.problems.append(f"{where}:{line}: unreadable journal line ({why})")
             if journal.torn_tail:
-                report.notes.append(f"{where}: ends with a torn line (an interrupted commit; its video was not committed)")
+                report.notes.append(
+                    f"{where}: ends with a torn line (an interrupted commit; its video was not committed)"
+                )
             sizes = {}
             for name in [*fields, SPANS]:
                 try:
@@ -64,35 +66,55 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                         continue
                     if e.offset < 0 or e.length <= 0 or e.offset + e.length > sizes[name]:
                         report.damaged.add(e.video_id)
-                        report.problems.append(f"part {part}, video {e.video_id!r}: {rows} outside array {name!r} of {sizes[name]} rows")
+                        report.problems.append(
+                            f"part {part}, video {e.video_id!r}: {rows} outside array {name!r} of {sizes[name]} rows"
+                        )
                         continue
                     try:
                         data = store.read_range(part, name, e.offset, e.offset + e.length)
                     except (FsvError, OSError, ValueError, RuntimeError) as err:
                         report.damaged.add(e.video_id)
-                        report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: unreadable ({err})")
+                        report.problems.append(
+                            f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: unreadable ({err})"
+                        )
                         continue
                     want = e.crc32.get(name)
                     got = rows_crc32(data)
                     if want is None:
-                        report.problems.append(f"part {part}, video {e.video_id!r}: no checksum for field {name!r} in the journal")
+                        report.problems.append(
+                            f"part {part}, video {e.video_id!r}: no checksum for field {name!r} in the journal"
+                        )
                     elif got != want:
-                        missing = [str(f) for f in store.row_files(part, name, e.offset, e.offset + e.length) if not f.exists()]
-                        why = f"file(s) {', '.join(missing)} missing" if missing else f"checksum mismatch (stored {want:#010x}, data {got:#010x})"
+                        missing = [
+                            str(f) for f in store.row_files(part, name, e.offset, e.offset + e.length) if not f.exists()
+                        ]
+                        why = (
+                            f"file(s) {', '.join(missing)} missing"
+                            if missing
+                            else f"checksum mismatch (stored {want:#010x}, data {got:#010x})"
+                        )
                         if store.index.get(e.video_id) is not e:  # a later commit is the one read
-                            report.notes.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; "
-                                                f"superseded by its commit in part {store.index[e.video_id].part}")
+                            report.notes.append(
+                                f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; "
+                                f"superseded by its commit in part {store.index[e.video_id].part}"
+                            )
                         else:
                             report.damaged.add(e.video_id)
-                            report.problems.append(f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged: "
-                                                   "repair it with the same `fsv extract` command and --redo-corrupt (imported features: `fsv store import ... --overwrite`)")
+                            report.problems.append(
+                                f"part {part}, video {e.video_id!r}, field {name!r}, {rows}: {why}; the data is damaged: "
+                                "repair it with the same `fsv extract` command and --redo-corrupt (imported features: `fsv store import ... --overwrite`)"
+                            )
             claimed.sort()
             for (a0, a1, va), (b0, b1, vb) in zip(claimed, claimed[1:]):
                 if b0 < a1:
-                    report.problems.append(f"part {part}: videos {va!r} and {vb!r} claim overlapping rows [{b0}, {min(a1, b1)})")
+                    report.problems.append(
+                        f"part {part}: videos {va!r} and {vb!r} claim overlapping rows [{b0}, {min(a1, b1)})"
+                    )
             partials = sorted(p.name for p in (store.path / PARTS_DIR / part).rglob("*.partial"))
             if partials:
-                report.notes.append(f"part {part}: {len(partials)} leftover *.partial file(s) from an interrupted write")
+                report.notes.append(
+                    f"part {part}: {len(partials)} leftover *.partial file(s) from an interrupted write"
+                )
     commits: dict[str, list[str]] = {}
     for part, journal in journals.items():
         for e in journal.entries:
@@ -101,9 +123,13 @@ def verify_store(store: FeatureStore) -> VerifyReport:
     report.checked = len(commits)
     twice = {v: parts for v, parts in commits.items() if len(parts) > 1}
     for v, parts in sorted(twice.items())[:20]:
-        report.notes.append(f"video {v!r} is committed {len(parts)} times (parts {', '.join(parts)}); reads use the latest, part {store.index[v].part}")
+        report.notes.append(
+            f"video {v!r} is committed {len(parts)} times (parts {', '.join(parts)}); reads use the latest, part {store.index[v].part}"
+        )
     if len(twice) > 20:
         report.notes.append(f"... {len(twice) - 20} more videos are committed more than once")
     if twice:
-        report.notes.append(f"{len(twice)} duplicate commit(s), from overlapping runs or submissions; harmless (the copies are checked too)")
+        report.notes.append(
+            f"{len(twice)} duplicate commit(s), from overlapping runs or submissions; harmless (the copies are checked too)"
+        )
     return report

@@ -72,7 +72,13 @@ class PartWriter:
                 fill_value=0,
             )
         self._arrays[SPANS] = self._group.create_array(
-            SPANS, shape=(0, 2), chunks=(4096, 2), shards=(4096 * 256, 2), dtype="float64", compressors=_compressors("zstd", 3, "shuffle"), fill_value=np.nan
+            SPANS,
+            shape=(0, 2),
+            chunks=(4096, 2),
+            shards=(4096 * 256, 2),
+            dtype="float64",
+            compressors=_compressors("zstd", 3, "shuffle"),
+            fill_value=np.nan,
         )
         self._rows = 0
         self._pending: list[tuple[Entry, dict[str, np.ndarray]]] = []
@@ -128,7 +134,9 @@ class PartWriter:
     def fail(self, video_id: str, reason: str, **meta: Any) -> None:
         """Record that ``video_id`` could not be processed, and why (listed by ``fsv store info``
         and retried by ``--retry-failed``)."""
-        self._pending_failures.append(Entry(video_id=video_id, status="failed", part=self.part, error=reason, time=time.time(), meta=meta))
+        self._pending_failures.append(
+            Entry(video_id=video_id, status="failed", part=self.part, error=reason, time=time.time(), meta=meta)
+        )
         self._maybe_commit()
 
     def commit(self) -> None:
@@ -143,7 +151,9 @@ class PartWriter:
             self._broken = True
             lost = len(self._pending)
             self._pending, self._pending_failures = [], []
-            raise storage_error(e, f"writing store {self.store.path}, part {self.part} ({lost} video(s) not committed)") from None
+            raise storage_error(
+                e, f"writing store {self.store.path}, part {self.part} ({lost} video(s) not committed)"
+            ) from None
 
     def _commit(self) -> None:
         if self._pending:
@@ -152,7 +162,7 @@ class PartWriter:
             for name, arr in self._arrays.items():
                 block = np.concatenate([f[name] for _, f in self._pending], axis=0)
                 arr.resize((start + n, *arr.shape[1:]))
-                arr[start:start + n] = block
+                arr[start : start + n] = block
             lines = []
             offset = start
             for entry, _ in self._pending:
@@ -185,15 +195,21 @@ class PartWriter:
         ):
             self.commit()
 
-    def _check(self, video_id: str, features: Mapping[str, np.ndarray] | np.ndarray, spans: np.ndarray) -> dict[str, np.ndarray]:
+    def _check(
+        self, video_id: str, features: Mapping[str, np.ndarray] | np.ndarray, spans: np.ndarray
+    ) -> dict[str, np.ndarray]:
         if self._closed:
             raise RuntimeError("writer is closed")
         if not isinstance(features, Mapping):
             if len(self.spec.fields) != 1:
-                raise SpecMismatchError(f"{video_id}: spec {self.spec.name!r} has fields {sorted(self.spec.fields)}; pass a dict")
+                raise SpecMismatchError(
+                    f"{video_id}: spec {self.spec.name!r} has fields {sorted(self.spec.fields)}; pass a dict"
+                )
             features = {next(iter(self.spec.fields)): features}
         if set(features) != set(self.spec.fields):
-            raise SpecMismatchError(f"{video_id}: fields {sorted(features)} do not match spec {self.spec.name!r} fields {sorted(self.spec.fields)}")
+            raise SpecMismatchError(
+                f"{video_id}: fields {sorted(features)} do not match spec {self.spec.name!r} fields {sorted(self.spec.fields)}"
+            )
         spans = np.asarray(spans, dtype=np.float64)
         if spans.ndim != 2 or spans.shape[1] != 2:
             raise FsvInputError(f"{video_id}: spans must be (T, 2), got {spans.shape}")
@@ -211,7 +227,9 @@ class PartWriter:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, with the video and field
                 stored = np.ascontiguousarray(value, dtype=fspec.dtype)
             if stored.dtype.kind == "f" and not np.isfinite(stored).all():  # what is stored, after the cast
-                raise FsvInputError(f"{video_id}: field {name!r} {_non_finite_reason(value, stored)}; nothing of this video was written")
+                raise FsvInputError(
+                    f"{video_id}: field {name!r} {_non_finite_reason(value, stored)}; nothing of this video was written"
+                )
             out[name] = stored
         return out
 
@@ -221,5 +239,7 @@ def _non_finite_reason(value: np.ndarray, stored: np.ndarray) -> str:
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         return "contains NaN or infinite values"
     limit = float(np.finfo(stored.dtype).max)
-    return (f"has values up to {float(np.abs(value).max()):.6g}, beyond {stored.dtype}'s largest finite value {limit:.6g}, which would be "
-            f"stored as infinity; use a spec with a wider dtype (e.g. float32) or scale the features")
+    return (
+        f"has values up to {float(np.abs(value).max()):.6g}, beyond {stored.dtype}'s largest finite value {limit:.6g}, which would be "
+        f"stored as infinity; use a spec with a wider dtype (e.g. float32) or scale the features"
+    )

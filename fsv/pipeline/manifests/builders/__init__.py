@@ -24,7 +24,12 @@ BUILDERS: dict[str, Builder] = {
     "csv": build_csv,
 }
 
-ALIASES = {"ucf101": "ucf101_arn", "hmdb51": "hmdb51_arn", "kinetics100": "kinetics_cmn", "kinetics_100": "kinetics_cmn"}
+ALIASES = {
+    "ucf101": "ucf101_arn",
+    "hmdb51": "hmdb51_arn",
+    "kinetics100": "kinetics_cmn",
+    "kinetics_100": "kinetics_cmn",
+}
 
 
 def dataset_names() -> list[str]:
@@ -64,7 +69,9 @@ def build_manifest(
     from_format = _format_builders().get(dataset)
     if from_format is not None:
         if annotations is None or root is not None or splits is not None:
-            raise FsvInputError(f"the {dataset} format builds its manifest from --annotations PATH alone (no --root or --splits)")
+            raise FsvInputError(
+                f"the {dataset} format builds its manifest from --annotations PATH alone (no --root or --splits)"
+            )
         return from_format(Path(annotations))
     builder = BUILDERS.get(name)
     if builder is None:

@@ -22,12 +22,16 @@ log = logging.getLogger(__name__)
 EXPECTED_CLASSES = {"activitynet12": 100, "activitynet13": 200}
 
 
-def build_activitynet12(*, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_activitynet12(
+    *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None
+) -> Manifest:
     """ActivityNet 1.2 (100 classes) from ``activity_net.v1-2.min.json``."""
     return _build("activitynet12", "1.2", root, annotations)
 
 
-def build_activitynet13(*, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_activitynet13(
+    *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None
+) -> Manifest:
     """ActivityNet 1.3 (200 classes) from ``activity_net.v1-3.min.json``."""
     return _build("activitynet13", "1.3", root, annotations)
 
@@ -52,7 +56,10 @@ def _build(name: str, version: str, root: Path | None, annotations: Path | None)
             if subset not in LABELLED_SUBSETS:
                 continue
             segments = sorted(
-                (Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in info.get("annotations", [])),
+                (
+                    Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"]))
+                    for a in info.get("annotations", [])
+                ),
                 key=lambda s: (s.start, s.end),
             )
             duration = float(info["duration"]) if info.get("duration") else None
@@ -72,11 +79,20 @@ def _build(name: str, version: str, root: Path | None, annotations: Path | None)
     classes = sorted({s.label for r in records for s in r.segments})
     expected = EXPECTED_CLASSES[name]
     if records and len(classes) != expected:
-        log.warning("%s: found %d classes, ActivityNet %s has %d; is this the right file?", annotations, len(classes), version, expected)
+        log.warning(
+            "%s: found %d classes, ActivityNet %s has %d; is this the right file?",
+            annotations,
+            len(classes),
+            version,
+            expected,
+        )
     records = resolve_files(
         records,
         root,
-        {r.video_id: [f"v_{r.video_id}", r.video_id, f"{r.split}/v_{r.video_id}", f"{r.split}/{r.video_id}"] for r in records},
+        {
+            r.video_id: [f"v_{r.video_id}", r.video_id, f"{r.split}/v_{r.video_id}", f"{r.split}/{r.video_id}"]
+            for r in records
+        },
         {r.video_id: f"v_{r.video_id}" for r in records},
     )
     return finish(Manifest(name, records, classes, "localization"), problems, str(annotations))

@@ -25,7 +25,9 @@ def read_json(path: Path) -> Any:
         raise FsvInputError(f"{path}: not a UTF-8 text file ({e.reason})") from e
 
 
-def resolve_files(records: list[VideoRecord], root: Path | None, candidates: dict[str, list[str]], stems: dict[str, str]) -> list[VideoRecord]:
+def resolve_files(
+    records: list[VideoRecord], root: Path | None, candidates: dict[str, list[str]], stems: dict[str, str]
+) -> list[VideoRecord]:
     """Replace each record's default path by the file found under ``root``.
 
     ``candidates[video_id]`` lists relative paths without extension to try in order, ``stems[video_id]``

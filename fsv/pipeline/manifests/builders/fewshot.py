@@ -42,7 +42,14 @@ def read_split_list(path: Path, split: str, template: str, problems: ProblemList
     return records
 
 
-def build_fewshot(name: str, *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_fewshot(
+    name: str,
+    *,
+    root: Path | None = None,
+    annotations: Path | None = None,
+    splits: Path | None = None,
+    task: str | None = None,
+) -> Manifest:
     """Manifest of the few-shot split ``name`` (a key of :data:`FEWSHOT_DATASETS`)."""
     template = FEWSHOT_DATASETS[name]
     folder = splits if splits is not None else resource_path("splits", name)

@@ -30,11 +30,13 @@ def infer_task(records: list[VideoRecord]) -> str:
     for r in records:
         by_split.setdefault(r.split, set()).update(r.labels)
     sets = list(by_split.values())
-    disjoint = all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
+    disjoint = all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1 :])
     return "fewshot" if len(sets) > 1 and disjoint else "classification"
 
 
-def build_folder(*, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_folder(
+    *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None
+) -> Manifest:
     """Manifest of ``root``'s class folders (see module docstring)."""
     if root is None:
         raise FsvInputError("the folder builder needs --root DIR (a folder of class folders)")
@@ -43,7 +45,12 @@ def build_folder(*, root: Path | None = None, annotations: Path | None = None, s
     index = FileIndex(root)
     problems = ProblemList()
     for key, paths in sorted(index.clashes.items()):
-        problems.add(str(root / key), None, f"{len(paths)} files would share video id {key!r} ({', '.join(sorted(paths))}); rename all but one", video_id=key)
+        problems.add(
+            str(root / key),
+            None,
+            f"{len(paths)} files would share video id {key!r} ({', '.join(sorted(paths))}); rename all but one",
+            video_id=key,
+        )
     records = []
     for rel in index.paths():
         parts = PurePosixPath(rel).parts
@@ -86,7 +93,9 @@ def _assign_splits(records: list[VideoRecord], folder: Path, problems: ProblemLi
     return out
 
 
-def build_csv(*, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_csv(
+    *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None
+) -> Manifest:
     """Manifest from a CSV given as ``--annotations FILE``; rows keep their CSV line numbers."""
     if annotations is None:
         raise FsvInputError("the csv builder needs --annotations FILE (columns video_id,path,label,split[,...])")

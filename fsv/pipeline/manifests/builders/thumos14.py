@@ -22,7 +22,9 @@ SUBSET_OF_SUFFIX = {"val": "validation", "test": "test"}
 TXT_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)_(?P<sub>val|test)\.txt$")
 
 
-def build_thumos14(*, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None) -> Manifest:
+def build_thumos14(
+    *, root: Path | None = None, annotations: Path | None = None, splits: Path | None = None, task: str | None = None
+) -> Manifest:
     """THUMOS14 manifest from ``annotations`` (JSON file or folder of official txt files)."""
     source = annotations if annotations is not None else resource_path("annotations", "thumos14.json")
     problems = ProblemList()
@@ -31,7 +33,10 @@ def build_thumos14(*, root: Path | None = None, annotations: Path | None = None,
     else:
         records, classes = _from_json(source, problems)
     records = resolve_files(
-        records, root, {r.video_id: [f"{r.split}/{r.video_id}"] for r in records}, {r.video_id: r.video_id for r in records}
+        records,
+        root,
+        {r.video_id: [f"{r.split}/{r.video_id}"] for r in records},
+        {r.video_id: r.video_id for r in records},
     )
     return finish(Manifest("thumos14", records, classes, "localization"), problems, str(source))
 
@@ -44,12 +49,17 @@ def _from_json(path: Path, problems: ProblemList) -> tuple[list[VideoRecord], li
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise FsvInputError(f"{path}: expected an ActivityNet-style object with a 'database' mapping")
-    classes = data.get("classes") or sorted({a["label"] for v in data["database"].values() for a in v.get("annotations", [])})
+    classes = data.get("classes") or sorted(
+        {a["label"] for v in data["database"].values() for a in v.get("annotations", [])}
+    )
     records = []
     for vid, info in data["database"].items():
         where = f"database.{vid}"
         try:
-            segments = [Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in info.get("annotations", [])]
+            segments = [
+                Segment(float(a["segment"][0]), float(a["segment"][1]), str(a["label"]))
+                for a in info.get("annotations", [])
+            ]
             ambiguous = tuple((float(s), float(e)) for s, e in info.get("ambiguous", []))
             subset = str(info["subset"]).lower()  # ActionFormer's file says "Validation" / "Test"
             fps = float(info["fps"]) if info.get("fps") else None
