@@ -180,6 +180,7 @@ from fsv.heads.base import register_head
 from fsv.heads.proposals import (
     FRAME_RATES,
     ProposalSubnet,
+    check_episode,
     decode_offsets,
     encode_offsets,
     inside_bounds,
@@ -522,14 +523,6 @@ class CDCCA(nn.Module):
         relation = torch.cat([x_q, prototype.expand(len(x_q), -1), pseudo.to(x_q).expand(len(x_q), -1)], dim=1)
         return co_logits, co_offsets, self.aux(relation).squeeze(1)
 
-    def _check(self, query: torch.Tensor, supports: torch.Tensor) -> None:
-        if query.dim() != 2 or query.shape[1] != self.feature_dim or query.shape[0] < 1:
-            raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {self.feature_dim}]")
-        if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
-            raise FsvInputError(
-                f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]"
-            )
-
     def forward(
         self,
         query: torch.Tensor,
@@ -544,7 +537,7 @@ class CDCCA(nn.Module):
         ``post_nms_top``, as at test on one window), ``distractors [G', 2]`` the query's instances of
         other classes (training: actions for the support-agnostic loss, hard negatives for the
         support-conditioned one)."""
-        self._check(query, supports)
+        check_episode(query, supports, self.feature_dim, self.num_snippets)
         length = query.shape[0]
         logits, offsets = self.proposal_subnet(query)
         anchors = self.proposal_subnet.anchors(length)
@@ -629,7 +622,7 @@ class CDCCA(nn.Module):
         steps, used only when ``T`` exceeds the largest. -> detections ``[K, 2]`` (steps, clipped to
         ``[0, T]``) and scores ``[K]`` (probability of "common action"), best first, after NMS
         ``detection_nms``; ``K <= max_detections``."""
-        self._check(query, supports)
+        check_episode(query, supports, self.feature_dim, self.num_snippets)
         length = query.shape[0]
         proposals = self.proposal_subnet.windowed(query, self.post_nms_top, windows, overlap)
         if not len(proposals):

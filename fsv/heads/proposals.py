@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsv.errors import FsvInputError
 from fsv.metrics import nms
 
 FRAME_RATES: dict[str, dict[str, object]] = {
@@ -262,3 +263,12 @@ class ProposalSubnet(nn.Module):
         "any action" of the best anchor centred on that step, ``[T]`` (what proposals are drawn from)."""
         logits, _ = self(query)
         return logits.view(query.shape[0], -1).sigmoid().max(dim=1).values
+
+
+def check_episode(query: torch.Tensor, supports: torch.Tensor, feature_dim: int, num_snippets: int) -> None:
+    """A common-localization episode's shapes, ``query [T, D]`` and ``supports [L, N_S, D]``, or an
+    input error naming the one that is not."""
+    if query.dim() != 2 or query.shape[1] != feature_dim or query.shape[0] < 1:
+        raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {feature_dim}]")
+    if supports.dim() != 3 or supports.shape[1:] != (num_snippets, feature_dim):
+        raise FsvInputError(f"supports have shape {tuple(supports.shape)}; expected [L, {num_snippets}, {feature_dim}]")

@@ -29,7 +29,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.base import register_head
-from fsv.heads.proposals import FRAME_RATES, ProposalSubnet, inside_bounds, mean_over_steps
+from fsv.heads.proposals import FRAME_RATES, ProposalSubnet, check_episode, inside_bounds, mean_over_steps
 from fsv.metrics import nms
 
 PRESET: dict[str, object] = {
@@ -109,14 +109,6 @@ class ProtoMatch(nn.Module):
             nms_iou=proposal_nms,
         )
 
-    def _check(self, query: torch.Tensor, supports: torch.Tensor) -> None:
-        if query.dim() != 2 or query.shape[1] != self.feature_dim or query.shape[0] < 1:
-            raise FsvInputError(f"query has shape {tuple(query.shape)}; expected [T, {self.feature_dim}]")
-        if supports.dim() != 3 or supports.shape[1:] != (self.num_snippets, self.feature_dim):
-            raise FsvInputError(
-                f"supports have shape {tuple(supports.shape)}; expected [L, {self.num_snippets}, {self.feature_dim}]"
-            )
-
     def forward(
         self,
         query: torch.Tensor,
@@ -128,7 +120,7 @@ class ProtoMatch(nn.Module):
         """One training episode: the proposal subnet on ``query [T, D]`` and its anchors sampled
         against every action of the query, ``gt [G, 2]`` and ``distractors [G', 2]`` (steps).
         ``supports`` are checked but not read (nothing here learns from them); ``pseudo`` is not read."""
-        self._check(query, supports)
+        check_episode(query, supports, self.feature_dim, self.num_snippets)
         if gt is None:
             raise FsvInputError("protomatch trains only its proposal subnet: forward needs gt (use detect at test)")
         logits, offsets = self.proposal_subnet(query)
@@ -175,7 +167,7 @@ class ProtoMatch(nn.Module):
         """``query [T, D]``, ``supports [L, N_S, D]`` -> detections ``[K, 2]`` (steps) and scores ``[K]``,
         best first, after NMS ``detection_nms``; ``K <= max_detections`` (CDC-CA's inference, with the
         cosine as the score)."""
-        self._check(query, supports)
+        check_episode(query, supports, self.feature_dim, self.num_snippets)
         proposals = self.proposal_subnet.windowed(query, self.post_nms_top, windows, overlap)
         if not len(proposals):
             return np.zeros((0, 2)), np.zeros(0)

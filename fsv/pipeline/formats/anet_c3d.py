@@ -20,7 +20,14 @@ import h5py
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, published_spec, snippet_steps
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    write_h5_export,
+    published_spec,
+    snippet_steps,
+)
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
 from fsv.pipeline.spec import FeatureSpec, step_spans
 
@@ -93,27 +100,11 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
             f"{store.path}: spec {store.spec.name!r} samples {s}, not the ActivityNet C3D time base (16 frames every 8), "
             "which their readers assume; export it as actionformer or video-features instead"
         )
-    if out.exists():
-        raise FsvInputError(f"{out}: exists; export into a new file")
-    if not out.parent.is_dir():
-        raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
-    from fsv.pipeline.store.transfer import require_h5_names
 
-    ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
-    require_h5_names(ids)
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for vid in ids:
-                key = vid if vid.startswith("v_") else f"v_{vid}"
-                f.create_group(key).create_dataset(
-                    DATASET, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32)
-                )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
-    return [out]
+    def put(f: h5py.File, vid: str, x: np.ndarray) -> None:
+        f.create_group(vid if vid.startswith("v_") else f"v_{vid}").create_dataset(DATASET, data=x)
+
+    return write_h5_export(store, manifest, out, put)
 
 
 FORMAT = FeatureFormat(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from fsv.errors import FsvInputError
@@ -144,3 +145,44 @@ def stored_records(store: Any, manifest: Manifest) -> list[VideoRecord]:
             f"{store.path}: holds none of the videos of {manifest.path or manifest.dataset}; export needs the store's manifest"
         )
     return records
+
+
+def require_h5_names(ids: list[str]) -> None:
+    """Refuse video ids that cannot all be HDF5 names: HDF5 reads ``/`` as a group separator, so
+    ``misc`` and ``misc/test`` would be the same node (and ``a//b`` or ``/a`` are not names)."""
+    taken = set(ids)
+    bad = [v for v in ids if not v or v.startswith("/") or "//" in v or v.endswith("/")]
+    clash = [
+        (v, p) for v in ids for p in ("/".join(v.split("/")[:k]) for k in range(1, v.count("/") + 1)) if p in taken
+    ]
+    if bad or clash:
+        examples = [repr(v) for v in bad[:3]] + [f"{p!r} and {v!r}" for v, p in clash[:3]]
+        raise FsvInputError(
+            f"{len(bad) + len(clash)} video id(s) cannot be HDF5 names (`/` separates groups), e.g. {', '.join(examples)}; "
+            "export to a folder of .npy files instead, or rename the videos in the manifest"
+        )
+
+
+def write_h5_export(
+    store: Any, manifest: Manifest, out: Path, put: Callable[[h5py.File, str, np.ndarray], None]
+) -> list[Path]:
+    """HDF5 file ``out`` holding the pooled features (float32) of the manifest's videos that
+    ``store`` holds (all of them when the manifest names none), each placed by ``put(file,
+    video_id, features)``. Written to a temporary name and renamed, so a failed export leaves nothing."""
+    if out.exists():
+        raise FsvInputError(f"{out}: exists; export into a new file")
+    if not out.parent.is_dir():
+        raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
+    ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
+    require_h5_names(ids)
+    field = store.spec.view_field("pooled")
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for vid in ids:
+                put(f, vid, np.asarray(store.get(vid, field=field), dtype=np.float32))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    return [out]

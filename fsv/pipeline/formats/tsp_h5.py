@@ -22,7 +22,14 @@ import h5py
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, published_spec, snippet_steps
+from fsv.pipeline.formats.base import (
+    FeatureFormat,
+    Features,
+    SourceVideo,
+    write_h5_export,
+    published_spec,
+    snippet_steps,
+)
 from fsv.pipeline.manifests.model import Manifest
 
 SPECS = (
@@ -74,8 +81,6 @@ def video_ids(key: str) -> tuple[str, ...]:
 def write(store, manifest: Manifest, out: Path) -> list[Path]:
     """HDF5 file ``out`` with one float32 dataset per video, named as TSP names them (``v_<id>``
     for ActivityNet ids; written to a temporary name and renamed, so a failed export leaves nothing)."""
-    from fsv.pipeline.store.transfer import require_h5_names
-
     s = store.spec.sampling
     if (
         s.get("kind") != "snippets"
@@ -87,26 +92,12 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
             f"{store.path}: spec {store.spec.name!r} samples {s}, not TSP's time base (16-frame clips at 15 fps), which "
             "its readers assume; export it as actionformer or video-features instead"
         )
-    if out.exists():
-        raise FsvInputError(f"{out}: exists; export into a new file")
-    if not out.parent.is_dir():
-        raise FsvInputError(f"cannot export to {out}: folder {out.parent} does not exist; create it first")
-    ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
-    require_h5_names(ids)
     activitynet = manifest.dataset.startswith("activitynet")
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for vid in ids:
-                key = f"v_{vid}" if activitynet and not vid.startswith("v_") else vid
-                f.create_dataset(
-                    key, data=np.asarray(store.get(vid, field=store.spec.view_field("pooled")), dtype=np.float32)
-                )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
-    return [out]
+
+    def put(f: h5py.File, vid: str, x: np.ndarray) -> None:
+        f.create_dataset(f"v_{vid}" if activitynet and not vid.startswith("v_") else vid, data=x)
+
+    return write_h5_export(store, manifest, out, put)
 
 
 FORMAT = FeatureFormat(

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from fsv.errors import FsvError, FsvInputError
-from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem
+from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem, require_h5_names
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
 from fsv.pipeline.spec import FeatureSpec, step_spans
 from fsv.pipeline.store.store import FeatureStore
@@ -325,22 +325,6 @@ def export_h5(store: FeatureStore, path: str | Path) -> int:
         raise
     tmp.replace(path)
     return len(ids)
-
-
-def require_h5_names(ids: list[str]) -> None:
-    """Refuse video ids that cannot all be HDF5 names: HDF5 reads ``/`` as a group separator, so
-    ``misc`` and ``misc/test`` would be the same node (and ``a//b`` or ``/a`` are not names)."""
-    taken = set(ids)
-    bad = [v for v in ids if not v or v.startswith("/") or "//" in v or v.endswith("/")]
-    clash = [
-        (v, p) for v in ids for p in ("/".join(v.split("/")[:k]) for k in range(1, v.count("/") + 1)) if p in taken
-    ]
-    if bad or clash:
-        examples = [repr(v) for v in bad[:3]] + [f"{p!r} and {v!r}" for v, p in clash[:3]]
-        raise FsvInputError(
-            f"{len(bad) + len(clash)} video id(s) cannot be HDF5 names (`/` separates groups), e.g. {', '.join(examples)}; "
-            "export to a folder of .npy files instead, or rename the videos in the manifest"
-        )
 
 
 def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str]) -> None:
