@@ -1,0 +1,56 @@
+"""Run folders written by an earlier fsv (``tests/data/legacy_runs``, made by ``make.py`` at the
+commit its README names) resume and evaluate to the numbers that fsv gave: configuration keys that
+were renamed since are migrated when the folder is read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from fsv.evaluation import evaluate_folder
+from fsv.runs import load_run
+
+LEGACY = Path(__file__).parent / "data" / "legacy_runs"
+EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+
+
+def digest(path: Path) -> str:
+    state = torch.load(path, weights_only=True)["model"]
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def legacy_run(kind: str, tmp_path: Path) -> Path:
+    """A copy of the legacy run ``kind`` whose data paths point at the copied stores."""
+    shutil.copytree(LEGACY / "data", tmp_path / "data")
+    run = tmp_path / kind
+    shutil.copytree(LEGACY / kind, run)
+    record = json.loads((run / "config.json").read_text())
+    data = tmp_path / "data" / ("rec" if kind == "recognition" else "loc")
+    record["data"] = {"manifest": str(run / "manifest.jsonl"), "stores": [str(data / "store.zarr")]}
+    (run / "config.json").write_text(json.dumps(record, indent=2))
+    return run
+
+
+@pytest.mark.parametrize("kind", ["recognition", "wtal", "common"])
+def test_a_legacy_run_resumes_and_evaluates_the_same(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FSV_EPISODES", str(tmp_path / "episodes"))
+    run = legacy_run(kind, tmp_path)
+    cfg, source = load_run(run)
+    cfg.run_training(source, run, device="cpu")
+    expected = EXPECTED[kind]
+    assert (run / "metrics.csv").read_text() == expected["metrics"]
+    assert digest(run / "last.pt") == expected["last"] and digest(run / "best.pt") == expected["best"]
+    result = evaluate_folder(run, device="cpu")
+    result.pop("episode_file", None)
+    assert result == expected["eval"]
