@@ -69,12 +69,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from fsv.device import resolve_device
 from fsv.pipeline.extract import (
     ExtractSummary,
     RunOptions,
     default_batch_size,
     extract,
-    resolve_device,
 )
 from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.manifests import Manifest, VideoRecord, build_manifest

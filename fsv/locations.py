@@ -95,7 +95,7 @@ def set_dataset(name: str, *, default: bool = False, **values: str | Path | None
     whole); ``default`` marks it as the dataset heads read when a command names none
     (:func:`fsv.run_defaults.default_dataset`), and unmarks any other. A name that is not built in needs a manifest
     (given now or before)."""
-    from fsv.pipeline.manifests import canonical_name, dataset_names
+    from fsv.pipeline.manifests.builders import canonical_name, dataset_names
 
     if canonical_name(name) not in dataset_names() and values.get("manifest") is None and locate(name).manifest is None:
         raise FsvInputError(
@@ -118,7 +118,7 @@ def set_dataset(name: str, *, default: bool = False, **values: str | Path | None
 
 def datasets_overview() -> list[dict[str, str]]:
     """Every known dataset (built in, then configured) with its resolved root, manifest and stores."""
-    from fsv.pipeline.manifests import dataset_names
+    from fsv.pipeline.manifests.builders import dataset_names
 
     builtin = dataset_names()
     rows = []

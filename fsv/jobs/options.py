@@ -118,7 +118,7 @@ class ClusterOptions:
             if device == "auto" and self.gpus_per_node:
                 return "cuda"
             return device
-        from fsv.pipeline.extract import resolve_device
+        from fsv.device import resolve_device
 
         resolve_device(device)  # local processes share this machine's devices
         return device

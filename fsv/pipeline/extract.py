@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fsv.device import resolve_device
 from fsv.errors import FsvInputError
 from fsv.pipeline.infer import Batcher, StreamModel
 from fsv.pipeline.balance import shard_records
@@ -110,15 +111,6 @@ def default_batch_size(recipe: ExtractRecipe, device: torch.device) -> int:
     if recipe.unit_frames > 1:
         return 16 if device.type == "cuda" else 4
     return 128 if device.type == "cuda" else 16
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU; asking for CUDA without it is an input error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FsvInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(device)
 
 
 def damaged_videos(store: FeatureStore, manifest: Manifest) -> set[str]:

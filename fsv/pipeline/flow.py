@@ -111,7 +111,7 @@ def _opencv_flow(frames: np.ndarray, method: str, workers: int) -> np.ndarray:
 def _torch_device(device: str | None):
     """The torch device for ``tvl1-torch`` / RAFT: ``device`` resolved as ``--device`` is (None or
     ``auto``: CUDA when available; ``cuda`` without CUDA is an input error)."""
-    from fsv.pipeline.extract import resolve_device
+    from fsv.device import resolve_device  # imports torch: only when a torch method runs
 
     return resolve_device(device or "auto")
 
