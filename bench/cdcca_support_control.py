@@ -1,13 +1,13 @@
 """Does a trained CDC-CA follow its supports? The support-control benchmark over a family of
 distributions, through the CLI, beside a baseline that uses the supports trivially.
 
-Synthetic untrimmed videos (``fsv.data.synthetic_loc``) in which every video holds instances of two
+Synthetic untrimmed videos (``fsv.heads.data.synthetic_loc``) in which every video holds instances of two
 classes; a group of classes appears only in the test videos. Each cell of the family
-(:data:`~fsv.data.synthetic_loc.SUPPORT_GRID`: class amplitude against the shared actionness,
+(:data:`~fsv.heads.data.synthetic_loc.SUPPORT_GRID`: class amplitude against the shared actionness,
 constant or phased class patterns, white or drifting background, large or small datasets; and the
-held-out cells of a second generator, :data:`~fsv.data.synthetic_loc.HELD_OUT`) gets its own data
+held-out cells of a second generator, :data:`~fsv.heads.data.synthetic_loc.HELD_OUT`) gets its own data
 and three fixed episode files that differ only in their supports
-(:func:`fsv.data.synthetic_loc.write_support_control`): the episode class's own supports, the
+(:func:`fsv.heads.data.synthetic_loc.write_support_control`): the episode class's own supports, the
 supports of the *other* class in the query (the distractor) and those of a test class absent from
 the query. The ground truth is always the episode class's instances: a head that only finds "an
 action" scores the same on all three; one that follows its supports scores far higher with its own.
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsv.data.synthetic_loc import (
+from fsv.heads.data.synthetic_loc import (
     CONTROLS,
     HELD_OUT,
     SUPPORT_GRID,
@@ -250,17 +250,16 @@ def diagnose(run: Path, episodes: str, count: int = 60) -> dict[str, dict[str, f
     ``distractor``, ``background``), the mean attention mass it receives from the supports in
     StoQ (Eq. 7; 1 on average over the query's proposals) and the mean probability of "common
     action". A head that follows its supports gives ``own`` more of both than ``distractor``."""
-    from fsv.heads.cdcca import cross_correlation, temporal_roi_pool
-    from fsv.heads.proposals import segment_iou
-    from fsv.localization.common import episode_tensors
-    from fsv.localization.tasks import make_task
-    from fsv.runs import load_checkpoint, load_run, restore_model
+    from fsv.heads.models.cdcca import cross_correlation, temporal_roi_pool
+    from fsv.heads.models.proposals import segment_iou
+    from fsv.heads.data.common_episodes import episode_tensors
+    from fsv.heads.engine.runner import load_best
+    from fsv.heads.tasks.common import COMMON
 
-    cfg, source = load_run(run)
+    cfg, source = COMMON.load(run)
     manifest, stores = source.open()
-    task = make_task(cfg, manifest, stores, run / "cache")
-    head = task.build_head()
-    restore_model(head, load_checkpoint(run / "best.pt", torch.device("cpu"))["model"], run / "best.pt")
+    task = COMMON.objective(cfg, manifest, stores, run / "cache")
+    head = load_best(run, task.build_head(), torch.device("cpu"))
     head.eval()
     sums: dict[str, dict[str, list[float]]] = {g: {"mass": [], "p": []} for g in ("own", "distractor", "background")}
     for ep in task.fixed_episodes("test", episodes)[:count]:

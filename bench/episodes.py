@@ -1,6 +1,6 @@
 """Episode loading speed: 5-way 5-shot episodes per second from an in-RAM feature bank.
 
-Measures :func:`fsv.data.features.episode_tensors` (sampling an episode and gathering its support
+Measures :func:`fsv.heads.data.features.episode_tensors` (sampling an episode and gathering its support
 and query tensors) for the pooled ``8 x 2048`` and the patch ``8 x 16 x 2048`` views, with and
 without temporal jitter (banks holding 16 stored steps), against a baseline measured in the same
 run: a plain ``numpy.take`` of 50 random rows (memory bandwidth). Targets: >= 1,000
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsv.data.episodes import EpisodeConfig, EpisodeSampler
-from fsv.data.features import FeatureBank, episode_tensors
+from fsv.heads.data.episodes import EpisodeConfig, EpisodeSampler
+from fsv.heads.data.features import FeatureBank, episode_tensors
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
 from fsv.pipeline.store import FeatureStore
 

@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
-from fsv.data.episodes import EpisodeConfig, EpisodeSampler
-from fsv.data.features import FeatureBank, episode_tensors
-from fsv.heads import HEADS, create_head
+from fsv.heads.data.episodes import EpisodeConfig, EpisodeSampler
+from fsv.heads.data.features import FeatureBank, episode_tensors
+from fsv.heads.models import HEADS, create_head
 
 SHAPES = {"pooled": (2048,), "patches": (16, 2048), "grid": (2048, 7, 7)}
 
@@ -66,7 +66,7 @@ def main() -> None:
         def train_step() -> None:
             t = load()
             head.train()
-            loss = head.loss(head(t.support, t.support_labels, t.query, t.way), t.query_labels)
+            loss = head.loss(head(t.support, t.support_labels, t.query, t.way), t.query_labels)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

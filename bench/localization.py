@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from heads import timed  # bench/heads.py, beside this script
 
-from fsv.heads import create_head
-from fsv.localization import common as cm
-from fsv.localization.data import VideoBank
-from fsv.localization.wtal import WtalBatches
+from fsv.heads.models import create_head
+from fsv.heads.data import common_episodes as cm
+from fsv.heads.data.videos import VideoBank
+from fsv.heads.data.video_batches import WtalBatches
 from fsv.pipeline.manifests import VideoRecord
 
 
@@ -39,7 +39,7 @@ def random_bank(videos: int, steps: int, dim: int, seed: int = 0) -> VideoBank:
 
 
 def bench_vqknet(device: torch.device, reps: int, video_steps: int) -> tuple[float, float, float, int]:
-    from fsv.heads.vqknet import localize
+    from fsv.heads.models.vqknet import localize
 
     bank = random_bank(40, 600, 2048)
     labels = np.zeros((40, 20), np.float32)
@@ -57,7 +57,7 @@ def bench_vqknet(device: torch.device, reps: int, video_steps: int) -> tuple[flo
     def train_step() -> None:
         x, y = load()
         head.train()
-        loss, _ = head.loss(head(x), y)
+        loss = head.loss(head(x), y)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -96,7 +96,7 @@ def bench_cdcca(device: torch.device, reps: int, video_steps: int) -> tuple[floa
         t = episode()
         head.train()
         gt = t.gt.to(device)
-        loss, _ = head.loss(head(t.query.to(device), t.supports.to(device), t.pseudo.to(device), gt), gt)
+        loss = head.loss(head(t.query.to(device), t.supports.to(device), t.pseudo.to(device), gt), gt)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -80,7 +80,7 @@ def _load_manifest(spec: str, root: Path | None = None):
 
 def _run_folder(text: str) -> Path:
     """A run folder, or a head's name for its most recent run (said on stderr)."""
-    from fsv.run_defaults import resolve_run
+    from fsv.heads.setup import resolve_run
 
     run, line = resolve_run(text)
     if line:
@@ -380,8 +380,9 @@ def train_head_cmd(
     then --set and the named options. Recognition heads (protonet, trx, strm, ta2n) train on
     episodes and select on validation accuracy; localization heads (cdcca, protomatch, vqknet) select on
     validation mAP."""
-    from fsv.presets import explain
-    from fsv.run_setup import plan_run, with_defaults
+    from fsv.heads.engine.config import explain
+    from fsv.heads.setup import plan_run, with_defaults
+    from fsv.heads.tasks import task_of
 
     request, chosen = with_defaults(dataclasses.replace(request, seed=seed, new=new))
     for line in chosen:
@@ -390,7 +391,7 @@ def train_head_cmd(
     if print_config:
         out.print_json(json.dumps(explain(cfg, resolved)))
         return
-    out.print(cfg.run_training(source, request.run, device=device).summary(request.head))
+    out.print(task_of(request.head).train(cfg, source, request.run, device=device).summary(request.head))
 
 
 @submit_app.command("train-head")
@@ -407,7 +408,7 @@ def submit_train_head_cmd(
     wait: bool,
 ) -> None:
     """Train a head with several seeds as a job array; then `fsv eval OUT` reports mean ± std."""
-    from fsv.sweep import seed_jobs, submit_train
+    from fsv.heads.sweep import seed_jobs, submit_train
 
     results = submit_train(seed_jobs(request, seeds, device), executor, cluster, wait=wait)
     if not wait:
@@ -416,7 +417,7 @@ def submit_train_head_cmd(
         )
         return
     for r in results:
-        out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_episode}")
+        out.print(f"{r.run}: best validation score {r.best_val:.4f} at step {r.best_step}")
 
 
 @app.command("predict")
@@ -436,10 +437,11 @@ def predict_cmd(
 
     Common-localization runs key detections by episode and also write the episodes' ground truth
     beside them (OUT with .gt.json), so any ActivityNet-style tool can score the pair."""
-    from fsv.localization.trainer import write_predictions
+    from fsv.heads.tasks import load_run
 
+    folder = _run_folder(run)
     out.print(
-        write_predictions(_run_folder(run), out_file, split=split, benchmark=benchmark, device=device),
+        load_run(folder)[0].write_predictions(folder, out_file, split=split, benchmark=benchmark, device=device),
         markup=False,
         highlight=False,
     )
@@ -460,16 +462,14 @@ def eval_cmd(
 ) -> None:
     """Score a run on its test split: recognition runs give mean accuracy ± 95% CI over the fixed test
     episodes, localization runs their mAP table (seed sweeps: mean ± std over seeds)."""
-    from fsv.evaluation import evaluate_folder
+    from fsv.heads.evaluation import eval_table, evaluate_folder
 
     folder = _run_folder(run)
     payload = evaluate_folder(folder, split=split, episodes=episodes, benchmark=benchmark, device=device)
     if as_json:
         typer.echo(json.dumps(payload))
     else:
-        out.print(
-            tables.map_table(folder, payload) if "map" in payload else tables.accuracy_table(folder, split, payload)
-        )
+        out.print(eval_table(folder, split, payload))
 
 
 @app.command("report")

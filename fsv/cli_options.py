@@ -3,7 +3,7 @@ decorators that give them to a command (:func:`with_options`).
 
 ``fsv extract`` and ``fsv submit extract`` take :data:`EXTRACT_OPTIONS` and receive an
 :class:`~fsv.pipeline.extract_setup.ExtractRequest`; ``fsv train-head`` and ``fsv submit
-train-head`` take :data:`TRAIN_OPTIONS` and receive a :class:`~fsv.run_setup.RunRequest`; every
+train-head`` take :data:`TRAIN_OPTIONS` and receive a :class:`~fsv.heads.setup.RunRequest`; every
 ``fsv submit`` verb takes :data:`SCHEDULER_OPTIONS` and receives ``executor``, a
 :class:`~fsv.jobs.options.ClusterOptions` and ``wait``. Types and defaults come from those
 classes, so they are written once too.
@@ -256,7 +256,7 @@ def train_options(fn):
     }
 
     def make(v: dict[str, Any]) -> dict[str, Any]:
-        from fsv.run_setup import RunRequest, parse_stores  # imports torch: only when a command runs
+        from fsv.heads.setup import RunRequest, parse_stores  # imports torch: only when a command runs
 
         return {
             "request": RunRequest(

@@ -31,8 +31,9 @@ from fsv.pipeline.plan import make_recipe
 from fsv.pipeline.store import FeatureStore
 from fsv.pipeline.store.verify import VerifyReport, verify_store
 from fsv.pipeline.backbones import resolve_weights
-from fsv.runs import DataSource
-from fsv.train import EvalResult, TrainConfig, evaluate, train
+from fsv.heads.engine.run_folder import DataSource
+from fsv.heads.tasks import config_for, train
+from fsv.heads.tasks.recognition import EvalResult, evaluate
 
 log = logging.getLogger(__name__)
 stages = logging.getLogger("fsv.progress")  # what the demo is doing, shown without -v
@@ -176,7 +177,7 @@ def run_demo(out: Path, *, per_class: int = 4, weights: str | None = None) -> De
     for k, head in enumerate(("protonet", "trx")):
         run = out / "runs" / head
         stage(4 + k, f"{'scoring' if head == 'protonet' else 'training and scoring'} {head} in {run}")
-        train(TrainConfig.for_head(head, {**DEMO_SETTINGS, **DEMO_HEAD_ARGS.get(head, {})}), source, run)
+        train(config_for(head, {**DEMO_SETTINGS, **DEMO_HEAD_ARGS.get(head, {})}), source, run)
         results.append(evaluate(run))
     stages.info("demo done in %.0f s", time.perf_counter() - t0)
     return DemoResult(manifest, store, summary, report, results, time.perf_counter() - t0)

@@ -1,7 +1,8 @@
-"""ActivityNet-format files: ground truth (``{"database": {video: {"subset", "annotations",
+"""ActivityNet-format files, read and written here only: ground truth (``{"database": {video: {"subset", "annotations",
 "ambiguous"?}}}``, ``ambiguous`` being THUMOS14's ``[[start, end], ...]``) and results (``{"results":
 {video: [{"segment", "score", "label"}]}}``), scored by :func:`fsv.metrics.detection_map` exactly as
-the official ActivityNet evaluation scores them (``bench/verify_anet_eval.py`` checks it)."""
+the official ActivityNet evaluation scores them (``bench/verify_anet_eval.py`` checks it).
+``fsv predict`` writes both (:func:`write_results`, :func:`write_ground_truth`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fsv.errors import FsvInputError
+from fsv.files import write_text_atomic
 from fsv.metrics import AMBIGUOUS_RULES, detection_map
 
 
@@ -85,13 +87,6 @@ def _ambiguous(path: Path, database: dict[str, dict]) -> dict[str, np.ndarray]:
     return out
 
 
-def load_ground_truth(
-    path: Path, subset: str | None = None, blocked: Collection[str] = ()
-) -> dict[str, list[tuple[float, float, str]]]:
-    """video -> ``[(start, end, label)]`` of the videos in ``subset`` (all when None), less ``blocked``."""
-    return _annotations(path, _database(path, subset, blocked))
-
-
 def load_ambiguous(path: Path, subset: str | None = None, blocked: Collection[str] = ()) -> dict[str, np.ndarray]:
     """video -> ``(m, 2)`` ambiguous segments (THUMOS14's "Ambiguous" class, stored per video as
     ``"ambiguous": [[start, end], ...]``) of the videos in ``subset``; empty when the file has none."""
@@ -141,3 +136,34 @@ def score_files(
     return detection_map(
         ground_truth, load_results(pred, blocked), tious, ambiguous=amb or None, ambiguous_rule=ambiguous_rule
     )
+
+
+def write_results(path: Path, predictions: dict[str, list[tuple[float, float, float, str]]], details: str) -> None:
+    """``{"version", "results": {video: [{"segment", "score", "label"}]}, "external_data"}`` of
+    ``predictions`` (video -> ``[(start, end, score, label)]``), atomically and at full precision, so
+    that scoring the file reproduces the mAP the detections had (rounding moves detections across
+    tIoU thresholds and reorders tied scores)."""
+    results = {
+        v: [{"segment": [float(s), float(e)], "score": float(p), "label": lab} for s, e, p, lab in dets]
+        for v, dets in predictions.items()
+    }
+    payload = {"version": "fsv", "results": results, "external_data": {"used": True, "details": details}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(payload))
+
+
+def write_ground_truth(
+    path: Path, ground_truth: dict[str, list[tuple[float, float, str]]], ambiguous: dict[str, np.ndarray]
+) -> None:
+    """``{"database": {video: {"subset": "test", "annotations", "ambiguous"?}}}`` of ``ground_truth``
+    (video -> ``[(start, end, label)]``) and THUMOS14's ``ambiguous`` segments, atomically."""
+    database = {
+        v: {
+            "subset": "test",
+            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs],
+            **({"ambiguous": ambiguous[v].tolist()} if v in ambiguous else {}),
+        }
+        for v, segs in ground_truth.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({"database": database}))

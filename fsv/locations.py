@@ -93,7 +93,7 @@ def is_default(name: str) -> bool:
 def set_dataset(name: str, *, default: bool = False, **values: str | Path | None) -> Path:
     """Set ``root`` / ``manifest`` / ``stores`` of dataset ``name`` in the datasets file (rewritten
     whole); ``default`` marks it as the dataset heads read when a command names none
-    (:func:`fsv.run_defaults.default_dataset`), and unmarks any other. A name that is not built in needs a manifest
+    (:func:`fsv.heads.setup.default_dataset`), and unmarks any other. A name that is not built in needs a manifest
     (given now or before)."""
     from fsv.pipeline.manifests.builders import canonical_name, dataset_names
 

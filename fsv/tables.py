@@ -56,15 +56,11 @@ def extract_table(title: str, summary: Any) -> Table:
     )
 
 
-def map_table(run: Any, payload: dict[str, Any]) -> Table:
-    """A localization payload of :func:`fsv.evaluation.evaluate_folder`: mAP % per tIoU and the
-    averages, beside the without-query-supports control and the random-proposal baseline."""
+def map_table(run: Any, payload: dict[str, Any], what: str) -> Table:
+    """A localization payload of :func:`fsv.heads.evaluation.evaluate_folder`: mAP % per tIoU and the
+    averages, beside the without-query-supports control and the random-proposal baseline; ``what``
+    says what was scored (``60 videos``)."""
     seeds = payload.get("seeds")
-    what = (
-        f"{payload['episodes']} episodes, {payload['shots']}-shot {payload['mode']}-instance"
-        if payload["task"] == "common"
-        else f"{payload['videos']} videos"
-    )
     title = f"fsv eval {run}: {payload['head']} on {payload['dataset']} {payload['split']} ({what}), mAP %" + (
         f", mean of {seeds} seeds" if seeds else ""
     )
@@ -88,7 +84,7 @@ def map_table(run: Any, payload: dict[str, Any]) -> Table:
 
 
 def accuracy_table(run: Any, split: str, payload: dict[str, Any]) -> Table:
-    """A recognition payload of :func:`fsv.evaluation.evaluate_folder`: accuracy ± 95% CI (one run)
+    """A recognition payload of :func:`fsv.heads.evaluation.evaluate_folder`: accuracy ± 95% CI (one run)
     or ± std over seeds (a sweep)."""
     seeds = payload.get("seeds")
     spread = (

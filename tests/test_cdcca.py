@@ -1,4 +1,4 @@
-"""CDC-CA (fsv.heads.cdcca): shapes, the three cross-attention stages, Eq. 8/9 losses, windowed
+"""CDC-CA (fsv.heads.models.cdcca): shapes, the three cross-attention stages, Eq. 8/9 losses, windowed
 inference and an overfit check on a synthetic query. Small dimensions, CPU, a few seconds."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads import HEADS, create_head
-from fsv.heads.cdcca import (
+from fsv.heads.models import HEADS, create_head
+from fsv.heads.models.cdcca import (
     CDCCA,
     PRESET,
     cross_correlation,
     pairwise_ranking_loss,
     temporal_roi_pool,
 )
-from fsv.heads.proposals import decode_offsets, encode_offsets, max_over_steps, mean_over_steps, window_starts
+from fsv.heads.models.proposals import decode_offsets, encode_offsets, max_over_steps, mean_over_steps, window_starts
 from fsv.metrics import temporal_iou
 
 D, C, NS = 24, 10, 8
@@ -221,11 +221,12 @@ def test_losses_finite_and_reach_their_parameters() -> None:
     torch.manual_seed(0)
     model = small()
     query, supports, pseudo, gt = episode(5)
-    total, terms = model.loss(model(query, supports, pseudo, gt), gt)
-    assert set(terms) == {"cls_ag", "reg_ag", "cls_co", "reg_co", "aux", "rank", "total"}
+    parts = model.loss(model(query, supports, pseudo, gt), gt)
+    total, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
+    assert set(terms) == {"loss", "cls_ag", "reg_ag", "cls_co", "reg_co", "aux", "rank"}
     assert all(np.isfinite(v) for v in terms.values()) and all(terms[k] > 0 for k in terms)
     rank_weight = model.rank_weight
-    expected = sum(v for k, v in terms.items() if k not in ("total", "rank")) + rank_weight * terms["rank"]
+    expected = sum(v for k, v in terms.items() if k not in ("loss", "rank")) + rank_weight * terms["rank"]
     assert total.item() == pytest.approx(expected, rel=1e-5)
     total.backward()
     # each module below is reached by its own terms only: actionness <- cls_ag, subnet offsets <- reg_ag,
@@ -233,7 +234,8 @@ def test_losses_finite_and_reach_their_parameters() -> None:
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     # without the pseudo indicator the auxiliary module is skipped
-    _, terms = model.loss(model(query, supports, None, gt), gt)
+    parts = model.loss(model(query, supports, None, gt), gt)
+    _, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
     assert terms["aux"] == 0.0
     with pytest.raises(FsvInputError):
         model.loss(model(query, supports), gt)
@@ -251,7 +253,7 @@ def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> N
     cls_ag, reg_ag = model.proposal_subnet.loss(
         out.anchors, out.actionness, out.anchor_offsets, out.anchor_index, out.anchor_label, out.actions
     )
-    total, _ = model.loss(out, gt)
+    total = model.loss(out, gt)["loss"]
     agnostic = dict(model.named_parameters())
     grads_ag = torch.autograd.grad(cls_ag + reg_ag, list(agnostic.values()), allow_unused=True, retain_graph=True)
     grads_co = torch.autograd.grad(total - cls_ag - reg_ag, list(agnostic.values()), allow_unused=True)
@@ -262,7 +264,7 @@ def test_support_agnostic_and_conditioned_terms_train_disjoint_parameters() -> N
 
 
 def test_a_checkpoint_of_other_layers_is_refused_with_what_to_do(tmp_path) -> None:
-    from fsv.runs import restore_model
+    from fsv.heads.engine.run_folder import restore_model
 
     model = small()
     state = {
@@ -380,7 +382,7 @@ def test_overfits_a_planted_common_action() -> None:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     with one_thread():
         for _ in range(300):
-            total, _ = model.loss(model(query, supports, pseudo, gt), gt)
+            total = model.loss(model(query, supports, pseudo, gt), gt)["loss"]
             optimiser.zero_grad()
             total.backward()
             optimiser.step()
@@ -430,7 +432,8 @@ def test_r0_drops_the_ranking_loss_and_the_auxiliary_module() -> None:
     model = small(rank_weight=0.0, aux=False)
     assert model.aux is None and not any(n.startswith("aux") for n, _ in model.named_parameters())
     query, supports, pseudo, gt = episode(5)
-    total, terms = model.loss(model(query, supports, pseudo, gt), gt)
+    parts = model.loss(model(query, supports, pseudo, gt), gt)
+    total, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
     assert terms["aux"] == 0.0 and terms["rank"] > 0
     assert total.item() == pytest.approx(
         terms["cls_ag"] + terms["reg_ag"] + terms["cls_co"] + terms["reg_co"], rel=1e-5

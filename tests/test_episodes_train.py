@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from fsv.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, read_episodes
-from fsv.data.features import FeatureBank, derive_view, episode_tensors
-from fsv.data.synthetic import SyntheticConfig, write_synthetic
+from fsv.heads.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, read_episodes
+from fsv.heads.data.features import FeatureBank, derive_view, episode_tensors
+from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 from fsv.errors import FsvInputError
-from fsv.runs import DataSource
-from fsv.train import TrainConfig, evaluate, train
+from fsv.heads.engine.run_folder import DataSource
+from fsv.heads.tasks import config_for, train
+from fsv.heads.tasks.recognition import RecognitionConfig, evaluate
 
 FSV = [sys.executable, "-m", "fsv"]
 
@@ -123,10 +124,10 @@ def test_episode_tensors_have_the_episode_labels(synthetic: Path) -> None:
     torch.testing.assert_close(t.support[2].float(), derive_view(grid, "patches").half().float())
 
 
-def _config(**kw: object) -> TrainConfig:
+def _config(**kw: object) -> RecognitionConfig:
     base = {
         "train_episodes": 40,
-        "tasks_per_update": 4,
+        "episodes_per_update": 4,
         "val_every": 20,
         "val_episodes": 20,
         "checkpoint_every": 8,
@@ -135,16 +136,16 @@ def _config(**kw: object) -> TrainConfig:
         "query": 3,
         "head_args": {"projection_dim": 16},
     }
-    return TrainConfig.for_head("protonet", {**base, **kw})
+    return config_for("protonet", {**base, **kw})
 
 
 def test_stopped_run_resumes_to_the_identical_model(synthetic: Path, tmp_path: Path) -> None:
     source = DataSource(synthetic / "manifest.jsonl", (synthetic / "store.zarr",))
     full = train(_config(), source, tmp_path / "full", device="cpu")
     part = train(_config(), source, tmp_path / "part", device="cpu", stop_after=13)
-    assert part.episodes == 13
+    assert part.steps == 13
     rest = train(_config(), source, tmp_path / "part", device="cpu")
-    assert rest.episodes == 40 and rest.best_episode == full.best_episode
+    assert rest.steps == 40 and rest.best_step == full.best_step
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True)["model"] for r in ("full", "part"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
@@ -167,7 +168,7 @@ def test_a_recognition_checkpoint_from_before_the_one_trainer_resumes(synthetic:
         tmp_path / "old" / "last.pt",
     )
     rest = train(_config(), source, tmp_path / "old", device="cpu")
-    assert rest.episodes == 40 and rest.best_episode == full.best_episode
+    assert rest.steps == 40 and rest.best_step == full.best_step
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True)["model"] for r in ("full", "old"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
@@ -178,7 +179,7 @@ def test_killed_cli_run_resumes_identically_and_eval_prints_json(synthetic: Path
         "--set",
         "train_episodes=400",
         "--set",
-        "tasks_per_update=2",
+        "episodes_per_update=2",
         "--set",
         "checkpoint_every=2",
         "--set",

@@ -334,7 +334,7 @@ def flip_a_decodable_bit(store: Path, victim: str, field: str) -> bool:
 
 
 def test_flipped_byte_that_still_decompresses_stops_reads_training_and_eval(tmp_path: Path) -> None:
-    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
     from fsv.errors import StoreCorruptError
 
     write_synthetic(tmp_path, SyntheticConfig(dim=16, videos_per_class=8))
@@ -497,7 +497,7 @@ def test_a_custom_dataset_name_works_wherever_built_in_names_do(clips: tuple[Pat
 
 
 def test_train_head_that_cannot_start_leaves_no_run_folder_and_the_corrected_retry_runs(tmp_path: Path) -> None:
-    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 
     data = tmp_path / "synthetic"
     write_synthetic(data, SyntheticConfig(classes=(4, 3, 3), videos_per_class=4))
@@ -633,7 +633,7 @@ def test_manifest_check_probe_catches_a_truncated_file_that_extraction_rejects(t
 
 
 def test_damaged_run_files_and_export_targets_get_one_line_naming_the_path(tmp_path: Path) -> None:
-    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 
     write_synthetic(tmp_path, SyntheticConfig(dim=16, classes=(4, 3, 3), videos_per_class=4))
     run = tmp_path / "run"

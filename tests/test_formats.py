@@ -88,7 +88,7 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
     assert "imported 3 videos" in proc.stdout
     s = FeatureStore.open(store)
     assert s.spec.name == "wtalc-i3d-rgbflow-25fps"
-    from fsv.localization.tasks import stream_count
+    from fsv.heads.tasks.wtal import stream_count
     from fsv.pipeline.spec_presets import get_spec
 
     assert stream_count([s]) == 2 and get_spec("i3d-kinetics400-rgbflow-25fps").streams == (

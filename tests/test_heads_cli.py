@@ -28,7 +28,7 @@ TINY = [
     "--set",
     "train_episodes=2",
     "--set",
-    "tasks_per_update=1",
+    "episodes_per_update=1",
     "--set",
     "val_every=2",
     "--set",

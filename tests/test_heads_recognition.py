@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-import fsv.heads.protonet as protonet_mod
-import fsv.heads.strm as strm_mod
-import fsv.heads.trx as trx_mod
+import fsv.heads.models.protonet as protonet_mod
+import fsv.heads.models.strm as strm_mod
+import fsv.heads.models.trx as trx_mod
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS, FewShotHead
+from fsv.heads.models import HEADS, RecognitionHead
 
 D = 64  # feature dim for the tests
 T = 8  # frames
@@ -44,7 +44,7 @@ PRESET_KEYS = {
     "lr",
     "momentum",
     "weight_decay",
-    "tasks_per_update",
+    "episodes_per_update",
     "train_episodes",
     "lr_milestones",
     "lr_gamma",
@@ -53,17 +53,17 @@ PRESET_KEYS = {
 }
 
 
-def build(name: str, seed: int = 0, **overrides: object) -> FewShotHead:
+def build(name: str, seed: int = 0, **overrides: object) -> RecognitionHead:
     torch.manual_seed(seed)
     return BUILDERS[name](**{**HEAD_KWARGS[name], **overrides})
 
 
-def feat_shape(head: FewShotHead) -> tuple[int, ...]:
+def feat_shape(head: RecognitionHead) -> tuple[int, ...]:
     return (T, P, D) if head.view == "patches" else (T, D)
 
 
 def episode(
-    head: FewShotHead, shot: int, seed: int = 1, signal: float = 1.0
+    head: RecognitionHead, shot: int, seed: int = 1, signal: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A shuffled ``WAY``-way ``shot``-shot episode: class means (scaled by ``signal``) plus noise;
     labels unsorted. ``signal=0`` gives pure noise that a head can only fit by learning."""
@@ -99,7 +99,7 @@ def test_every_parameter_gets_a_gradient(name: str, shot: int) -> None:
     head = build(name)
     head.train()
     support, s_labels, query, q_labels = episode(head, shot)
-    loss = head.loss(head(support, s_labels, query, WAY), q_labels)
+    loss = head.loss(head(support, s_labels, query, WAY), q_labels)["loss"]
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     params = dict(head.named_parameters())
@@ -250,7 +250,7 @@ def test_strm_loss_weights_and_options() -> None:
         want = ce(out.extra["tm_logits"], q_labels, reduction="sum") + 0.1 * ce(
             out.extra["qc_logits"], q_labels, reduction="sum"
         )
-        torch.testing.assert_close(head.loss(out, q_labels), want)
+        torch.testing.assert_close(head.loss(out, q_labels)["loss"], want)
         head.eval_with_qc = True
         out2 = head(support, s_labels, query, WAY)
         torch.testing.assert_close(out2.logits, out.extra["tm_logits"] + 0.1 * out.extra["qc_logits"])
@@ -279,7 +279,7 @@ def test_overfits_a_fixed_episode(name: str) -> None:
     losses = []
     for _ in range(30):
         opt.zero_grad()
-        loss = head.loss(head(support, s_labels, query, WAY), q_labels)
+        loss = head.loss(head(support, s_labels, query, WAY), q_labels)["loss"]
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -294,7 +294,7 @@ def test_registry_and_presets() -> None:
         json.dumps(preset)  # flat and JSON-serialisable
         assert preset["view"] == view == entry.build.view
         assert preset["seq_len"] == 8 and preset["optimizer"] in ("sgd", "adam")
-    assert HEADS["trx"].preset["tasks_per_update"] == HEADS["strm"].preset["tasks_per_update"] == 16
+    assert HEADS["trx"].preset["episodes_per_update"] == HEADS["strm"].preset["episodes_per_update"] == 16
     assert HEADS["strm"].preset["lr"] == 1e-3 and HEADS["strm"].preset["train_episodes"] == 75000
     head = HEADS["strm"].build(feature_dim=D, seq_len=T, out_dim=32)
     assert isinstance(head, strm_mod.STRMHead)
@@ -311,6 +311,6 @@ def test_cuda_matches_cpu(name: str) -> None:
         gpu = head(support.cuda(), s_labels.cuda(), query.cuda(), WAY).logits.cpu()
     torch.testing.assert_close(cpu, gpu, rtol=1e-3, atol=1e-3 * float(cpu.abs().max()))
     head.train()
-    loss = head.loss(head(support.cuda(), s_labels.cuda(), query.cuda(), WAY), q_labels.cuda())
+    loss = head.loss(head(support.cuda(), s_labels.cuda(), query.cuda(), WAY), q_labels.cuda())["loss"]
     loss.backward()
     assert all(p.grad is not None for p in head.parameters())

@@ -14,7 +14,7 @@ import pytest
 
 from fsv.errors import FsvInputError
 
-from fsv.localization.benchmark import benchmark_path
+from fsv.heads.data.benchmark import benchmark_path
 from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
 from fsv.pipeline.store import FeatureStore
@@ -161,7 +161,7 @@ def test_yang2020_episodes_are_scored_with_and_without_query_supports(tmp_path: 
 def test_custom_episode_files_load_and_round_trip(tmp_path: Path) -> None:
     """The README's example file (any custom episodes) loads in seconds with its labels, and
     ``write_benchmark`` writes the same layout back."""
-    from fsv.localization.benchmark import load_benchmark, write_benchmark
+    from fsv.heads.data.benchmark import load_benchmark, write_benchmark
 
     example = Path(__file__).resolve().parents[1] / "examples" / "common-episodes.json"
     ids = ["video_test_0000004", "video_validation_0000051", "video_validation_0000052", "video_validation_0000053"]

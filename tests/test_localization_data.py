@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from fsv.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
+from fsv.heads.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.errors import FsvInputError
-from fsv.localization import common as cm
-from fsv.localization.baseline import random_proposals
-from fsv.localization.benchmark import benchmark_path, load_benchmark
-from fsv.localization.config import LocConfig, protocol_for, summarize
-from fsv.localization.data import (
+from fsv.heads.data import common_episodes as cm
+from fsv.heads.data.benchmark import benchmark_path, load_benchmark
+from fsv.heads.tasks.localization import LocConfig, random_proposals, summarize
+from fsv.heads.data.videos import (
     VideoBank,
     carve_val,
     split_roles,
     to_seconds,
     to_steps,
 )
-from fsv.localization.tasks import CommonTask, Scored, WtalTask
-from fsv.localization.trainer import config_for, score
-from fsv.localization.wtal import perturb_indices
+from fsv.heads.tasks import config_for
+from fsv.heads.tasks.common import COMMON, CommonObjective
+from fsv.heads.tasks.localization import Scored, score
+from fsv.heads.tasks.wtal import WTAL, WtalObjective
+from fsv.heads.data.video_batches import perturb_indices
 from fsv.pipeline.manifests import Manifest, Segment, VideoRecord
 
 
@@ -75,7 +76,7 @@ def test_perturb_sampling_covers_each_interval() -> None:
 
 def test_wtal_batches_have_pairs_sharing_a_class_and_are_reproducible(synth) -> None:
     manifest, store = synth
-    task = WtalTask(LocConfig(head="vqknet", task="wtal", num_segments=40), manifest, [store], None)
+    task = WtalObjective(LocConfig(head="vqknet", task="wtal", num_segments=40), manifest, [store], None)
     assert {r.split for r in task.test_records} == {"test"} and {r.split for r in task.val_records} == {"val"}
     batches = task.batches()
     for i in range(20):
@@ -122,7 +123,7 @@ def test_single_instance_queries_hold_one_instance_and_drop_long_ones() -> None:
 def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> None:
     manifest, store = synth
     cfg = LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5)
-    task = CommonTask(cfg, manifest, [store], None)
+    task = CommonObjective(cfg, manifest, [store], None)
     test = task.episodes("test")
     assert set(test.classes) <= {c for c, s in task.split_of.items() if s == "test"}
     eps = test.fixed(30, 0)
@@ -143,10 +144,10 @@ def test_common_episodes_take_supports_from_other_videos_of_the_class(synth) -> 
 
 def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
     manifest, store = synth
-    plain = CommonTask(
+    plain = CommonObjective(
         LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5), manifest, [store], None
     )
-    task = CommonTask(
+    task = CommonObjective(
         LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, shot=5, standardize=True),
         manifest,
         [store],
@@ -175,7 +176,8 @@ def test_standardization_uses_the_training_classes_videos_only(synth) -> None:
         atol=1e-4,
     )
     assert (
-        config_for("cdcca", "activitynet13").standardize and not config_for("protomatch", "activitynet13").standardize
+        config_for("cdcca", dataset="activitynet13").standardize
+        and not config_for("protomatch", dataset="activitynet13").standardize
     )
 
 
@@ -183,7 +185,7 @@ def test_a_run_keeps_the_standardization_it_trained_with(synth, tmp_path: Path) 
     """Written at training into the run's cache, read back by eval and predict even when the store
     (and so the training videos with features) changed since; a damaged file is an input error."""
     manifest, store = synth
-    task = CommonTask(
+    task = CommonObjective(
         LocConfig(head="cdcca", task="common", frame_fps=2.0, num_pseudo_classes=8, standardize=True),
         manifest,
         [store],
@@ -203,11 +205,10 @@ def test_a_run_keeps_the_standardization_it_trained_with(synth, tmp_path: Path) 
 
 @pytest.mark.parametrize(("head", "k"), [("protomatch", 16), ("cdcca", 0)])
 def test_pseudo_classes_must_fit_the_head(synth, head: str, k: int) -> None:
-    from fsv.localization.tasks import check_task
 
     manifest, store = synth
     with pytest.raises(FsvInputError, match=f"{head} needs num_pseudo_classes"):
-        check_task(LocConfig(head=head, task="common", num_pseudo_classes=k), manifest, [store])
+        COMMON.check_data(LocConfig(head=head, task="common", num_pseudo_classes=k), manifest, [store])
 
 
 def test_training_crop_keeps_a_ground_truth_instance() -> None:
@@ -267,13 +268,11 @@ def test_yang2020_benchmark_imports_frames_as_seconds_and_flags_leaks() -> None:
 
 
 def test_protocol_tables_and_random_baseline_is_low() -> None:
-    p = protocol_for("wtal", "thumos14")
+    p = WTAL.protocol("thumos14")
     table = summarize({t: t for t in p.tious}, p)
     assert table["averages"]["0.1:0.5"] == pytest.approx(0.3) and table["averages"]["0.3:0.7"] == pytest.approx(0.5)
     assert list(table["map"]) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
-    assert protocol_for("wtal", "activitynet13").tious[-1] == 0.95 and protocol_for("common", "thumos14").tious == (
-        0.5,
-    )
+    assert WTAL.protocol("activitynet13").tious[-1] == 0.95 and COMMON.protocol("thumos14").tious == (0.5,)
     gt = {f"v{i}": [(10.0 + i, 20.0 + i, "a")] for i in range(50)}
     perfect = Scored(
         {k: [(s, e, 1.0, lab) for s, e, lab in v] for k, v in gt.items()},
@@ -281,24 +280,30 @@ def test_protocol_tables_and_random_baseline_is_low() -> None:
         windows={k: (0.0, 100.0) for k in gt},
         items=50,
     )
-    assert score(perfect, "wtal", "thumos14")["average_map"] == pytest.approx(1.0)
-    assert score(random_proposals(perfect, seed=0), "wtal", "thumos14")["average_map"] < 0.2
+    assert score(perfect, WTAL.protocol("thumos14"))["average_map"] == pytest.approx(1.0)
+    assert score(random_proposals(perfect, seed=0), WTAL.protocol("thumos14"))["average_map"] < 0.2
 
 
 def test_presets_follow_the_dataset() -> None:
-    thumos, anet = config_for("cdcca", "thumos14"), config_for("cdcca", "activitynet13", {"shot": 1})
+    thumos, anet = (
+        config_for("cdcca", dataset="thumos14"),
+        config_for("cdcca", dataset="activitynet13", overrides={"shot": 1}),
+    )
     assert (thumos.frame_fps, anet.frame_fps, anet.shot, thumos.task) == (25.0, 3.0, 1, "common")
-    v_thumos, v_anet12 = config_for("vqknet", "thumos14"), config_for("vqknet", "activitynet12")
+    v_thumos, v_anet12 = config_for("vqknet", dataset="thumos14"), config_for("vqknet", dataset="activitynet12")
     assert (v_thumos.num_segments, v_anet12.num_segments) == (500, 60)
     assert (
         v_thumos.head_args["topk_m"],
         v_anet12.head_args["topk_m"],
-        config_for("vqknet", "activitynet13").head_args["topk_m"],
+        config_for("vqknet", dataset="activitynet13").head_args["topk_m"],
     ) == (7, 4, 6)
     assert v_thumos.train_steps == 5000 and v_thumos.batch_videos == 10 and v_thumos.min_pairs == 3
     with pytest.raises(FsvInputError, match="unknown setting 'bogus'"):
-        config_for("vqknet", "thumos14", {"bogus": 1})
-    assert config_for("vqknet", "thumos14", {"head_args.dropout": 0.5, "topk_m": 8}).head_args["topk_m"] == 8
+        config_for("vqknet", dataset="thumos14", overrides={"bogus": 1})
+    assert (
+        config_for("vqknet", dataset="thumos14", overrides={"head_args.dropout": 0.5, "topk_m": 8}).head_args["topk_m"]
+        == 8
+    )
 
 
 def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
@@ -307,9 +312,9 @@ def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
         "x", [VideoRecord(r.video_id, r.path, r.label, r.split) for r in manifest], list(manifest.classes), "fewshot"
     )
     with pytest.raises(FsvInputError, match="no annotated segments"):
-        WtalTask(LocConfig(head="vqknet", task="wtal"), fewshot, [store], None)
+        WtalObjective(LocConfig(head="vqknet", task="wtal"), fewshot, [store], None)
     with pytest.raises(FsvInputError, match="common localization needs segments"):
-        CommonTask(LocConfig(head="cdcca", task="common"), fewshot, [store], None)
+        CommonObjective(LocConfig(head="cdcca", task="common"), fewshot, [store], None)
     from fsv.pipeline.spec import FeatureSpec, FieldSpec
     from fsv.pipeline.store import FeatureStore
 
@@ -334,7 +339,7 @@ def test_bad_inputs_get_clear_errors(synth, tmp_path: Path) -> None:
 
 
 def test_support_control_refuses_test_videos_too_few_to_swap_supports(tmp_path) -> None:
-    from fsv.data.synthetic_loc import write_support_control
+    from fsv.heads.data.synthetic_loc import write_support_control
     from fsv.errors import FsvInputError
 
     manifest, _ = write_synthetic_localization(tmp_path, LocSyntheticConfig(videos=(10, 3, 3)))

@@ -1,5 +1,5 @@
 """Synthetic localization benchmarks: planted action instances (class patterns plus a pattern shared
-by all actions, in background noise; ``fsv.data.synthetic_loc``), trained and scored through the CLI.
+by all actions, in background noise; ``fsv.heads.data.synthetic_loc``), trained and scored through the CLI.
 
 * VQK-Net must localize the instances far above the random-proposal baseline that ``fsv eval``
   reports beside them (random segments carrying the true labels).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fsv.data.synthetic_loc import CONTROLS, SUPPORT_GRID, write_support_control, write_synthetic_localization
+from fsv.heads.data.synthetic_loc import CONTROLS, SUPPORT_GRID, write_support_control, write_synthetic_localization
 
 FSV = [sys.executable, "-m", "fsv"]
 HARD_CELL = SUPPORT_GRID["a0.5-phased-white-large"]

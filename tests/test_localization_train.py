@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fsv.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
+from fsv.heads.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.errors import FsvInputError
-from fsv.localization.trainer import config_for, train_localization
-from fsv.runs import DataSource
+from fsv.heads.tasks import config_for, train
+from fsv.heads.engine.run_folder import DataSource
 
 SMALL = LocSyntheticConfig(videos=(40, 10, 10))
 
@@ -45,29 +45,37 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> DataSource:
 def test_resumed_run_ends_identical_to_an_uninterrupted_one(
     source: DataSource, tmp_path: Path, head: str, settings: dict
 ) -> None:
-    cfg = config_for(head, "synthetic-loc", settings)
-    straight = train_localization(cfg, source, tmp_path / "straight", device="cpu")
-    first = train_localization(cfg, source, tmp_path / "resumed", device="cpu", stop_after=3)
-    assert first.episodes == 3 and (tmp_path / "resumed" / "metrics.csv").read_text().count("\n") == 2
-    resumed = train_localization(cfg, source, tmp_path / "resumed", device="cpu")
-    assert straight.episodes == resumed.episodes == 4 and straight.best_val == resumed.best_val
+    cfg = config_for(head, dataset="synthetic-loc", overrides=settings)
+    straight = train(cfg, source, tmp_path / "straight", device="cpu")
+    first = train(cfg, source, tmp_path / "resumed", device="cpu", stop_after=3)
+    assert first.steps == 3 and (tmp_path / "resumed" / "metrics.csv").read_text().count("\n") == 2
+    resumed = train(cfg, source, tmp_path / "resumed", device="cpu")
+    assert straight.steps == resumed.steps == 4 and straight.best_val == resumed.best_val
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "straight" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
     with pytest.raises(FsvInputError, match="another configuration"):
-        train_localization(
-            config_for(head, "synthetic-loc", {**settings, "lr": 0.5}), source, tmp_path / "straight", device="cpu"
+        train(
+            config_for(head, dataset="synthetic-loc", overrides={**settings, "lr": 0.5}),
+            source,
+            tmp_path / "straight",
+            device="cpu",
         )
 
 
 def test_predict_refuses_runs_it_cannot_serve(source: DataSource, tmp_path: Path) -> None:
-    from fsv.localization.trainer import predict_run
+    from fsv.heads.tasks import load_run
+
+    def predict_run(run: Path, **kw: object) -> str:
+        return load_run(run)[0].write_predictions(run, tmp_path / "out.json", **kw)
 
     cfg = config_for(
-        "vqknet", "synthetic-loc", {"train_steps": 1, "val_every": 1, "num_segments": 8, "head_args.attention_dim": 16}
+        "vqknet",
+        dataset="synthetic-loc",
+        overrides={"train_steps": 1, "val_every": 1, "num_segments": 8, "head_args.attention_dim": 16},
     )
-    train_localization(cfg, source, tmp_path / "vqk", device="cpu")
+    train(cfg, source, tmp_path / "vqk", device="cpu")
     with pytest.raises(FsvInputError, match="applies to few-shot common localization"):
         predict_run(tmp_path / "vqk", benchmark="yang2020", device="cpu")
     (tmp_path / "rec").mkdir()

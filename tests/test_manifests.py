@@ -706,7 +706,7 @@ def test_write_read_round_trip(tmp_path, suffix):
     m = rich_manifest()
     path = m.write(tmp_path / "sub" / f"demo{suffix}")
     assert path.is_file() and m.path == path
-    assert not path.with_name(path.name + ".tmp").exists()
+    assert not [p for p in path.parent.iterdir() if "partial" in p.name]
     back = Manifest.read(path)
     assert back.records == m.records
     assert back.sha256 == m.sha256

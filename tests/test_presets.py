@@ -1,4 +1,4 @@
-"""Presets resolve in one place (fsv.presets): paper preset, dataset preset, --config, --set and named options."""
+"""Presets resolve in one place (fsv.heads.engine.config): paper preset, dataset preset, --config, --set and named options."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS, TASKS
-from fsv.presets import Layer, dataset_family, run_config, user_layers
+from fsv.heads.models import HEADS
+from fsv.heads.models.registry import TASKS
+from fsv.heads.engine.config import Layer, dataset_family, user_layers
+from fsv.heads.tasks import task_of
 
 
 def print_config(tmp_path: Path, *args: str) -> dict:
@@ -149,3 +151,8 @@ def test_every_head_card_resolves_its_presets(head: str) -> None:
     with pytest.raises(FsvInputError, match="unknown setting"):
         run_config(head, None, user_layers(sets=["no_such_setting=1"]))
     assert run_config(head, None, [Layer("test", {"seed": 3})])[0].seed == 3
+
+
+def run_config(head: str, dataset: str | None, layers: list[Layer]) -> tuple:
+    """The configuration of ``head`` on ``dataset`` with ``layers`` (as ``fsv train-head`` resolves it)."""
+    return task_of(head).resolve(head, dataset, layers)

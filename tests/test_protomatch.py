@@ -1,4 +1,4 @@
-"""Prototype matching (fsv.heads.protomatch): the registered trivial baseline of common localization."""
+"""Prototype matching (fsv.heads.models.protomatch): the registered trivial baseline of common localization."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads import HEADS, create_head
-from fsv.heads.cdcca import CDCCA
-from fsv.heads.protomatch import PRESET, ProtoMatch
-from fsv.heads.proposals import inside_bounds, mean_over_steps
+from fsv.heads.models import HEADS, create_head
+from fsv.heads.models.cdcca import CDCCA
+from fsv.heads.models.protomatch import PRESET, ProtoMatch
+from fsv.heads.models.proposals import inside_bounds, mean_over_steps
 from fsv.metrics import temporal_iou
 
 D, NS = 16, 8
@@ -69,8 +69,9 @@ def test_training_reads_only_the_support_agnostic_terms() -> None:
     gt, others = torch.tensor([[5.0, 11.0]]), torch.tensor([[18.0, 24.0]])
     out = head(query, supports, None, gt, others)
     assert out.actions.tolist() == [[5.0, 11.0], [18.0, 24.0]]
-    total, terms = head.loss(out, gt)
-    assert set(terms) == {"cls_ag", "reg_ag", "total"} and terms["total"] == pytest.approx(
+    parts = head.loss(out, gt)
+    total, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
+    assert set(terms) == {"loss", "cls_ag", "reg_ag"} and terms["loss"] == pytest.approx(
         terms["cls_ag"] + terms["reg_ag"], rel=1e-6
     )
     total.backward()

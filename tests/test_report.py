@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsv.data.synthetic import SyntheticConfig, write_synthetic
-from fsv.data.synthetic_loc import write_synthetic_localization
+from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
+from fsv.heads.data.synthetic_loc import write_synthetic_localization
 
 FSV = [sys.executable, "-m", "fsv"]
 CPU = ["--device", "cpu"]

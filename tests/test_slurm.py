@@ -324,7 +324,7 @@ def test_slurm_request_no_partition_can_satisfy_is_refused_at_submit_time(
 
 
 def test_slurm_seed_sweep_equals_single_runs_and_evaluates(tmp_path: Path, slurm_cluster: str) -> None:
-    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 
     data = tmp_path / "data"
     write_synthetic(data, SyntheticConfig(dim=32, videos_per_class=12))
@@ -345,7 +345,7 @@ def test_slurm_seed_sweep_equals_single_runs_and_evaluates(tmp_path: Path, slurm
         "--set",
         "val_episodes=10",
         "--set",
-        "tasks_per_update=4",
+        "episodes_per_update=4",
         "--set",
         "head_args.out_dim=32",
     ]
@@ -384,7 +384,7 @@ def test_slurm_seed_sweep_equals_single_runs_and_evaluates(tmp_path: Path, slurm
 
 
 def test_slurm_sweep_with_a_split_too_small_is_refused_before_submitting(tmp_path: Path, slurm_cluster: str) -> None:
-    from fsv.data.synthetic import SyntheticConfig, write_synthetic
+    from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 
     data = tmp_path / "data"
     write_synthetic(data, SyntheticConfig(dim=32, videos_per_class=12))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fsv.data.synthetic import SyntheticConfig, write_synthetic
+from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 
 FSV = [sys.executable, "-m", "fsv"]
 CHANCE = 0.2  # 5-way
@@ -25,7 +25,7 @@ FAST = [
     "--set",
     "lr=0.001",
     "--set",
-    "tasks_per_update=1",
+    "episodes_per_update=1",
     "--set",
     "val_every=150",
     "--set",

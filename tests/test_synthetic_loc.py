@@ -1,4 +1,4 @@
-"""The synthetic localization generator's family (fsv.data.synthetic_loc): the original data draw for
+"""The synthetic localization generator's family (fsv.heads.data.synthetic_loc): the original data draw for
 draw, phased class patterns, a drifting background, the ReLU rendering, and the support-control grid."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsv.data.synthetic_loc import (
+from fsv.heads.data.synthetic_loc import (
     HELD_OUT,
     SUPPORT_CONTROL,
     SUPPORT_GRID,

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS, create_head
-from fsv.heads.ta2n import TA2N, offset_mask, temporal_warp
+from fsv.heads.models.registry import HEADS, create_head
+from fsv.heads.models.ta2n import TA2N, offset_mask, temporal_warp
 
 D, T, WAY = 16, 8, 5
 SMALL = {"feature_dim": D, "seq_len": T, "ttm_channels": (4, 8), "ttm_hidden": 8, "sc_channels": 8, "sc_hidden": 8}
@@ -62,7 +62,7 @@ def test_every_parameter_gets_a_gradient(shot: int) -> None:
     unused = {"prototype_tc.W_k.weight", "prototype_tc.W_q.weight", "prototype_tc.W_v.weight"} if shot == 1 else set()
     for step in range(2):
         opt.zero_grad(set_to_none=True)
-        loss = head.loss(head(support, labels, query, WAY), query_labels)
+        loss = head.loss(head(support, labels, query, WAY), query_labels)["loss"]
         assert loss.ndim == 0 and torch.isfinite(loss)
         loss.backward()
         for name, p in head.named_parameters():
@@ -211,7 +211,7 @@ def test_same_seed_same_results() -> None:
         support, labels, query, query_labels = episode(5)
         torch.manual_seed(11)  # dropout and the random k-shot reference
         out = head(support, labels, query, WAY)
-        head.loss(out, query_labels).backward()
+        head.loss(out, query_labels)["loss"].backward()
         results.append((out.logits.detach(), [p.grad.clone() for p in head.parameters()]))
     assert torch.equal(results[0][0], results[1][0])
     assert all(torch.equal(g0, g1) for g0, g1 in zip(results[0][1], results[1][1], strict=True))
@@ -224,7 +224,7 @@ def test_overfits_a_fixed_episode() -> None:
     losses = []
     for _ in range(30):
         opt.zero_grad()
-        loss = head.loss(head(support, labels, query, WAY), query_labels)
+        loss = head.loss(head(support, labels, query, WAY), query_labels)["loss"]
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -245,6 +245,6 @@ def test_registered_with_a_json_preset() -> None:
     preset = json.loads(json.dumps(entry.preset))
     assert preset["optimizer"] == "sgd" and preset["lr"] == 1e-3 and preset["momentum"] == 0.9
     assert preset["seq_len"] == 8 and preset["view"] == "grid" and preset["train_episodes"] == 40_000
-    assert {"weight_decay", "tasks_per_update", "lr_milestones", "lr_gamma"} <= preset.keys()
+    assert {"weight_decay", "episodes_per_update", "lr_milestones", "lr_gamma"} <= preset.keys()
     head = create_head("ta2n", **SMALL)
     assert isinstance(head, TA2N) and head.view == "grid"

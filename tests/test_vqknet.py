@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from fsv.errors import FsvInputError
-from fsv.heads.base import HEADS
-from fsv.heads.vqknet import (
+from fsv.heads.models.registry import HEADS
+from fsv.heads.models.vqknet import (
     ATTENTION_THRESHOLDS,
     DATASET_PRESETS,
     PRESET,
@@ -22,7 +22,6 @@ from fsv.heads.vqknet import (
     VQKOutput,
     attention_proposals,
     co_activity_loss,
-    localize,
     outer_inner_score,
     query_similarity_loss,
     topk_count,
@@ -93,8 +92,8 @@ def test_video_order_does_not_matter() -> None:
     head = make_head().eval()
     x, labels = batch()
     perm = torch.tensor([2, 0, 3, 1])
-    loss, _ = head.loss(head(x), labels)
-    loss_perm, _ = head.loss(head(x[perm]), labels[perm])
+    loss = head.loss(head(x), labels)["loss"]
+    loss_perm = head.loss(head(x[perm]), labels[perm])["loss"]
     torch.testing.assert_close(loss, loss_perm)
 
 
@@ -108,7 +107,7 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(FsvInputError):
         head.loss(head(x), labels[:, :2])
     with pytest.raises(FsvInputError):
-        localize(head, head(x))
+        head.detect(head(x))
 
 
 def test_topk_count_and_video_logits() -> None:
@@ -208,7 +207,8 @@ def test_every_loss_term_is_finite_and_has_gradients(streams: int) -> None:
     head = make_head(streams=streams)
     x, labels = batch()
     out = head(x)
-    total, terms = head.loss(out, labels)
+    parts = head.loss(out, labels)
+    total, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
     expected_total = (
         terms["vcls"]
         + 5.0 * terms["query_similarity"]
@@ -217,8 +217,8 @@ def test_every_loss_term_is_finite_and_has_gradients(streams: int) -> None:
         + terms["co_activity"]
         + 0.8 * terms["sparsity"]
     )  # Eq. 14 with the THUMOS14 weights
-    assert math.isclose(terms["total"], expected_total, rel_tol=1e-5)
-    assert math.isclose(float(total.detach()), terms["total"], rel_tol=1e-6)
+    assert math.isclose(terms["loss"], expected_total, rel_tol=1e-5)
+    assert math.isclose(float(total.detach()), terms["loss"], rel_tol=1e-6)
     assert all(math.isfinite(v) for v in terms.values())
     assert math.isclose(terms["vcls"], terms["vcls_cas"] + terms["vcls_suppressed"], rel_tol=1e-6)
     params = dict(head.named_parameters())
@@ -313,7 +313,7 @@ def test_localize_output_contract() -> None:
     out = head(x[:1])
     probs = head.video_scores(out)[0].detach().numpy()
     threshold = float(np.sort(probs)[-2])  # exactly two classes pass
-    dets = localize(head, out, class_threshold=threshold)
+    dets = head.detect(out, class_threshold=threshold)
     assert dets, "a random head still yields proposals"
     allowed = set(np.flatnonzero(probs >= threshold).tolist())
     assert len(allowed) == 2
@@ -323,7 +323,7 @@ def test_localize_output_contract() -> None:
         assert 0 <= start < end <= T and math.isfinite(score)
     scores = [d[2] for d in dets]
     assert scores == sorted(scores, reverse=True)
-    assert localize(head, out, class_threshold=1.01) == []
+    assert head.detect(out, class_threshold=1.01) == []
 
 
 def hand_output(attention: np.ndarray, cas: np.ndarray) -> VQKOutput:
@@ -360,7 +360,8 @@ def test_mutual_learning_uses_each_stream_as_the_others_detached_target() -> Non
         keys=torch.zeros(2, T, D),
         features=torch.randn(2, T, D, generator=g),
     )
-    total, terms = head.loss(out, torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    parts = head.loss(out, torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    total, terms = parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
     s_rgb, s_f = streams.detach().unbind(1)
     assert terms["mutual"] == pytest.approx(float(F.mse_loss(s_rgb, s_f)), rel=1e-5)
     total.backward()
@@ -400,7 +401,7 @@ def test_localize_by_hand() -> None:
     inner_score = a_hat[6:10].mean() - np.r_[a_hat[5], a_hat[10]].mean() + 0.2 * p[0]
     outer_score = a_hat[4:12].mean() - np.r_[a_hat[2:4], a_hat[12:14]].mean() + 0.2 * p[0]
     assert inner_score > outer_score
-    dets = localize(head, out)
+    dets = head.detect(out)
     assert [(d[0], d[1], d[3]) for d in dets] == [(6, 10, 0), (4, 12, 0)]
     np.testing.assert_allclose([d[2] for d in dets], [inner_score, outer_score * math.exp(-0.25 / 0.3)], rtol=1e-5)
 
@@ -431,13 +432,13 @@ def test_overfit_recovers_planted_intervals() -> None:
     head = VQKNet(D, classes, streams=2, attention_dim=16)
     opt = torch.optim.Adam(head.parameters(), lr=1e-3)
     for _ in range(300):
-        loss, _ = head.loss(head(x[train]), labels[train])
+        loss = head.loss(head(x[train]), labels[train])["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
     head.eval()
     for i, (c, s, e) in enumerate(plan):
-        dets = localize(head, head(x[i : i + 1]))
+        dets = head.detect(head(x[i : i + 1]))
         assert dets and {d[3] for d in dets} == {c}, (i, c, dets[:3])
         top = dets[0]
         assert temporal_iou(np.array([s, e]), np.array([[top[0], top[1]]]))[0] > 0.5, (i, c, (s, e), dets[:3])

@@ -1,6 +1,11 @@
-"""Stage two: few-shot heads on cached features, registered by name (see :mod:`fsv.heads.base`)."""
+"""Stage two: heads trained and evaluated on cached features.
 
-from fsv.heads import cdcca, protomatch, protonet, strm, ta2n, trx, vqknet  # noqa: F401  (register the heads)
-from fsv.heads.base import HEADS, FewShotHead, HeadOutput, create_head
+Laid out by role (imports point down; ``tests/test_architecture.py`` enforces it):
 
-__all__ = ["HEADS", "FewShotHead", "HeadOutput", "create_head"]
+* :mod:`fsv.heads.setup`, :mod:`fsv.heads.evaluation`, :mod:`fsv.heads.sweep`: what the commands call;
+* :mod:`fsv.heads.tasks`: the kinds of run (recognition, wtal, common), each a
+  :class:`~fsv.heads.tasks.base.Task`;
+* :mod:`fsv.heads.models` (the heads and their registry), :mod:`fsv.heads.engine` (the training loop,
+  the run folder, configuration layers) and :mod:`fsv.heads.data` (episodes, feature banks,
+  localization data), which do not import each other.
+"""

@@ -114,11 +114,10 @@ class Page:
     def write(self, path: Path) -> Path:
         """Written to a temporary name and renamed, so a failed report leaves no half page."""
         from fsv.errors import FsvInputError
+        from fsv.files import write_text_atomic
 
         path = Path(path)
         if not path.parent.is_dir():
             raise FsvInputError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(self.render(), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, self.render())
         return path

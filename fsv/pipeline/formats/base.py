@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from fsv.files import atomic_path
 from fsv.errors import FsvInputError
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
 from fsv.pipeline.spec import FeatureSpec, FieldSpec
@@ -176,13 +177,7 @@ def write_h5_export(
     ids = [r.video_id for r in manifest if r.video_id in store.index] or store.video_ids()
     require_h5_names(ids)
     field = store.spec.view_field("pooled")
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for vid in ids:
-                put(f, vid, np.asarray(store.get(vid, field=field), dtype=np.float32))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        for vid in ids:
+            put(f, vid, np.asarray(store.get(vid, field=field), dtype=np.float32))
     return [out]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fsv.files import write_text_atomic
 from fsv.errors import FsvInputError
 from fsv.pipeline.manifests.problems import ProblemList
 
@@ -203,9 +204,7 @@ class Manifest:
             for r in self.records:
                 writer.writerow(r.to_row())
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, buf.getvalue())
         self.path = path
         return path
 

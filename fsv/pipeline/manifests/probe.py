@@ -55,8 +55,8 @@ def probe_manifest(
     tasks = [dask.delayed(_probe_batch, pure=False)([root / r.path for r in chunk]) for chunk in chunks]
     sizes = {t.key: len(c) for t, c in zip(tasks, chunks)}
     with make_progress() as progress:
-        task = progress.add_task("probe", total=len(records), unit="videos")
-        with _TaskProgress(progress, task, sizes):
+        bar_id = progress.add_task("probe", total=len(records), unit="videos")
+        with _TaskProgress(progress, bar_id, sizes):
             results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
     source = str(manifest.path) if manifest.path else manifest.dataset
     problems = ProblemList()

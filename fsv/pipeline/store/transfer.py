@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from fsv.files import atomic_path
 from fsv.errors import FsvError, FsvInputError
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo, VideoProblem, require_h5_names
 from fsv.pipeline.manifests.model import Manifest, VideoRecord
@@ -189,9 +190,9 @@ def import_features(
     report = ImportReport()
     seen: set[str] = set()
     with make_progress() as progress, store.writer(manifest_sha256=manifest.sha256) as writer:
-        task = progress.add_task("import", total=None, unit="videos")
+        bar_id = progress.add_task("import", total=None, unit="videos")
         for item in items:
-            progress.advance(task)
+            progress.advance(bar_id)
             keys = fmt.video_ids(item.key) if fmt is not None else (item.key, Path(item.key).name)
             record = next((records[k] for k in keys if k in records), None)
             if record is None:
@@ -314,16 +315,11 @@ def export_h5(store: FeatureStore, path: str | Path) -> int:
     path = Path(path)
     if not path.parent.is_dir():
         raise FsvInputError(f"cannot export to {path}: folder {path.parent} does not exist; create it first")
-    tmp = path.with_name(path.name + ".partial")
     fields = list(store.spec.fields)
     ids = store.video_ids()
     require_h5_names(ids)
-    try:
+    with atomic_path(path) as tmp:  # a failed export leaves nothing
         _write_h5(store, tmp, ids, fields)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed export leaves nothing
-        raise
-    tmp.replace(path)
     return len(ids)
 
 
@@ -332,7 +328,7 @@ def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str])
         f.attrs["fsv_spec"] = store.spec.canonical_json()
         f.attrs["fsv_spec_key"] = store.spec.key
         f.attrs["fsv_spec_name"] = store.spec.name
-        task = progress.add_task("export", total=len(ids), unit="videos")
+        bar_id = progress.add_task("export", total=len(ids), unit="videos")
         for start in range(0, len(ids), 256):
             batch = ids[start : start + 256]
             packed = {name: store.load(batch, field=name, with_spans=(name == fields[0])) for name in fields}
@@ -350,4 +346,4 @@ def _write_h5(store: FeatureStore, tmp: Path, ids: list[str], fields: list[str])
                 for k in ("fps", "duration", "num_frames"):
                     if getattr(e, k) is not None:
                         node.attrs[k] = getattr(e, k)
-            progress.advance(task, len(batch))
+            progress.advance(bar_id, len(batch))

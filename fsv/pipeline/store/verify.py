@@ -38,7 +38,7 @@ def verify_store(store: FeatureStore) -> VerifyReport:
     journals = store.journals()
     total = sum(len(j.entries) for j in journals.values())
     with make_progress() as progress:
-        task = progress.add_task("verify", total=total, unit="videos")
+        bar_id = progress.add_task("verify", total=total, unit="videos")
         for part, journal in journals.items():
             where = f"{store.path / PARTS_DIR / part / JOURNAL}"
             for line, why in journal.bad_lines:
@@ -55,7 +55,7 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                     report.problems.append(f"part {part}: array {name!r} cannot be opened ({type(e).__name__}: {e})")
             claimed: list[tuple[int, int, str]] = []
             for e in journal.entries:
-                progress.advance(task)
+                progress.advance(bar_id)
                 if e.status != "ok":
                     continue
                 report.commits += 1

@@ -1,1 +1,0 @@
-"""Stage two data: episode samplers and fixed episode files, feature banks over stores."""
