@@ -258,13 +258,13 @@ def diagnose(run: Path, episodes: str, count: int = 60) -> dict[str, dict[str, f
 
     cfg, source = COMMON.load(run)
     manifest, stores = source.open()
-    task = COMMON.objective(cfg, manifest, stores, run / "cache")
-    head = load_best(run, task.build_head(), torch.device("cpu"))
+    objective = COMMON.objective(cfg, manifest, stores, run / "cache")
+    head = load_best(run, objective.build_head(), torch.device("cpu"))
     head.eval()
     sums: dict[str, dict[str, list[float]]] = {g: {"mass": [], "p": []} for g in ("own", "distractor", "background")}
-    for ep in task.fixed_episodes("test", episodes)[:count]:
-        others = [(i.start, i.end) for i in task.by_video.get(ep.video, []) if i.label != ep.label]
-        t = episode_tensors(task.bank, ep, head.num_snippets, others=others, standardize=task.standardize)
+    for ep in objective.fixed_episodes("test", episodes)[:count]:
+        others = [(i.start, i.end) for i in objective.by_video.get(ep.video, []) if i.label != ep.label]
+        t = episode_tensors(objective.bank, ep, head.num_snippets, others=others, standardize=objective.standardize)
         proposals = head.proposal_subnet.windowed(t.query, head.post_nms_top)
         x_q, x_s = head.cdc.encode(temporal_roi_pool(t.query, proposals, head.roi_pool), t.supports)
         y_s = head.cdc.dynamics(head.cdc.qtos(x_q, x_s)).reshape(-1, x_q.shape[1])

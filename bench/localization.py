@@ -3,7 +3,7 @@
 * ``vqknet``: THUMOS14 sizes — I3D RGB‖flow features (D = 2048), 20 classes; a train step is one
   batch of 10 videos x 500 sampled segments (forward, Eq. 14 loss, backward, Adam step); inference
   is one test video of ``--video-steps`` steps (default 750, about 8 minutes of I3D snippets)
-  through the model and ``localize`` (thresholds, outer-inner contrast, soft-NMS).
+  through the model and ``detect`` (thresholds, outer-inner contrast, soft-NMS).
 * ``cdcca``: C3D fc6 features (D = 4096), 5-shot; a train step is one episode with a single-instance
   query of 120 steps (about 77 s of C3D snippets); inference is one multi-instance query of
   ``--video-steps`` steps with the paper's sliding windows (512 and 768 frames at 25 fps = 32 and 48
@@ -39,8 +39,6 @@ def random_bank(videos: int, steps: int, dim: int, seed: int = 0) -> VideoBank:
 
 
 def bench_vqknet(device: torch.device, reps: int, video_steps: int) -> tuple[float, float, float, int]:
-    from fsv.heads.models.vqknet import localize
-
     bank = random_bank(40, 600, 2048)
     labels = np.zeros((40, 20), np.float32)
     labels[np.arange(40), np.arange(40) % 20] = 1
@@ -67,7 +65,7 @@ def bench_vqknet(device: torch.device, reps: int, video_steps: int) -> tuple[flo
     def infer() -> None:
         head.eval()
         with torch.inference_mode():
-            localize(head, head(video))
+            head.detect(head(video))
 
     return (
         timed(load, max(reps, 5), device),
