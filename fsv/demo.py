@@ -119,7 +119,7 @@ DEMO_SETTINGS = {
     "query": 2,
     "optimizer": "adam",
     "lr": 1e-3,
-    "tasks_per_update": 1,
+    "episodes_per_update": 1,
     "train_episodes": DEMO_EPISODES,
     "val_every": 100,
     "val_episodes": 50,

@@ -1,4 +1,4 @@
-"""ActivityNet-format files, read and written here only: ground truth (``{"database": {video: {"subset", "annotations",
+"""ActivityNet-format detection files: ground truth (``{"database": {video: {"subset", "annotations",
 "ambiguous"?}}}``, ``ambiguous`` being THUMOS14's ``[[start, end], ...]``) and results (``{"results":
 {video: [{"segment", "score", "label"}]}}``), scored by :func:`fsv.metrics.detection_map` exactly as
 the official ActivityNet evaluation scores them (``bench/verify_anet_eval.py`` checks it).

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fsv.errors import FsvInputError
+from fsv.files import write_text_atomic
 
 
 def datasets_file() -> Path:
@@ -112,7 +113,7 @@ def set_dataset(name: str, *, default: bool = False, **values: str | Path | None
         entry["default"] = True
     path = datasets_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dump_toml(settings), encoding="utf-8")
+    write_text_atomic(path, _dump_toml(settings))
     return path
 
 

@@ -134,6 +134,18 @@ def test_stage_two_models_engine_and_data_do_not_import_each_other() -> None:
     assert not bad, bad
 
 
+def test_stage_two_layers_point_down() -> None:
+    """models, engine and data import neither the kinds of run nor what the commands call."""
+    above = ("fsv.heads.tasks", "fsv.heads.setup", "fsv.heads.evaluation", "fsv.heads.sweep")
+    bad = [
+        (a, b)
+        for a in GRAPH
+        for b in GRAPH[a]
+        if any(within(a, p) for p in INDEPENDENT) and any(within(b, q) for q in above)
+    ]
+    assert not bad, bad
+
+
 def test_the_shared_modules_import_no_stage() -> None:
     """errors, metrics, progress, detections, device: below both stages."""
     shared = ("fsv.errors", "fsv.metrics", "fsv.progress", "fsv.detections", "fsv.device")

@@ -667,9 +667,10 @@ def test_damaged_run_files_and_export_targets_get_one_line_naming_the_path(tmp_p
     assert f"{best}: cannot be read as a checkpoint" in err, err
     best.write_bytes(whole)
     whole_config = (run / "config.json").read_text()
-    (run / "config.json").write_text('{"config": {"head": "protonet",')
-    err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
-    assert f"{run / 'config.json'}: not a readable run configuration" in err, err
+    for damaged in ('{"config": {"head": "protonet",', '{"config": "x", "data": {}}'):
+        (run / "config.json").write_text(damaged)
+        err = one_line_error(fsv("eval", str(run), "--device", "cpu"), 2)
+        assert f"{run / 'config.json'}: not a readable run configuration" in err, err
     record = json.loads(whole_config)
     record["config"]["bogus_setting"] = 1  # written by another fsv version, say
     (run / "config.json").write_text(json.dumps(record))

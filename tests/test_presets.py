@@ -11,7 +11,7 @@ import pytest
 
 from fsv.errors import FsvInputError
 from fsv.heads.models import HEADS
-from fsv.heads.models.registry import TASKS
+from fsv.heads.tasks import TASKS
 from fsv.heads.engine.config import Layer, dataset_family, user_layers
 from fsv.heads.tasks import task_of
 

@@ -36,10 +36,8 @@ def evaluate_folder(
     seeds = seed_runs(folder)
     results = []
     for run in seeds or [folder]:
-        task, cfg, source = load_run(run)
-        results.append(
-            task.evaluate(run, cfg, source, split=split, episodes=episodes, benchmark=benchmark, device=device)
-        )
+        task = load_run(run)[0]
+        results.append(task.evaluate(run, split=split, episodes=episodes, benchmark=benchmark, device=device))
     return task.mean_over_seeds(results) if seeds else results[0]
 
 

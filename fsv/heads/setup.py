@@ -23,19 +23,16 @@ When the command does not say:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import os
-from dataclasses import replace
 
 from fsv.errors import FsvInputError
 from fsv.heads.engine.config import Layer, Resolved, user_layers
 from fsv.heads.engine.run_folder import RUN_MANIFEST, DataSource, read_run_record
-from fsv.heads.models import HEADS
+from fsv.heads.models import HEADS, head_card
 from fsv.heads.tasks import task_of
-from fsv.heads.models import head_card
 from fsv.locations import configured_names, datasets_file, is_default, locate, read_datasets_file
 from fsv.pipeline.manifests import Manifest, load_manifest
 from fsv.pipeline.store import FeatureStore

@@ -34,15 +34,15 @@ from fsv.pipeline.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
-# Every view of stored features a head reads: the three a FeatureBank derives from frame features,
-# and "snippets" (one vector per stored snippet, as stored: localization heads, VideoBank).
-VIEWS = ("pooled", "patches", "grid", "snippets")
+# The views a FeatureBank derives for recognition heads (localization heads read "snippets", one
+# vector per stored snippet as stored: VideoBank).
+BANK_VIEWS = ("pooled", "patches", "grid")
 
 
 def derive_view(x: torch.Tensor, view: str) -> torch.Tensor:
     """Stored steps ``[n, *field]`` -> the ``view`` (see module docstring), same dtype."""
     if x.dim() == 2:  # snippet or pooled features [n, D]
-        if view not in ("pooled", "snippets"):
+        if view != "pooled":
             raise FsvInputError(
                 f"the {view} view needs spatial grids (ResNet-50 stores, or a transformer's with --grid); these features are {tuple(x.shape[1:])}"
             )
@@ -55,7 +55,7 @@ def derive_view(x: torch.Tensor, view: str) -> torch.Tensor:
         return x.float().mean(dim=(2, 3)).to(x.dtype)
     if view == "patches":
         return F.adaptive_max_pool2d(x.float(), 4).flatten(2).transpose(1, 2).to(x.dtype)
-    raise FsvInputError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    raise FsvInputError(f"unknown view {view!r}; choose one of {', '.join(BANK_VIEWS)}")
 
 
 @dataclass

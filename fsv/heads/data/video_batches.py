@@ -1,5 +1,5 @@
-"""Weakly-supervised temporal action localization data: video-level labels, training batches with
-pairs of videos sharing a class, and per-video detections in seconds.
+"""Weakly-supervised temporal action localization data: video-level labels and training batches
+with pairs of videos sharing a class.
 
 Training batch ``i`` depends only on ``(seed, i)``: ``batch_videos`` videos of which at least
 ``min_pairs`` pairs share a class (W-TALC's sampling, which VQK-Net's query-similarity and
@@ -21,8 +21,6 @@ from fsv.heads.data.videos import VideoBank
 from fsv.pipeline.manifests import VideoRecord
 
 log = logging.getLogger(__name__)
-
-Detection = tuple[float, float, float, str]
 
 
 def video_labels(records: Sequence[VideoRecord], classes: Sequence[str]) -> np.ndarray:

@@ -68,13 +68,15 @@ RENAMED_KEYS = {"tasks_per_update": "episodes_per_update"}
 
 def migrate_config(config: dict[str, Any]) -> dict[str, Any]:
     """A ``config.json`` configuration with the keys of earlier versions renamed (:data:`RENAMED_KEYS`)."""
+    if not isinstance(config, dict):
+        raise TypeError(f"the configuration is a {type(config).__name__}, not an object")
     return {RENAMED_KEYS.get(k, k): v for k, v in config.items()}
 
 
 def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> None:
     """Write ``run/config.json`` (every value and the data source), or check that the run folder
-    already holds this configuration (resuming; a file of an earlier version is rewritten with its
-    keys migrated); another configuration is refused."""
+    already holds this configuration (resuming; a file of an earlier version is compared with its
+    keys migrated, and left as it is); another configuration is refused."""
     path = run / "config.json"
     record = {"config": config, "data": {"manifest": str(source.manifest), "stores": [str(s) for s in source.stores]}}
     if path.is_file():
@@ -84,9 +86,8 @@ def write_run_config(run: Path, config: dict[str, Any], source: DataSource) -> N
             raise FsvInputError(
                 f"{run} holds a run with another configuration; use a new --out folder (differences: {diff})"
             )
-        if json.loads(path.read_text(encoding="utf-8"))["config"] == previous["config"]:
-            return
-    write_text_atomic(path, json.dumps(record, indent=2))
+    else:
+        write_text_atomic(path, json.dumps(record, indent=2))
 
 
 def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fsv.errors import FsvInputError
 from fsv.heads.engine.config import Layer
 from fsv.heads.engine.loop import TrainResult
 from fsv.heads.engine.run_folder import DataSource, read_run_record
@@ -20,7 +21,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (RECOGNITION, WTAL, COMMON)}
 
 def task_of(head: str) -> Task:
     """The kind of run of ``head`` (its card's ``task``)."""
-    return TASKS[head_card(head).task]
+    task = head_card(head).task
+    if task not in TASKS:
+        raise FsvInputError(f"head {head} names the kind of run {task!r}; fsv has {', '.join(TASKS)}")
+    return TASKS[task]
 
 
 def load_run(run: Path) -> tuple[Task, Any, DataSource]:

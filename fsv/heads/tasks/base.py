@@ -79,12 +79,12 @@ class Task:
         self, head: str, *, way: int | None, episodes: int | None, steps: int | None
     ) -> dict[str, tuple[str, Any]]:
         """The named options that apply (``{field: (option, value)}``); the others are input errors."""
+        if way is not None and not self.takes_way:
+            raise FsvInputError(f"--way does not apply to {head} (a localization head)")
         option, field = self.length
         given = {"--episodes": episodes, "--steps": steps}
         if any(value is not None for other, value in given.items() if other != option):
             raise FsvInputError(f"{head} {self.length_words}")
-        if way is not None and not self.takes_way:
-            raise FsvInputError(f"--way does not apply to {head} (a localization head)")
         return {"way": ("--way", way), field: (option, given[option])}
 
     def check_benchmark(self, benchmark: str | None) -> None:
@@ -141,8 +141,6 @@ class Task:
     def evaluate(
         self,
         run: Path,
-        cfg: Any,
-        source: DataSource,
         *,
         split: str,
         episodes: int | None,

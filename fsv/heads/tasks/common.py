@@ -20,7 +20,7 @@ from fsv.heads.data.features import with_features
 from fsv.heads.data.videos import VideoBank, to_seconds
 from fsv.heads.models import create_head, head_card
 from fsv.heads.tasks.localization import (
-    PROTOCOLS,
+    COMMON_PROTOCOL,
     Detections,
     GroundTruth,
     LocalizationObjective,
@@ -87,7 +87,7 @@ class CommonObjective(LocalizationObjective):
     def frames_to_steps(self, frames: float) -> int:
         return max(1, int(round(frames / self.cfg.frame_fps / self.step_seconds)))
 
-    protocol = PROTOCOLS["common"]
+    protocol = COMMON_PROTOCOL
 
     def build_head(self) -> torch.nn.Module:
         pseudo = {"num_pseudo_classes": max(self.num_pseudo, 1)} if reads_pseudo_classes(self.cfg) else {}
@@ -190,7 +190,7 @@ class Common(LocalizationTask):
     takes_benchmark = True
 
     def protocol(self, dataset: str) -> MapProtocol:
-        return PROTOCOLS["common"]
+        return COMMON_PROTOCOL
 
     def check_data(self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
         """Raise :class:`FsvInputError` before any feature is loaded when the manifest and stores

@@ -25,7 +25,6 @@ from fsv.device import resolve_device
 from fsv.errors import FsvInputError
 from fsv.heads.engine.config import dataset_family
 from fsv.heads.engine.loop import Schedule
-from fsv.heads.engine.run_folder import DataSource
 from fsv.heads.engine.runner import load_best
 from fsv.heads.tasks.base import Task
 from fsv.metrics import detection_map, mean_std
@@ -124,8 +123,9 @@ PROTOCOLS = {
     "activitynet": MapProtocol(
         tuple(round(0.5 + 0.05 * i, 2) for i in range(10)), {"0.5:0.95": (0.5, 0.95)}, "0.5:0.95"
     ),
-    "common": MapProtocol((0.5,), {"0.5": (0.5, 0.5)}, "0.5"),
 }
+# Few-shot common localization, on any dataset: mAP at tIoU 0.5 over the episodes.
+COMMON_PROTOCOL = MapProtocol((0.5,), {"0.5": (0.5, 0.5)}, "0.5")
 
 
 def dataset_protocol(dataset: str) -> MapProtocol:
@@ -307,8 +307,6 @@ class LocalizationTask(Task):
     def evaluate(
         self,
         run: Path,
-        cfg: LocConfig,
-        source: DataSource,
         *,
         split: str,
         episodes: int | None,

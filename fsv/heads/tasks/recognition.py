@@ -31,7 +31,7 @@ from fsv.heads.data.episodes import (
 )
 from fsv.heads.data.features import FeatureBank, episode_tensors, with_features
 from fsv.heads.engine.loop import Schedule
-from fsv.heads.engine.run_folder import DataSource
+from fsv.heads.engine.run_folder import RENAMED_KEYS
 from fsv.heads.engine.runner import load_best
 from fsv.heads.models import RecognitionHead, create_head
 from fsv.heads.tasks.base import Task
@@ -282,7 +282,7 @@ class Recognition(Task):
     config_class = RecognitionConfig
     length = ("--episodes", "train_episodes")
     length_words = "trains on episodes: use --episodes N"
-    aliases = {"tasks_per_update": "episodes_per_update"}  # its name in earlier versions (--set, --config files)
+    aliases = RENAMED_KEYS  # the names of earlier versions (in --set, --config files)
     takes_way = True
     headline = ("accuracy", "accuracy (%)")
 
@@ -299,8 +299,6 @@ class Recognition(Task):
     def evaluate(
         self,
         run: Path,
-        cfg: RecognitionConfig,
-        source: DataSource,
         *,
         split: str,
         episodes: int | None,

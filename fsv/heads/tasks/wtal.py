@@ -16,6 +16,7 @@ from fsv.errors import FsvInputError
 from fsv.heads.data.features import with_features
 from fsv.heads.data.video_batches import WtalBatches, video_labels
 from fsv.heads.data.videos import VideoBank, carve_val, split_roles, to_seconds
+from fsv.heads.engine.loop import Schedule
 from fsv.heads.models import WtalHead, create_head
 from fsv.heads.tasks.localization import (
     Detections,
@@ -55,7 +56,7 @@ class WtalObjective(LocalizationObjective):
                 "features; weakly-supervised localization is scored on them (use a localization manifest, e.g. thumos14)"
             )
         self._banks: dict[str, VideoBank] = {}
-        self.protocol = dataset_protocol(manifest.dataset)
+        self.protocol = dataset_protocol(manifest.dataset)  # the table of the run's dataset (Wtal.protocol)
         self._batches: WtalBatches | None = None
 
     def bank(self, split: str) -> VideoBank:
@@ -191,6 +192,15 @@ class Wtal(LocalizationTask):
         self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], cache: Path | None
     ) -> WtalObjective:
         return WtalObjective(cfg, manifest, stores, cache)
+
+    def build(
+        self, cfg: LocConfig, manifest: Manifest, stores: list[FeatureStore], run: Path
+    ) -> tuple[WtalObjective, torch.nn.Module, Schedule]:
+        """As every localization run, with the training batches made before training starts (a
+        train split that cannot give them is an input error before the first step)."""
+        objective, head, schedule = super().build(cfg, manifest, stores, run)
+        objective.batches()
+        return objective, head, schedule
 
     def described(self, scored: Scored, cfg: LocConfig, protocol: MapProtocol) -> dict[str, Any]:
         return {"shots": None, "videos": scored.items}  # weakly supervised: no support shots
