@@ -41,8 +41,8 @@ test: setup
 
 # ruff: lint (pyflakes and pycodestyle errors) and the format the codebase is kept in
 lint: setup
-	$(BIN)/ruff check fsv tests bench
-	$(BIN)/ruff format --check fsv tests bench
+	$(BIN)/ruff check fsv tests bench examples
+	$(BIN)/ruff format --check fsv tests bench examples
 
 # The documentation site (MkDocs, from docs/ and the docstrings): `make docs` serves it at
 # http://127.0.0.1:8000 and rebuilds on every change; `make docs-build` builds it into site/ with

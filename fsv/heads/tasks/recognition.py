@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -100,12 +101,13 @@ def check_data(cfg: RecognitionConfig, manifest: Manifest, stores: list[FeatureS
             )
 
 
-def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, cfg: RecognitionConfig) -> FeatureBank:
+def split_bank(manifest: Manifest, stores: list[FeatureStore], split: str, view: str, seq_len: int) -> FeatureBank:
+    """The videos of ``split`` that every store holds, in ``view`` at ``seq_len`` steps."""
     available = with_features(stores)
     ids = [v for vs in videos_by_class(manifest, split, available).values() for v in vs]
     if not ids:
         raise FsvInputError(f"split {split!r} of {manifest.path or manifest.dataset} has no videos with features")
-    return FeatureBank.load(stores, ids, cfg.view, cfg.seq_len)
+    return FeatureBank.load(stores, ids, view, seq_len)
 
 
 @dataclass
@@ -118,12 +120,21 @@ class EpisodeOutcomes:
     predicted: list[str]
 
 
+# What is scored on an episode: (support, support_labels, query, way) -> logits [Q, way]
+Logits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+def head_logits(head: RecognitionHead) -> Logits:
+    """``head`` in eval mode as a :data:`Logits` callable."""
+    head.eval()
+    return lambda support, support_labels, query, way: head(support, support_labels, query, way).logits
+
+
 @torch.inference_mode()
 def episode_outcomes(
-    head: RecognitionHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
+    logits: Logits, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
 ) -> EpisodeOutcomes:
-    """:class:`EpisodeOutcomes` of ``head`` on ``episodes`` (eval mode)."""
-    head.eval()
+    """:class:`EpisodeOutcomes` of ``logits`` on ``episodes`` (features on ``device``, as float32)."""
     accs = np.empty(len(episodes))
     true: list[str] = []
     predicted: list[str] = []
@@ -131,7 +142,7 @@ def episode_outcomes(
         bar_id = bar.add_task(progress or "eval", total=len(episodes), unit="episodes")
         for i, ep in enumerate(episodes):
             t = episode_tensors(bank, ep).to(device)
-            guess = head(t.support, t.support_labels, t.query, t.way).logits.argmax(1)
+            guess = logits(t.support, t.support_labels, t.query, t.way).argmax(1)
             accs[i] = (guess == t.query_labels).float().mean().item()
             true += [ep.classes[k] for k in t.query_labels.tolist()]
             predicted += [ep.classes[k] for k in guess.tolist()]
@@ -143,7 +154,7 @@ def episode_accuracies(
     head: RecognitionHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
 ) -> np.ndarray:
     """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
-    return episode_outcomes(head, bank, episodes, device, progress=progress).accuracies
+    return episode_outcomes(head_logits(head), bank, episodes, device, progress=progress).accuracies
 
 
 class RecognitionObjective:
@@ -158,8 +169,8 @@ class RecognitionObjective:
     def __init__(self, cfg: RecognitionConfig, manifest: Manifest, stores: list[FeatureStore]) -> None:
         self.cfg = cfg
         available = with_features(stores)
-        self.bank = split_bank(manifest, stores, "train", cfg)
-        self.val_bank = split_bank(manifest, stores, "val", cfg) if "val" in manifest.splits else None
+        self.bank = split_bank(manifest, stores, "train", cfg.view, cfg.seq_len)
+        self.val_bank = split_bank(manifest, stores, "val", cfg.view, cfg.seq_len) if "val" in manifest.splits else None
         self.val_episodes = (
             fixed_episodes(
                 manifest, EpisodeConfig("val", cfg.way, cfg.shot, cfg.query, 0), cfg.val_episodes, available=available
@@ -212,16 +223,31 @@ def evaluate_outcomes(
     cfg, source = RECOGNITION.load(run)
     dev = resolve_device(device)
     manifest, stores = source.open()
-    bank = split_bank(manifest, stores, split, cfg)
+    bank = split_bank(manifest, stores, split, cfg.view, cfg.seq_len)
     head = load_best(run, build_head(cfg, bank).to(dev), dev)
-    count = episodes or cfg.test_episodes
-    available = with_features(stores)
-    path, eps = fixed_episodes(
-        manifest, EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0), count, available=available
+    config = EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0)
+    return score_fixed_episodes(
+        head_logits(head), cfg.head, manifest, stores, bank, config, episodes or cfg.test_episodes, dev
     )
-    outcomes = episode_outcomes(head, bank, eps, dev, progress=f"eval {cfg.head} {split}")
+
+
+def score_fixed_episodes(
+    logits: Logits,
+    name: str,
+    manifest: Manifest,
+    stores: list[FeatureStore],
+    bank: FeatureBank,
+    config: EpisodeConfig,
+    count: int,
+    device: torch.device,
+) -> tuple[EvalResult, EpisodeOutcomes]:
+    """Mean query accuracy ± 95% CI of ``logits`` (called ``name``) on the ``count`` fixed episodes
+    of ``config`` (``fsv eval``'s numbers, and what ``fsv.api.evaluate_logits`` gives)."""
+    path, eps = fixed_episodes(manifest, config, count, available=with_features(stores))
+    outcomes = episode_outcomes(logits, bank, eps, device, progress=f"eval {name} {config.split}")
     mean, ci = accuracy_ci(outcomes.accuracies)
-    return EvalResult(cfg.head, manifest.dataset, cfg.way, cfg.shot, len(eps), mean, ci, split, str(path)), outcomes
+    result = EvalResult(name, manifest.dataset, config.way, config.shot, len(eps), mean, ci, config.split, str(path))
+    return result, outcomes
 
 
 def report_sections(page: Page, run: Path, *, episodes: int | None, device: str) -> dict[str, Any]:
