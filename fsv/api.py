@@ -12,6 +12,15 @@ The names in ``__all__`` are kept stable (``tests/test_api.py`` holds them)::
     result = evaluate_logits(my_head, "manifest.csv", ["store.zarr"], way=5, shot=1)
     result.accuracy, result.ci95, result.episode_file      # what `fsv eval` reports, same episodes
 
+Localization: :func:`localization_videos` gives each video of a split with its snippet features,
+their spans and its annotations; :func:`score_detections` scores detections in seconds as
+``fsv eval`` scores a weakly-supervised run (the dataset's mAP table, THUMOS14's ambiguous
+segments excluded)::
+
+    for video in localization_videos("thumos14.csv", ["i3d.zarr"], "test"):
+        detections[video.record.video_id] = my_detector(video.features, video.spans)  # [(start_s, end_s, score, label)]
+    table = score_detections(detections, "thumos14.csv", ["i3d.zarr"])   # {"map": {"0.1": ...}, "average_map", "averages"}
+
 Episode ``i`` of the train split, with its temporal jitter, is the one ``fsv train-head`` trains on
 for the same seed; the val and test splits give the fixed episodes ``fsv eval`` scores (the same
 episode files, under ``$FSV_EPISODES``). Features come as float16 in the view a head reads
@@ -21,8 +30,10 @@ episode files, under ``$FSV_EPISODES``). Features come as float16 in the view a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,14 +42,26 @@ from fsv.device import resolve_device
 from fsv.errors import FsvInputError
 from fsv.heads.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, videos_by_class
 from fsv.heads.data.features import EpisodeTensors, FeatureBank, episode_tensors, with_features
+from fsv.heads.data.videos import VideoBank, split_roles
 from fsv.heads.tasks.recognition import EvalResult, Logits, head_logits, score_fixed_episodes, split_bank
 from fsv.heads.tasks.recognition import RECOGNITION, build_head
 from fsv.heads.engine.runner import load_best
 from fsv.heads.models import RecognitionHead
-from fsv.pipeline.manifests import Manifest
+from fsv.heads.tasks.localization import Scored, dataset_protocol, score
+from fsv.pipeline.manifests import Manifest, VideoRecord
 from fsv.pipeline.store import FeatureStore
 
-__all__ = ["EpisodeTensors", "Episodes", "EvalResult", "evaluate_logits", "load_head", "split_features"]
+__all__ = [
+    "EpisodeTensors",
+    "Episodes",
+    "EvalResult",
+    "Video",
+    "evaluate_logits",
+    "load_head",
+    "localization_videos",
+    "score_detections",
+    "split_features",
+]
 
 # How many fixed episodes fsv scores by default (RecognitionConfig's val_episodes, test_episodes).
 FIXED_COUNTS = {"val": 1000, "test": 10000}
@@ -156,3 +179,54 @@ def load_head(run: str | Path, device: str = "auto") -> torch.nn.Module:
     manifest, stores = source.open()
     bank = split_bank(manifest, stores, "test", cfg.view, cfg.seq_len)
     return load_best(run, build_head(cfg, bank).to(dev), dev).eval()
+
+
+@dataclass
+class Video:
+    """One video of a localization split: its manifest ``record`` (segments, labels, ambiguous
+    spans), its snippet ``features`` ``[T, D]`` float32 (stores concatenated) and their ``spans``
+    ``[T, 2]`` in seconds."""
+
+    record: VideoRecord
+    features: torch.Tensor
+    spans: np.ndarray
+
+
+def _localization_records(manifest: Manifest, stores: list[FeatureStore], split: str) -> list[VideoRecord]:
+    """The videos of ``split`` (``train`` or ``test`` by the manifest's roles: THUMOS14 tests on
+    ``test``, ActivityNet on ``validation``) that every store holds."""
+    roles = split_roles(manifest)
+    named = {"train": roles.train, "test": roles.test}.get(split)
+    if named is None:
+        raise FsvInputError(f"split must be train or test (the roles of the manifest's splits), got {split!r}")
+    have = with_features(stores)
+    return [r for r in manifest.select(named) if r.video_id in have]
+
+
+def localization_videos(
+    manifest: str | Path | Manifest, stores: Sequence[str | Path | FeatureStore], split: str = "test"
+) -> Iterator[Video]:
+    """Each video of ``split`` with features, one at a time (:class:`Video`)."""
+    m, opened = _open(manifest, stores)
+    records = _localization_records(m, opened, split)
+    bank = VideoBank.load(opened, records)
+    for r in records:
+        yield Video(r, torch.from_numpy(bank.features(r.video_id).astype(np.float32)), bank.step_spans(r.video_id))
+
+
+def score_detections(
+    detections: dict[str, list[tuple[float, float, float, str]]],
+    manifest: str | Path | Manifest,
+    stores: Sequence[str | Path | FeatureStore],
+    split: str = "test",
+) -> dict[str, Any]:
+    """The mAP table of ``detections`` (video -> ``[(start_s, end_s, score, label)]``) against the
+    annotated videos of ``split`` that every store holds, by the dataset's protocol: ``{"map":
+    {tIoU: mAP}, "average_map", "averages"}``, what ``fsv eval`` reports for a weakly-supervised run."""
+    m, opened = _open(manifest, stores)
+    records = _localization_records(m, opened, split)
+    truth = {r.video_id: [(s.start, s.end, s.label) for s in r.segments] for r in records}
+    ambiguous = {r.video_id: np.asarray(r.ambiguous, dtype=np.float64).reshape(-1, 2) for r in records if r.ambiguous}
+    table = score(Scored(detections, truth, ambiguous), dataset_protocol(m.dataset))
+    table.pop("select")
+    return table

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 import fsv.api
-from fsv.api import Episodes, evaluate_logits, load_head, split_features
+from fsv.api import Episodes, evaluate_logits, load_head, localization_videos, score_detections, split_features
+from fsv.detections import load_results
 from fsv.heads.data.features import episode_tensors
 from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
+from fsv.heads.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.heads.engine.run_folder import DataSource
 from fsv.heads.tasks import config_for, train
 from fsv.heads.tasks.recognition import RecognitionObjective
@@ -44,8 +46,11 @@ def test_the_public_names_stay() -> None:
         "EpisodeTensors",
         "Episodes",
         "EvalResult",
+        "Video",
         "evaluate_logits",
         "load_head",
+        "localization_videos",
+        "score_detections",
         "split_features",
     ]
     assert all(hasattr(fsv.api, name) for name in fsv.api.__all__)
@@ -142,3 +147,27 @@ def test_the_own_loop_example_trains_and_reports(synthetic: Path, tmp_path: Path
     accuracy = float(line.split(": ")[1].split(" ±")[0])
     assert line.startswith("ordered-prototypes:") and "on 100 test episodes" in line
     assert accuracy > 50.0  # 3-way: chance is 33.3 %, where order-blind heads stay on this benchmark
+
+
+def test_localization_detections_score_through_the_api_as_fsv_eval_reports(tmp_path: Path) -> None:
+    data = tmp_path / "loc"
+    write_synthetic_localization(data, LocSyntheticConfig(videos=(40, 10, 10)))
+    source = DataSource(data / "manifest.jsonl", (data / "store.zarr",))
+    settings = {"train_steps": 4, "val_every": 2, "num_segments": 16, "head_args.attention_dim": 16}
+    run = tmp_path / "vqk"
+    train(config_for("vqknet", settings, dataset="synthetic-loc"), source, run, device="cpu")
+    fsv_ = [sys.executable, "-m", "fsv"]
+    proc = subprocess.run([*fsv_, "eval", str(run), "--json", "--device", "cpu"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads(proc.stdout)
+    out = tmp_path / "dets.json"
+    proc = subprocess.run(
+        [*fsv_, "predict", str(run), "--out", str(out), "--device", "cpu"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = score_detections(load_results(out), data / "manifest.jsonl", [data / "store.zarr"])
+    assert table == {k: reported[k] for k in ("map", "average_map", "averages")}
+    videos = list(localization_videos(data / "manifest.jsonl", [data / "store.zarr"], "test"))
+    assert len(videos) == reported["videos"] == 10
+    v = videos[0]
+    assert v.features.shape == (len(v.spans), 64) and v.features.dtype == torch.float32 and v.record.segments
