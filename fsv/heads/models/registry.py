@@ -47,7 +47,12 @@ def register_head(
     preferred_datasets: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator adding a head's card to :data:`HEADS` under ``name``; ``task`` names its
-    kind of run (one of :data:`fsv.heads.tasks.TASKS`, which the registry does not import)."""
+    kind of run (one of :data:`fsv.heads.tasks.TASKS`, which the registry does not import). A
+    name that is registered already is refused (a plugin cannot replace a built-in head)."""
+    if name in HEADS:
+        raise ValueError(
+            f"head {name!r} is registered already (by {HEADS[name].build.__module__}); choose another name"
+        )
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         HEADS[name] = HeadCard(

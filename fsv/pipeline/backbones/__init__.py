@@ -33,7 +33,8 @@ with another paper's sampling or preprocessing, each a named spec preset. Transf
 also store their patch-token grid beside the pooled features (``--grid``).
 
 Adding a backbone: its model in a module of this package, then one :class:`Network` per stream in
-:data:`NETWORKS` and one :class:`BackboneCard` in :data:`BACKBONES`.
+:data:`NETWORKS` and one :class:`BackboneCard` in :data:`BACKBONES`; or, from a package of your own,
+:func:`register_backbone` in a module named by an ``fsv.backbones`` entry point (:mod:`fsv.plugins`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch
 from torch import nn
 
 from fsv.errors import FsvInputError
+from fsv.plugins import load_plugins
 from fsv.pipeline.backbones.c3d import C3D, SPORTS1M_MEAN_BGR
 from fsv.pipeline.backbones.hf import (
     FAMILIES,
@@ -656,6 +658,22 @@ def hf_card(folder: Path) -> BackboneCard:
     return replace(card, spec_extra=arch)
 
 
+def register_backbone(card: BackboneCard, networks: dict[str, Network]) -> BackboneCard:
+    """Add ``card`` to :data:`BACKBONES` and its ``networks`` (by the names ``card.networks``
+    uses) to :data:`NETWORKS`, as a plugin does; a name fsv has already is refused."""
+    if card.name in BACKBONES or card.name == "hf":
+        raise ValueError(f"backbone {card.name!r} is registered already; choose another name")
+    taken = sorted(set(networks) & set(NETWORKS))
+    if taken:
+        raise ValueError(f"network names {taken} are registered already; choose other names")
+    unknown = sorted(set(card.networks.values()) - set(networks) - set(NETWORKS))
+    if unknown:
+        raise ValueError(f"backbone {card.name!r} names networks it does not give: {unknown}")
+    NETWORKS.update(networks)
+    BACKBONES[card.name] = card
+    return card
+
+
 def backbone_networks(name: str) -> dict[str, str]:
     """Stream -> network of backbone ``name`` (``hf`` included, which needs no folder for this)."""
     return {"rgb": "hf"} if name == "hf" else backbone_card(name).networks
@@ -726,3 +744,6 @@ def create_backbone(name: str, weights: WeightsRef, **kwargs: Any) -> nn.Module:
             f"{weights.path}: does not fit {name} (missing {len(missing)} keys, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
         )
     return model.eval()
+
+
+load_plugins("fsv.backbones")  # after every built-in card, so that a plugin cannot take their names

@@ -10,18 +10,29 @@
 ``tsp-h5``         TSP's R(2+1)D-34 features, one ``.h5`` (:mod:`.tsp_h5`)
 =================  ==========================================================================
 
-Adding a format is one module defining ``FORMAT`` plus its line in :data:`FORMATS`.
+Adding a format is one module defining ``FORMAT`` plus its line in :data:`FORMATS`; from a package
+of your own, :func:`register_format` in a module named by an ``fsv.formats`` entry point
+(:mod:`fsv.plugins`).
 """
 
 from __future__ import annotations
 
 from fsv.errors import FsvInputError
+from fsv.plugins import load_plugins
 from fsv.pipeline.formats import actionformer, anet_c3d, tsp_h5, video_features, videomaev2_tad, wtalc
 from fsv.pipeline.formats.base import FeatureFormat, Features, SourceVideo
 
 FORMATS: dict[str, FeatureFormat] = {
     m.FORMAT.name: m.FORMAT for m in (wtalc, actionformer, anet_c3d, video_features, videomaev2_tad, tsp_h5)
 }
+
+
+def register_format(fmt: FeatureFormat) -> FeatureFormat:
+    """Add ``fmt`` to :data:`FORMATS`, as a plugin does; a name fsv has already is refused."""
+    if fmt.name in FORMATS:
+        raise ValueError(f"feature format {fmt.name!r} is registered already; choose another name")
+    FORMATS[fmt.name] = fmt
+    return fmt
 
 
 def feature_format(name: str) -> FeatureFormat:
@@ -33,3 +44,6 @@ def feature_format(name: str) -> FeatureFormat:
 
 
 __all__ = ["FORMATS", "FeatureFormat", "Features", "SourceVideo", "feature_format"]
+
+
+load_plugins("fsv.formats")  # after the built-in formats, so that a plugin cannot take their names

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from fsv.errors import FsvInputError
+from fsv.plugins import load_plugins
 from fsv.pipeline.manifests.builders.activitynet import build_activitynet12, build_activitynet13
 from fsv.pipeline.manifests.builders.fewshot import FEWSHOT_DATASETS, build_fewshot
 from fsv.pipeline.manifests.builders.generic import build_csv, build_folder
@@ -30,6 +31,16 @@ ALIASES = {
     "kinetics100": "kinetics_cmn",
     "kinetics_100": "kinetics_cmn",
 }
+
+
+def register_dataset(name: str, builder: Builder) -> Builder:
+    """Add ``builder`` (``builder(*, root, annotations, splits, task) -> Manifest``, the paths None
+    when not given, as :func:`build_manifest` calls the built-in ones) to :data:`BUILDERS` under
+    ``name``, as a plugin does; a name fsv has already is refused."""
+    if name in BUILDERS or name in ALIASES:
+        raise ValueError(f"dataset {name!r} is registered already; choose another name")
+    BUILDERS[name] = builder
+    return builder
 
 
 def dataset_names() -> list[str]:
@@ -82,3 +93,6 @@ def build_manifest(
         splits=Path(splits) if splits is not None else None,
         task=task,
     )
+
+
+load_plugins("fsv.datasets")  # after the built-in builders, so that a plugin cannot take their names

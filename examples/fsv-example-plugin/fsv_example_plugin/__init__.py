@@ -1,0 +1,1 @@
+"""An example fsv plugin: a recognition head (:mod:`.head`) and a frame backbone (:mod:`.backbone`)."""
