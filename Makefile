@@ -17,7 +17,7 @@ OLD_NUMPY ?= numpy==1.23.5 h5py==3.8.0
 .PHONY: setup demo test lint bench docs docs-build
 setup: $(VENV)/.fsv-installed
 
-$(VENV)/.fsv-installed: pyproject.toml
+$(VENV)/.fsv-installed: pyproject.toml Makefile examples/fsv-example-plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt

@@ -7,6 +7,7 @@ The names in ``__all__`` are kept stable (``tests/test_api.py`` holds them)::
 
     train = Episodes("manifest.csv", ["store.zarr"], "train", way=5, shot=1, view="pooled")
     for ep in DataLoader(train, batch_size=None, shuffle=False):   # one episode per item
+        ep = ep.to(device)                                        # float32 on the device
         logits = my_head(ep.support, ep.support_labels, ep.query, ep.way)   # [way*query, way]
         loss = F.cross_entropy(logits, ep.query_labels); ...
     result = evaluate_logits(my_head, "manifest.csv", ["store.zarr"], way=5, shot=1)
@@ -43,9 +44,19 @@ from fsv.errors import FsvInputError
 from fsv.heads.data.episodes import EpisodeConfig, EpisodeSampler, fixed_episodes, videos_by_class
 from fsv.heads.data.features import EpisodeTensors, FeatureBank, episode_tensors, with_features
 from fsv.heads.data.videos import VideoBank, split_roles
-from fsv.heads.tasks.recognition import EvalResult, Logits, head_logits, score_fixed_episodes, split_bank
-from fsv.heads.tasks.recognition import RECOGNITION, build_head
 from fsv.heads.engine.runner import load_best
+from fsv.heads.tasks.recognition import (
+    RECOGNITION,
+    EvalResult,
+    Logits,
+    RecognitionConfig,
+    build_head,
+    head_logits,
+    score_fixed_episodes,
+    split_bank,
+    training_episode,
+)
+from fsv.heads.tasks.wtal import ambiguous_segments, ground_truth
 from fsv.heads.models import RecognitionHead
 from fsv.heads.tasks.localization import Scored, dataset_protocol, score
 from fsv.pipeline.manifests import Manifest, VideoRecord
@@ -63,8 +74,8 @@ __all__ = [
     "split_features",
 ]
 
-# How many fixed episodes fsv scores by default (RecognitionConfig's val_episodes, test_episodes).
-FIXED_COUNTS = {"val": 1000, "test": 10000}
+# fsv's defaults: training episodes, the trainer's validation episodes, fsv eval's episodes
+DEFAULTS = RecognitionConfig(head="")
 
 
 def _open(
@@ -97,9 +108,10 @@ class Episodes(torch.utils.data.Dataset):
     """N-way K-shot episodes of ``split`` as a dataset of :class:`EpisodeTensors`.
 
     ``train``: item ``i`` is training episode ``i`` for ``seed`` with its temporal jitter, as
-    ``fsv train-head`` draws it; ``len`` is ``count`` (default 10,000). ``val`` / ``test``: the
-    fixed episodes ``fsv eval`` scores (``count`` of them: default 1,000 and 10,000), whose file is
-    ``episode_file``."""
+    ``fsv train-head`` draws it; ``len`` is ``count`` (default: ``train_episodes``, 10,000).
+    ``val`` / ``test``: ``count`` fixed episodes, whose file is ``episode_file``: by default the
+    trainer's validation episodes (``val_episodes``, 1,000) and ``fsv eval``'s test episodes
+    (``test_episodes``, 10,000). A count that differs from a run's is another set of episodes."""
 
     def __init__(
         self,
@@ -123,9 +135,10 @@ class Episodes(torch.utils.data.Dataset):
         self.episode_file: Path | None = None
         if self.train:
             self.sampler = EpisodeSampler(videos_by_class(self.manifest, split, available), self.config)
-            self.count = count or 10000
+            self.count = DEFAULTS.train_episodes if count is None else count
         else:
-            self.count = count or FIXED_COUNTS.get(split, 1000)
+            default = DEFAULTS.val_episodes if split == "val" else DEFAULTS.test_episodes
+            self.count = default if count is None else count
             self.episode_file, self.fixed = fixed_episodes(self.manifest, self.config, self.count, available=available)
 
     def __len__(self) -> int:
@@ -135,8 +148,7 @@ class Episodes(torch.utils.data.Dataset):
         if not 0 <= i < self.count:
             raise IndexError(i)
         if self.train:
-            rng = np.random.default_rng([self.seed, i, 1])  # the generator fsv's trainer gives episode i
-            return episode_tensors(self.bank, self.sampler.episode(i), train=True, rng=rng)
+            return training_episode(self.bank, self.sampler, self.seed, i)
         return episode_tensors(self.bank, self.fixed[i])
 
 
@@ -156,19 +168,24 @@ def evaluate_logits(
     device: str = "auto",
 ) -> EvalResult:
     """Mean query accuracy ± 95% CI of ``logits`` — a callable ``(support, support_labels, query,
-    way) -> logits [Q, way]``, or an fsv recognition head — on the fixed episodes of ``split``:
-    the same episodes, the same computation and the same :class:`EvalResult` as ``fsv eval``."""
+    way) -> logits [Q, way]``, or an fsv recognition head — on the fixed episodes of ``split``
+    (``episodes`` of them, default ``test_episodes`` as ``fsv eval``): the same episodes, the same
+    computation and the same :class:`EvalResult` as ``fsv eval``. A module is moved to the device
+    and scored in eval mode, then given back in the mode it came in."""
     m, opened = _open(manifest, stores)
     dev = resolve_device(device)
-    if isinstance(logits, RecognitionHead):
-        fn = head_logits(logits)
-    else:
-        if isinstance(logits, torch.nn.Module):
-            logits.eval()
-        fn = logits
     bank = split_bank(m, opened, split, view, seq_len)
-    count = episodes or FIXED_COUNTS.get(split, 1000)
-    return score_fixed_episodes(fn, name, m, opened, bank, EpisodeConfig(split, way, shot, query, 0), count, dev)[0]
+    count = DEFAULTS.test_episodes if episodes is None else episodes
+    config = EpisodeConfig(split, way, shot, query, 0)
+    if not isinstance(logits, torch.nn.Module):
+        return score_fixed_episodes(logits, name, m, opened, bank, config, count, dev)[0]
+    training = logits.training
+    logits.to(dev).eval()
+    fn = head_logits(logits) if isinstance(logits, RecognitionHead) else logits
+    try:
+        return score_fixed_episodes(fn, name, m, opened, bank, config, count, dev)[0]
+    finally:
+        logits.train(training)
 
 
 def load_head(run: str | Path, device: str = "auto") -> torch.nn.Module:
@@ -194,24 +211,35 @@ class Video:
 
 def _localization_records(manifest: Manifest, stores: list[FeatureStore], split: str) -> list[VideoRecord]:
     """The videos of ``split`` (``train`` or ``test`` by the manifest's roles: THUMOS14 tests on
-    ``test``, ActivityNet on ``validation``) that every store holds."""
+    ``test``, ActivityNet on ``validation``) that every store holds; a split without annotated
+    segments among them is an input error."""
     roles = split_roles(manifest)
     named = {"train": roles.train, "test": roles.test}.get(split)
     if named is None:
         raise FsvInputError(f"split must be train or test (the roles of the manifest's splits), got {split!r}")
     have = with_features(stores)
-    return [r for r in manifest.select(named) if r.video_id in have]
+    records = [r for r in manifest.select(named) if r.video_id in have]
+    if not any(r.segments for r in records):
+        raise FsvInputError(
+            f"the {named} split of {manifest.path or manifest.dataset} has no annotated segments among the videos with features"
+        )
+    return records
 
 
 def localization_videos(
     manifest: str | Path | Manifest, stores: Sequence[str | Path | FeatureStore], split: str = "test"
 ) -> Iterator[Video]:
-    """Each video of ``split`` with features, one at a time (:class:`Video`)."""
+    """Each video of ``split`` with features (:class:`Video`); the split's features are read once,
+    here (bad input is an error here, not at the first video), and given a video at a time. The
+    ``train`` split is every training video: fsv's trainer holds some out for validation when the
+    manifest has no val split."""
     m, opened = _open(manifest, stores)
     records = _localization_records(m, opened, split)
     bank = VideoBank.load(opened, records)
-    for r in records:
-        yield Video(r, torch.from_numpy(bank.features(r.video_id).astype(np.float32)), bank.step_spans(r.video_id))
+    return (
+        Video(r, torch.from_numpy(bank.features(r.video_id).astype(np.float32)), bank.step_spans(r.video_id))
+        for r in records
+    )
 
 
 def score_detections(
@@ -225,8 +253,6 @@ def score_detections(
     {tIoU: mAP}, "average_map", "averages"}``, what ``fsv eval`` reports for a weakly-supervised run."""
     m, opened = _open(manifest, stores)
     records = _localization_records(m, opened, split)
-    truth = {r.video_id: [(s.start, s.end, s.label) for s in r.segments] for r in records}
-    ambiguous = {r.video_id: np.asarray(r.ambiguous, dtype=np.float64).reshape(-1, 2) for r in records if r.ambiguous}
-    table = score(Scored(detections, truth, ambiguous), dataset_protocol(m.dataset))
+    table = score(Scored(detections, ground_truth(records), ambiguous_segments(records)), dataset_protocol(m.dataset))
     table.pop("select")
     return table

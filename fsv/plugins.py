@@ -10,11 +10,14 @@ A package declares, in its ``pyproject.toml``::
     [project.entry-points."fsv.formats"]     # ... register_format
     [project.entry-points."fsv.datasets"]    # ... register_dataset
 
-Each registry loads its group the first time it is read (:func:`load_plugins`): the entry point's
-module is imported and registers what it defines through the registry's own function, exactly as a
-built-in does, so the CLI, presets, ``--print-config``, the contract tests and reports see it. A
-name that a built-in (or another plugin) holds is refused; a plugin that fails to import is
-reported by name (``fsv plugins``, and a warning) and the rest of fsv works without it.
+Each registry loads its group the first time it is asked for an entry (``head_card``,
+``backbone_card``, ``feature_format``, ``build_manifest`` and their listings; :func:`load_plugins`),
+never while fsv's modules are being imported: the entry point's module is imported and registers
+what it defines through the registry's own function, exactly as a built-in does, so the CLI,
+presets, ``--print-config``, the contract tests and reports see it. A name that a built-in (or
+another plugin) holds is refused; a plugin that fails to import is reported by name (``fsv
+plugins``, and a warning) and the rest of fsv works without it. What a plugin registered before it
+failed stays registered (register everything at the end of the module to avoid that).
 """
 
 from __future__ import annotations
@@ -55,13 +58,13 @@ def load_plugins(group: str) -> list[Plugin]:
             ep.load()
             found.append(Plugin(group, ep.name, ep.value, dist))
         except Exception as e:  # noqa: BLE001  (a broken plugin must not take fsv down)
-            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            error = type(e).__name__ + (f": {str(e).splitlines()[0]}" if str(e) else "")
             found.append(Plugin(group, ep.name, ep.value, dist, error))
             log.warning("plugin %s (%s, from %s) was not loaded: %s", ep.name, group, dist, error)
     return found
 
 
 def all_plugins() -> list[Plugin]:
-    """Every group's plugins, loaded (a plugin's module imports the registry it registers with,
-    which registers the built-ins first)."""
+    """Every group's plugins, loading the groups not loaded yet (a plugin's module imports the
+    registry it registers with, which registers the built-ins first)."""
     return [p for group in GROUPS for p in load_plugins(group)]

@@ -9,14 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import fsv.api
 from fsv.api import Episodes, evaluate_logits, load_head, localization_videos, score_detections, split_features
 from fsv.detections import load_results
-from fsv.heads.data.features import episode_tensors
 from fsv.heads.data.synthetic import SyntheticConfig, write_synthetic
 from fsv.heads.data.synthetic_loc import LocSyntheticConfig, write_synthetic_localization
 from fsv.heads.engine.run_folder import DataSource
@@ -106,11 +104,10 @@ def test_training_episodes_are_the_trainers_and_fixed_ones_are_evals(synthetic: 
     objective = RecognitionObjective(cfg, manifest, [store])
     episodes = Episodes(manifest, [store], "train", seed=3, count=5, **SIZES)
     for i in (0, 4):
-        mine = episodes[i]
-        rng = np.random.default_rng([3, i, 1])
-        theirs = episode_tensors(objective.bank, objective.sampler.episode(i), train=True, rng=rng)
+        mine, theirs = episodes[i], objective.train_episode(i)
         assert torch.equal(mine.support, theirs.support) and torch.equal(mine.query, theirs.query)
         assert torch.equal(mine.query_labels, theirs.query_labels) and mine.way == 3
+    assert not torch.equal(episodes[0].support, episodes[4].support)
     test = Episodes(manifest, [store], "test", count=7, **SIZES)
     assert len(test) == 7 and test.episode_file is not None and test.episode_file.is_file()
     assert test[6].support.shape[0] == 3 and test[6].query.shape[0] == 6

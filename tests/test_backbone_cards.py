@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.backbones import BACKBONES, NETWORKS, backbone_card, create_backbone, resolve_weights
+from fsv.pipeline.backbones import NETWORKS, backbone_cards, backbone_card, create_backbone, resolve_weights
 from fsv.pipeline.plan import make_recipe
-from fsv.pipeline.spec_presets import PRESETS, get_spec
+from fsv.pipeline.spec_presets import get_spec, presets
 from fsv.pipeline.weights import WeightsRef
 
 RANDOM = WeightsRef("random", None, None, seed=0)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(backbone_cards()))
 def test_card_is_complete_and_consistent(name):
-    card = BACKBONES[name]
+    card = backbone_cards()[name]
     assert card.name == name
     assert card.sampling["kind"] in card.sampling_kinds
     assert set(card.networks) <= {"rgb", "flow"} and "rgb" in card.networks
@@ -28,10 +28,10 @@ def test_card_is_complete_and_consistent(name):
     assert set(card.published.streams) <= set(card.networks)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(backbone_cards()))
 def test_preset_is_what_extraction_computes(name):
     """The published preset and a default extraction differ in the weights only (no drifted copies)."""
-    card = BACKBONES[name]
+    card = backbone_cards()[name]
     preset = get_spec(card.published.preset)
     config = make_recipe(name, streams=card.published.streams, weights={s: RANDOM for s in card.published.streams})
     extracted = config.spec()
@@ -41,20 +41,20 @@ def test_preset_is_what_extraction_computes(name):
     assert preset.flow == extracted.flow
     assert preset.backbone == extracted.backbone == name
     assert {k: v for k, v in preset.extra.items() if k in extracted.extra} == extracted.extra
-    from fsv.pipeline.formats import FORMATS
+    from fsv.pipeline.formats import feature_formats
 
-    recipes = {r.preset for c in BACKBONES.values() for r in c.recipes.values()}
-    assert set(PRESETS) == {c.published.preset for c in BACKBONES.values()} | recipes | {
-        s.name for f in FORMATS.values() for s in f.specs
+    recipes = {r.preset for c in backbone_cards().values() for r in c.recipes.values()}
+    assert set(presets()) == {c.published.preset for c in backbone_cards().values()} | recipes | {
+        s.name for f in feature_formats().values() for s in f.specs
     }
     assert preset.streams == card.published.streams or (len(card.published.streams) == 1 and preset.streams == ())
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(backbone_cards()))
 def test_every_recipe_is_its_preset(name):
     """Each published recipe of a card is a registered preset equal to what `--recipe` extracts,
     and the first is the card's default (the wiring; test_vit_backbones checks the values)."""
-    card = BACKBONES[name]
+    card = backbone_cards()[name]
     if card.recipes:
         assert next(iter(card.recipes.values())).preset == card.published.preset
     for recipe, r in card.recipes.items():

@@ -3,18 +3,21 @@ through the CLI, checked against their time base, and exported back to the same 
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import pickletools
 import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
-from old_numpy import old_numpy_reads
 import pytest
 
+from fsv.pipeline.formats.npy_pickle import write_numpy1_pickle
 from fsv.pipeline.store import FeatureStore
+from old_numpy import old_numpy_reads  # tests/old_numpy.py
 
 FSV = [sys.executable, "-m", "fsv"]
 CLASSES = ["BaseballPitch", "CricketBowling", "CricketShot"]
@@ -128,6 +131,23 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
         ), name
     assert (ann / "Ambiguous_test.txt").read_text().split() == ["video_test_0000004", "7", "8"]
     # NumPy 1.23.5 in its own environment (the lineage pins NumPy 1) reads every file of the export
+    # and fsv reads its own export (protocol-2 pickles with NumPy 1's names) back to the same store
+    proc = fsv(
+        "store",
+        "import",
+        out / "Thumos14reduced-I3D-JOINTFeatures.npy",
+        "--format",
+        "wtalc",
+        "--manifest",
+        manifest,
+        "--store",
+        tmp_path / "again.zarr",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = FeatureStore.open(tmp_path / "again.zarr")
+    for name in WTALC_VIDEOS:
+        np.testing.assert_array_equal(again.get(name), s.get(name))
+        np.testing.assert_array_equal(again.spans(name), s.spans(name))
     numeric = ("videoname", "subset", "classlist", "duration", "original_fps")
     lists = ("segments", "labels", "labels_all")
     old_numpy_reads(
@@ -146,23 +166,6 @@ def test_wtalc_bundle_imports_with_its_time_base_and_exports_the_same_layout(tmp
             ],
         ],
     )
-    # and fsv reads its own export (protocol-2 pickles with NumPy 1's names) back to the same store
-    proc = fsv(
-        "store",
-        "import",
-        out / "Thumos14reduced-I3D-JOINTFeatures.npy",
-        "--format",
-        "wtalc",
-        "--manifest",
-        manifest,
-        "--store",
-        tmp_path / "again.zarr",
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    again = FeatureStore.open(tmp_path / "again.zarr")
-    for name in WTALC_VIDEOS:
-        np.testing.assert_array_equal(again.get(name), s.get(name))
-        np.testing.assert_array_equal(again.spans(name), s.spans(name))
 
 
 def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
@@ -273,9 +276,6 @@ def test_actionformer_features_get_their_overlapping_spans_and_export_back(tmp_p
     assert "feat_stride: 4" in proc.stdout and "num_frames: 16" in proc.stdout
     for vid, x in feats.items():
         np.testing.assert_array_equal(np.load(out / "i3d_features" / f"{vid}.npy"), x)
-    old_numpy_reads(
-        tmp_path / "old-numpy", [("npy", out / "i3d_features" / f"{v}.npy", None, x) for v, x in feats.items()]
-    )
     # the W-TALC lineage assumes 16 frames every 16 at 25 fps: a stride-4 store is refused, nothing written
     proc = fsv("store", "export", store, "--format", "wtalc", "--manifest", manifest, "--out", tmp_path / "as-wtalc")
     assert proc.returncode == 2 and "W-TALC time base" in proc.stderr and not (tmp_path / "as-wtalc").exists(), (
@@ -290,6 +290,9 @@ def test_actionformer_features_get_their_overlapping_spans_and_export_back(tmp_p
         assert [(a["label"], a["segment"], a["label_id"]) for a in back[vid]["annotations"]] == [
             (a["label"], a["segment"], a["label_id"]) for a in entry["annotations"]
         ]
+    old_numpy_reads(
+        tmp_path / "old-numpy", [("npy", out / "i3d_features" / f"{v}.npy", None, x) for v, x in feats.items()]
+    )
 
 
 # -------------------------------------------------------------------------------------- anet-c3d
@@ -398,7 +401,6 @@ def test_video_features_spans_come_from_the_real_timestamps(tmp_path: Path) -> N
         np.load(out / "clip01_timestamps_ms.npy"), np.load(tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy")
     )
     assert np.load(out / "clip01_fps.npy").shape == () and np.load(out / "clip01_rgb.npy").shape == (len(x), 1024)
-    old_numpy_reads(tmp_path / "old-numpy", [("npy", f, None, np.load(f)) for f in sorted(out.glob("*.npy"))])
 
     np.save(
         tmp_path / "output" / "i3d" / "clip01_timestamps_ms.npy", np.arange(len(x) + 1) * 1000.0
@@ -415,6 +417,7 @@ def test_video_features_spans_come_from_the_real_timestamps(tmp_path: Path) -> N
         tmp_path / "t.zarr",
     )
     assert proc.returncode == 2 and "clip01" in proc.stderr and "timestamps" in proc.stderr, proc.stdout + proc.stderr
+    old_numpy_reads(tmp_path / "old-numpy", [("npy", f, None, np.load(f)) for f in sorted(out.glob("*.npy"))])
 
 
 def test_a_pickled_dtype_state_that_would_forge_pointers_is_refused(tmp_path: Path) -> None:
@@ -478,7 +481,6 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
     for vid, x in feats.items():
         back = np.load(out / f"{vid}.npy")
         assert back.dtype == np.float32 and np.array_equal(back, x)
-    old_numpy_reads(tmp_path / "old-numpy", [("npy", out / f"{v}.npy", None, x) for v, x in feats.items()])
     # a release of another length (FineAction's stride 16 under the THUMOS14 preset) is named, not imported
     proc = fsv("store", "export", store, "--format", "tsp-h5", "--manifest", manifest, "--out", tmp_path / "as-tsp.h5")
     assert proc.returncode == 2 and "not TSP's time base" in proc.stderr and not (tmp_path / "as-tsp.h5").exists(), (
@@ -489,6 +491,7 @@ def test_videomaev2_tad_features_get_their_native_windows_and_export_back(tmp_pa
         "store", "import", src, "--format", "videomaev2-tad", "--manifest", manifest, "--store", tmp_path / "s2.zarr"
     )
     assert proc.returncode == 2 and "video_validation_0000051" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    old_numpy_reads(tmp_path / "old-numpy", [("npy", out / f"{v}.npy", None, x) for v, x in feats.items()])
 
 
 # ------------------------------------------------------------------------------------------ tsp-h5
@@ -525,7 +528,6 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
         assert sorted(f) == sorted(f"v_{v}" for v in feats)
         for vid, x in feats.items():
             np.testing.assert_array_equal(f[f"v_{vid}"][()], x)
-    old_numpy_reads(tmp_path / "old-numpy", [("h5", out, f"v_{v}", x) for v, x in feats.items()])
     # another time base is refused, nothing written: TSP's clips are not VideoMAE V2's windows
     proc = fsv(
         "store", "export", store, "--format", "videomaev2-tad", "--manifest", manifest, "--out", tmp_path / "as-vmae"
@@ -533,3 +535,17 @@ def test_tsp_h5_imports_by_activitynet_id_and_exports_back(tmp_path: Path) -> No
     assert (
         proc.returncode == 2 and "not VideoMAE V2's time base" in proc.stderr and not (tmp_path / "as-vmae").exists()
     ), proc.stderr
+    old_numpy_reads(tmp_path / "old-numpy", [("h5", out, f"v_{v}", x) for v, x in feats.items()])
+
+
+def test_object_arrays_are_pickled_as_numpy_1_wrote_them() -> None:
+    """Protocol 2 and NumPy 1's module names only (what NumPy 1 imports), and NumPy 2 reads it back."""
+    array = objects([np.arange(6, dtype=np.float32).reshape(3, 2), np.ones((1, 2), np.float32)])
+    out = io.BytesIO()
+    write_numpy1_pickle(array, out)
+    ops = list(pickletools.genops(out.getvalue()))
+    assert ops[0][0].name == "PROTO" and ops[0][1] == 2
+    names = {arg.split(" ")[0] for op, arg, _ in ops if op.name == "GLOBAL"}
+    assert "numpy.core.multiarray" in names and not any(n.startswith("numpy._core") for n in names), names
+    back = pickle.loads(out.getvalue())
+    assert all(np.array_equal(a, b) for a, b in zip(back, array, strict=True))

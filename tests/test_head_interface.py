@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsv.heads.models import HEADS, CommonHead, RecognitionHead, WtalHead, create_head, head_card
+from fsv.heads.models import CommonHead, RecognitionHead, WtalHead, create_head, head_card, head_cards
 
 D, T, WAY = 16, 8, 2
 KINDS = {"recognition": RecognitionHead, "common": CommonHead, "wtal": WtalHead}
@@ -48,7 +48,7 @@ def wtal_step(head: WtalHead) -> tuple[object, torch.Tensor]:
 STEPS = {"recognition": recognition_step, "common": common_step, "wtal": wtal_step}
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("name", sorted(head_cards()))
 def test_every_head_offers_the_interface_of_its_kind(name: str) -> None:
     kind = head_card(name).task
     head = build(name)

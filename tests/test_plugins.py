@@ -39,7 +39,10 @@ def test_the_example_plugins_head_and_backbone_run_through_the_cli(example_plugi
 
     listed = run("plugins").stdout
     assert "example-proto" in listed and "example-cnn" in listed and "fsv-example-plugin 0.1.0" in listed
-    assert listed.count("loaded") == 2, listed
+    rows = [line for line in listed.splitlines() if "fsv-example-plugin 0.1.0" in line]
+    assert len(rows) == 2 and all(row.rstrip(" │").endswith("loaded") and "not loaded" not in row for row in rows), (
+        listed
+    )
     make_videos(tmp_path / "videos", per_class=3)
     manifest, store, out = tmp_path / "m.csv", tmp_path / "s.zarr", tmp_path / "run"
     env = {**WIDE, "FSV_EPISODES": str(tmp_path / "episodes")}
@@ -80,6 +83,7 @@ def test_a_broken_plugin_and_one_that_takes_a_builtin_name_are_reported_and_fsv_
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugins\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[fsv.heads]\nbroken = fake_broken\ntrx = fake_clash_head\n[fsv.backbones]\nresnet50 = fake_clash_backbone\n"
+        "[fsv.datasets]\nmy-clips = fake_dataset\n"
     )
     (site / "fake_broken.py").write_text('raise ImportError("it needs a library that is not installed")\n')
     (site / "fake_clash_head.py").write_text(
@@ -89,8 +93,16 @@ def test_a_broken_plugin_and_one_that_takes_a_builtin_name_are_reported_and_fsv_
     )
     (site / "fake_clash_backbone.py").write_text(
         "from dataclasses import replace\n"
-        "from fsv.pipeline.backbones import BACKBONES, register_backbone\n"
-        "register_backbone(replace(BACKBONES['resnet50']), {})\n"
+        "from fsv.pipeline.backbones import BACKBONES, Published, register_backbone\n"
+        "register_backbone(replace(BACKBONES['resnet50'], published=Published('not-resnet50', 'none')), {})\n"
+    )
+    (site / "fake_dataset.py").write_text(  # imported the way a plugin naturally imports fsv
+        "from fsv.pipeline.manifests import Manifest, VideoRecord\n"
+        "from fsv.pipeline.manifests.builders import register_dataset\n\n"
+        "def build(*, root, annotations, splits, task):\n"
+        "    rows = [VideoRecord(f'v{i}', f'v{i}.mp4', 'a' if i % 2 else 'b', 'train') for i in range(4)]\n"
+        "    return Manifest('my-clips', rows, ['a', 'b'], 'classification')\n\n"
+        "register_dataset('My-Clips', build)\n"
     )
     env = {**WIDE, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     proc = run("plugins", env=env)
@@ -98,12 +110,21 @@ def test_a_broken_plugin_and_one_that_takes_a_builtin_name_are_reported_and_fsv_
     assert "not loaded: ValueError: head 'trx' is registered already" in proc.stdout, proc.stdout
     assert "not loaded: ValueError: backbone 'resnet50' is registered already" in proc.stdout, proc.stdout
     assert "fake-plugins 0.1" in proc.stdout
+    my_clips = [line for line in proc.stdout.splitlines() if "my-clips" in line]
+    assert len(my_clips) == 1 and "not loaded" not in my_clips[0], proc.stdout
+    run("manifest", "build", "my-clips", "--out", tmp_path / "mine.csv", env=env)  # found under its canonical name
+    assert [line.split(",")[0] for line in (tmp_path / "mine.csv").read_text().splitlines()[2:]] == [
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+    ]
     check = subprocess.run(
         [
             sys.executable,
             "-c",
-            "from fsv.heads.models import HEADS; from fsv.pipeline.backbones import BACKBONES; "
-            "print(HEADS['trx'].build.__module__, BACKBONES['resnet50'].published.preset)",
+            "from fsv.heads.models import head_cards; from fsv.pipeline.backbones import backbone_cards; "
+            "print(head_cards()['trx'].build.__module__, backbone_cards()['resnet50'].published.preset)",
         ],
         capture_output=True,
         text=True,
@@ -114,4 +135,3 @@ def test_a_broken_plugin_and_one_that_takes_a_builtin_name_are_reported_and_fsv_
         "resnet50-imagenet-tsn8",
     ], check.stdout + check.stderr
     assert "plugin broken" in check.stderr  # the warning names the plugin that was not loaded
-    run("train-head", "trx", "--help", env=env)

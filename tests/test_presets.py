@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fsv.errors import FsvInputError
-from fsv.heads.models import HEADS
+from fsv.heads.models import HEADS, head_cards
 from fsv.heads.tasks import TASKS
 from fsv.heads.engine.config import Layer, dataset_family, user_layers
 from fsv.heads.tasks import task_of
@@ -129,7 +129,7 @@ def test_dataset_family(dataset: str, family: str) -> None:
     assert dataset_family(dataset) == family
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", sorted(head_cards()))
 def test_every_head_card_resolves_its_presets(head: str) -> None:
     """Contract over the registry: a card's paper preset and each of its dataset presets resolve
     into its run configuration, every dataset-preset value arriving from that preset."""

@@ -31,7 +31,7 @@ from typing import Any
 from fsv.errors import FsvInputError
 from fsv.heads.engine.config import Layer, Resolved, user_layers
 from fsv.heads.engine.run_folder import RUN_MANIFEST, DataSource, read_run_record
-from fsv.heads.models import HEADS, head_card
+from fsv.heads.models import head_card, head_cards
 from fsv.heads.tasks import task_of
 from fsv.locations import configured_names, datasets_file, is_default, locate, read_datasets_file
 from fsv.pipeline.manifests import Manifest, load_manifest
@@ -275,7 +275,7 @@ def resolve_run(text: str) -> tuple[Path, str | None]:
     path = Path(text)
     if path.exists():
         return path, None
-    if text not in HEADS:
-        raise FsvInputError(f"{text}: no such run folder, and not a head ({', '.join(sorted(HEADS))})")
+    if text not in head_cards():
+        raise FsvInputError(f"{text}: no such run folder, and not a head ({', '.join(sorted(head_cards()))})")
     run = latest_run(text)
     return run, f"run: {run} (the most recent {text} run)"

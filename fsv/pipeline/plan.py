@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.backbones import BACKBONES, DEFAULT_FLOW, BackboneCard, backbone_card
+from fsv.pipeline.backbones import DEFAULT_FLOW, BackboneCard, backbone_card, backbone_cards
 from fsv.pipeline.flow import FLOW_METHODS
 from fsv.pipeline.sampling import resample_indices, snippet_starts, tsn_indices
 from fsv.pipeline.spec import FeatureSpec, step_spans
@@ -119,7 +119,7 @@ def make_recipe(
         )
     if grid and d.grid is None:
         raise FsvInputError(
-            f"--grid: {backbone} has no patch-token grid; the transformer backbones ({', '.join(n for n, c in BACKBONES.items() if c.grid)}) do"
+            f"--grid: {backbone} has no patch-token grid; the transformer backbones ({', '.join(n for n, c in backbone_cards().items() if c.grid)}) do"
         )
     samp, pre = d.recipe_choices(recipe)
     if sampling:
@@ -142,7 +142,7 @@ def make_recipe(
         if layer not in d.layers:
             raise FsvInputError(f"{backbone} layer must be one of {', '.join(d.layers)}, got {layer!r}")
     elif layer:
-        several = ", ".join(n for n, c in BACKBONES.items() if len(c.layers) > 1)
+        several = ", ".join(n for n, c in backbone_cards().items() if len(c.layers) > 1)
         raise FsvInputError(f"--layer applies to {several} only, not {backbone}")
     missing = [s for s in streams if s not in weights]
     if missing:

@@ -14,29 +14,41 @@ base and provenance (:mod:`fsv.pipeline.formats`)::
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 from fsv.errors import FsvInputError
-from fsv.pipeline.backbones import BACKBONES
-from fsv.pipeline.formats import FORMATS
+from fsv.pipeline.backbones import backbone_cards
+from fsv.pipeline.formats import feature_formats
 from fsv.pipeline.spec import FeatureSpec
 
-PRESETS: dict[str, FeatureSpec] = {
-    **{card.published.preset: card.published_spec() for card in BACKBONES.values()},
-    **{r.preset: card.published_spec(name) for card in BACKBONES.values() for name, r in card.recipes.items()},
-    **{spec.name: spec for fmt in FORMATS.values() for spec in fmt.specs},
-}
+
+@cache
+def presets() -> dict[str, FeatureSpec]:
+    """Every preset by name: each card's published features and recipes, each format's specs
+    (installed plugins' cards and formats included; computed once, on first use)."""
+    cards, formats = backbone_cards(), feature_formats()
+    found: dict[str, FeatureSpec] = {}
+    for spec in [
+        *(card.published_spec() for card in cards.values()),
+        *(card.published_spec(name) for card in cards.values() for name in card.recipes),
+        *(spec for fmt in formats.values() for spec in fmt.specs),
+    ]:
+        if found.get(spec.name, spec) != spec:  # a card's default recipe is its published preset, the same spec
+            raise FsvInputError(f"two backbones or formats define the spec preset {spec.name!r}; rename one")
+        found[spec.name] = spec
+    return found
 
 
 def spec_names() -> list[str]:
-    return sorted(PRESETS)
+    return sorted(presets())
 
 
 def get_spec(name_or_path: str | Path) -> FeatureSpec:
     """A preset by name, or a spec JSON file."""
     text = str(name_or_path)
-    if text in PRESETS:
-        return PRESETS[text]
+    if text in presets():
+        return presets()[text]
     path = Path(text)
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():

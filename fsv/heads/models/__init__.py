@@ -1,12 +1,10 @@
 """The heads of stage two and their registry; importing this package registers every head, the
-built-in ones and those of installed plugins (entry point group ``fsv.heads``, :mod:`fsv.plugins`)."""
+built-in ones; :func:`head_cards` and :func:`head_card` also load installed plugins' heads (entry
+point group ``fsv.heads``, :mod:`fsv.plugins`) the first time they are asked."""
 
 from fsv.heads.models import cdcca, protomatch, protonet, strm, ta2n, trx, vqknet  # noqa: F401  (register the heads)
 from fsv.heads.models.interface import CommonHead, Head, HeadOutput, RecognitionHead, WtalHead
-from fsv.heads.models.registry import HEADS, HeadCard, create_head, head_card, register_head
-from fsv.plugins import load_plugins
-
-load_plugins("fsv.heads")
+from fsv.heads.models.registry import HEADS, HeadCard, create_head, head_card, head_cards, register_head
 
 __all__ = [
     "HEADS",
@@ -18,5 +16,6 @@ __all__ = [
     "WtalHead",
     "create_head",
     "head_card",
+    "head_cards",
     "register_head",
 ]

@@ -12,6 +12,7 @@ from torch import nn
 
 from fsv.errors import FsvInputError
 from fsv.heads.models.interface import Head
+from fsv.plugins import load_plugins
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,20 @@ def register_head(
     return wrap
 
 
-def head_card(name: str) -> HeadCard:
-    """The card of head ``name``; an unknown name is an input error listing the heads."""
+def head_cards() -> dict[str, HeadCard]:
+    """Every registered head's card: the built-ins, then the installed plugins' (loaded on first use)."""
     import fsv.heads.models  # noqa: F401  (the registry's self-registration: importing the package registers the heads)
 
-    if name not in HEADS:
-        raise FsvInputError(f"unknown head {name!r}; choose one of {', '.join(sorted(HEADS))}")
-    return HEADS[name]
+    load_plugins("fsv.heads")
+    return HEADS
+
+
+def head_card(name: str) -> HeadCard:
+    """The card of head ``name``; an unknown name is an input error listing the heads."""
+    cards = head_cards()
+    if name not in cards:
+        raise FsvInputError(f"unknown head {name!r}; choose one of {', '.join(sorted(cards))}")
+    return cards[name]
 
 
 def create_head(name: str, **kwargs: Any) -> Head:

@@ -30,7 +30,7 @@ from fsv.heads.data.episodes import (
     fixed_episodes,
     videos_by_class,
 )
-from fsv.heads.data.features import FeatureBank, episode_tensors, with_features
+from fsv.heads.data.features import EpisodeTensors, FeatureBank, episode_tensors, with_features
 from fsv.heads.engine.loop import Schedule
 from fsv.heads.engine.run_folder import RENAMED_KEYS
 from fsv.heads.engine.runner import load_best
@@ -125,8 +125,7 @@ Logits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 def head_logits(head: RecognitionHead) -> Logits:
-    """``head`` in eval mode as a :data:`Logits` callable."""
-    head.eval()
+    """``head`` as a :data:`Logits` callable (put it in eval mode first)."""
     return lambda support, support_labels, query, way: head(support, support_labels, query, way).logits
 
 
@@ -154,7 +153,14 @@ def episode_accuracies(
     head: RecognitionHead, bank: FeatureBank, episodes: list, device: torch.device, *, progress: str | None = None
 ) -> np.ndarray:
     """Query accuracy of ``head`` on each of ``episodes`` (eval mode), ``(len(episodes),)``."""
+    head.eval()
     return episode_outcomes(head_logits(head), bank, episodes, device, progress=progress).accuracies
+
+
+def training_episode(bank: FeatureBank, sampler: EpisodeSampler, seed: int, i: int) -> EpisodeTensors:
+    """Training episode ``i`` of ``sampler`` from ``bank``, with the temporal jitter of its own
+    ``(seed, i)`` generator (the trainer's, and ``fsv.api.Episodes``')."""
+    return episode_tensors(bank, sampler.episode(i), train=True, rng=np.random.default_rng([seed, i, 1]))
 
 
 class RecognitionObjective:
@@ -183,10 +189,12 @@ class RecognitionObjective:
             EpisodeConfig("train", cfg.way, cfg.shot, cfg.query, cfg.seed),
         )
 
+    def train_episode(self, i: int) -> EpisodeTensors:
+        """Training episode ``i``: its videos and temporal jitter depend only on ``(seed, i)``."""
+        return training_episode(self.bank, self.sampler, self.cfg.seed, i)
+
     def step_loss(self, head: torch.nn.Module, i: int, device: torch.device) -> dict[str, torch.Tensor]:
-        t = episode_tensors(
-            self.bank, self.sampler.episode(i), train=True, rng=np.random.default_rng([self.cfg.seed, i, 1])
-        ).to(device)
+        t = self.train_episode(i).to(device)
         return head.loss(head(t.support, t.support_labels, t.query, t.way), t.query_labels)
 
     def validate(self, head: torch.nn.Module, device: torch.device) -> float | None:
@@ -224,7 +232,7 @@ def evaluate_outcomes(
     dev = resolve_device(device)
     manifest, stores = source.open()
     bank = split_bank(manifest, stores, split, cfg.view, cfg.seq_len)
-    head = load_best(run, build_head(cfg, bank).to(dev), dev)
+    head = load_best(run, build_head(cfg, bank).to(dev), dev).eval()
     config = EpisodeConfig(split, cfg.way, cfg.shot, cfg.query, 0)
     return score_fixed_episodes(
         head_logits(head), cfg.head, manifest, stores, bank, config, episodes or cfg.test_episodes, dev

@@ -661,8 +661,15 @@ def hf_card(folder: Path) -> BackboneCard:
 def register_backbone(card: BackboneCard, networks: dict[str, Network]) -> BackboneCard:
     """Add ``card`` to :data:`BACKBONES` and its ``networks`` (by the names ``card.networks``
     uses) to :data:`NETWORKS`, as a plugin does; a name fsv has already is refused."""
-    if card.name in BACKBONES or card.name == "hf":
+    cards = backbone_cards()
+    if card.name in cards or card.name == "hf":
         raise ValueError(f"backbone {card.name!r} is registered already; choose another name")
+    presets = {c.published.preset for c in cards.values()} | {
+        r.preset for c in cards.values() for r in c.recipes.values()
+    }
+    clash = sorted(({card.published.preset} | {r.preset for r in card.recipes.values()}) & presets)
+    if clash:
+        raise ValueError(f"spec presets {clash} are another backbone's; choose other names")
     taken = sorted(set(networks) & set(NETWORKS))
     if taken:
         raise ValueError(f"network names {taken} are registered already; choose other names")
@@ -686,6 +693,12 @@ def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
     return table[name]
 
 
+def backbone_cards() -> dict[str, BackboneCard]:
+    """Every backbone's card: the built-ins, then the installed plugins' (loaded on first use)."""
+    load_plugins("fsv.backbones")
+    return BACKBONES
+
+
 def backbone_card(name: str, weights: WeightsRef | None = None) -> BackboneCard:
     """The card of backbone ``name`` (``hf``: of the model folder ``weights``); an unknown name is
     an input error listing the known ones."""
@@ -693,10 +706,11 @@ def backbone_card(name: str, weights: WeightsRef | None = None) -> BackboneCard:
         if weights is None or weights.path is None or not weights.path.is_dir():
             raise FsvInputError("--backbone hf reads a transformers model folder: pass --weights FOLDER")
         return hf_card(weights.path)
-    return _lookup(BACKBONES, name, "backbone")
+    return _lookup(backbone_cards(), name, "backbone")
 
 
 def _network(name: str) -> Network:
+    load_plugins("fsv.backbones")
     return _lookup(NETWORKS, name, "network")
 
 
@@ -744,6 +758,3 @@ def create_backbone(name: str, weights: WeightsRef, **kwargs: Any) -> nn.Module:
             f"{weights.path}: does not fit {name} (missing {len(missing)} keys, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
         )
     return model.eval()
-
-
-load_plugins("fsv.backbones")  # after every built-in card, so that a plugin cannot take their names

@@ -29,21 +29,37 @@ FORMATS: dict[str, FeatureFormat] = {
 
 def register_format(fmt: FeatureFormat) -> FeatureFormat:
     """Add ``fmt`` to :data:`FORMATS`, as a plugin does; a name fsv has already is refused."""
-    if fmt.name in FORMATS:
+    formats = feature_formats()
+    if fmt.name in formats:
         raise ValueError(f"feature format {fmt.name!r} is registered already; choose another name")
+    taken = {s.name for f in formats.values() for s in f.specs}
+    clash = sorted({s.name for s in fmt.specs} & taken)
+    if clash:
+        raise ValueError(f"spec presets {clash} are another format's; choose other names")
     FORMATS[fmt.name] = fmt
     return fmt
 
 
+def feature_formats() -> dict[str, FeatureFormat]:
+    """Every format: the built-ins, then the installed plugins' (loaded on first use)."""
+    load_plugins("fsv.formats")
+    return FORMATS
+
+
 def feature_format(name: str) -> FeatureFormat:
     """The format called ``name``; an unknown name is an input error listing the known ones."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise FsvInputError(f"unknown feature format {name!r}; choose one of {', '.join(FORMATS)}") from None
+    formats = feature_formats()
+    if name not in formats:
+        raise FsvInputError(f"unknown feature format {name!r}; choose one of {', '.join(formats)}")
+    return formats[name]
 
 
-__all__ = ["FORMATS", "FeatureFormat", "Features", "SourceVideo", "feature_format"]
-
-
-load_plugins("fsv.formats")  # after the built-in formats, so that a plugin cannot take their names
+__all__ = [
+    "FORMATS",
+    "FeatureFormat",
+    "Features",
+    "SourceVideo",
+    "feature_format",
+    "feature_formats",
+    "register_format",
+]

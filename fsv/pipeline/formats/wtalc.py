@@ -42,6 +42,7 @@ from fsv.pipeline.formats.base import (
 )
 from fsv.pipeline.manifests.model import LABEL_SEP, Manifest, Segment, VideoRecord
 from fsv.pipeline.spec import FeatureSpec
+from fsv.files import atomic_path
 from fsv.pipeline.formats.npy_pickle import save_object_array
 from fsv.safe_pickle.arrays import load_npy
 
@@ -205,7 +206,8 @@ def write(store, manifest: Manifest, out: Path) -> list[Path]:
         if array.dtype == object:
             save_object_array(ann / f"{name}.npy", array)
         else:
-            np.save(ann / f"{name}.npy", array)
+            with atomic_path(ann / f"{name}.npy") as tmp:
+                np.save(tmp, array)
         written.append(ann / f"{name}.npy")
     lines = [f"{r.video_id}  {s:g} {e:g}" for r in records for s, e in r.ambiguous]
     if lines:

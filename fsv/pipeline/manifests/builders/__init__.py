@@ -37,7 +37,8 @@ def register_dataset(name: str, builder: Builder) -> Builder:
     """Add ``builder`` (``builder(*, root, annotations, splits, task) -> Manifest``, the paths None
     when not given, as :func:`build_manifest` calls the built-in ones) to :data:`BUILDERS` under
     ``name``, as a plugin does; a name fsv has already is refused."""
-    if name in BUILDERS or name in ALIASES:
+    name = canonical_name(name)
+    if name in BUILDERS or name in ALIASES or name in _format_builders():
         raise ValueError(f"dataset {name!r} is registered already; choose another name")
     BUILDERS[name] = builder
     return builder
@@ -45,15 +46,17 @@ def register_dataset(name: str, builder: Builder) -> Builder:
 
 def dataset_names() -> list[str]:
     """Dataset names accepted by :func:`build_manifest` (aliases included; the feature formats
-    that carry annotations are accepted too, but are not datasets)."""
+    that carry annotations are accepted too, but are not datasets); installed plugins' datasets
+    are loaded first."""
+    load_plugins("fsv.datasets")
     return sorted(set(BUILDERS) | set(ALIASES))
 
 
 def _format_builders() -> dict[str, Callable[[Path], Manifest]]:
     """The published feature formats that carry annotations (imported late: formats read manifests)."""
-    from fsv.pipeline.formats import FORMATS
+    from fsv.pipeline.formats import feature_formats
 
-    return {name: f.build_manifest for name, f in FORMATS.items() if f.build_manifest is not None}
+    return {name: f.build_manifest for name, f in feature_formats().items() if f.build_manifest is not None}
 
 
 def canonical_name(dataset: str) -> str:
@@ -84,6 +87,7 @@ def build_manifest(
                 f"the {dataset} format builds its manifest from --annotations PATH alone (no --root or --splits)"
             )
         return from_format(Path(annotations))
+    load_plugins("fsv.datasets")
     builder = BUILDERS.get(name)
     if builder is None:
         raise FsvInputError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")
@@ -93,6 +97,3 @@ def build_manifest(
         splits=Path(splits) if splits is not None else None,
         task=task,
     )
-
-
-load_plugins("fsv.datasets")  # after the built-in builders, so that a plugin cannot take their names
